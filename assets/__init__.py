@@ -1,0 +1,6 @@
+"""The lifecycle's Dagster assets and checks: thin adapters over squeezeflow.lifecycle."""
+
+from assets.core import core_assets, core_checks
+from assets.targets import target_assets
+
+__all__ = ["core_assets", "core_checks", "target_assets"]

@@ -1,0 +1,138 @@
+"""`squeezeflow`: run the lifecycle job, run one stage (dvc.yaml's command), regenerate dvc.yaml, open the UIs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+DAGSTER_YAML = """\
+# Written by squeezeflow on first use. Runs share one workspace (and DVC's repo lock): one run at a time.
+telemetry:
+  enabled: false
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    max_concurrent_runs: 1
+"""
+
+
+def setup_env(root: Path) -> Path:
+    """Defaults that keep all state inside the workspace and every service quiet and offline."""
+    state = root / ".squeezeflow"
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(state / "dagster")))
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    for k, v in {"MLFLOW_DISABLE_TELEMETRY": "true", "GX_ANALYTICS_ENABLED": "false", "DVC_NO_ANALYTICS": "1",
+                 "DAGSTER_DISABLE_TELEMETRY": "true", "SQUEEZEFLOW_ROOT": str(root)}.items():
+        os.environ.setdefault(k, v)
+    return home
+
+
+def _overrides(args) -> list[str]:
+    items = list(args.set or [])
+    if args.npz:
+        items += ["dataset.name=npz", f"dataset.path={Path(args.npz).resolve()}"]
+    elif args.dataset:
+        items.append(f"dataset.name={args.dataset}")
+    return items
+
+
+def cmd_run(args) -> int:
+    from squeezeflow.config import apply_overrides, parse_override
+    from squeezeflow.errors import SqueezeflowInputError
+    from squeezeflow.workspace import Workspace
+
+    root = Path(args.root).resolve()
+    setup_env(root)
+    ws = Workspace(root)
+    overrides = _overrides(args)
+    try:  # bad params, targets or dataset names fail here, before any run starts
+        params = apply_overrides(ws.params(), dict(parse_override(o) for o in overrides), source="command line")
+        from squeezeflow.data import DATASETS
+        from squeezeflow.targets import select_targets
+
+        if params.dataset.name not in DATASETS:
+            raise SqueezeflowInputError("command line", "dataset.name", params.dataset.name,
+                                        f"unknown dataset; known: {sorted(DATASETS)}")
+        targets = [t.name for t in select_targets(ws.targets, args.target, "--target")]
+    except SqueezeflowInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from pipelines.runner import run_lifecycle
+
+    return run_lifecycle(ws, overrides, targets, tracking_uri=args.tracking_uri)
+
+
+def cmd_stage(args) -> int:
+    from squeezeflow.lifecycle import run_stage_locally
+    from squeezeflow.workspace import Workspace
+
+    ws = Workspace(Path(args.root).resolve())
+    if args.name not in ws.stages:
+        print(f"error: unknown stage '{args.name}'; known: {sorted(ws.stages)}", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    metrics = run_stage_locally(ws, args.name, ws.params())
+    print(f"{args.name}: done in {time.perf_counter() - t0:.1f}s {metrics}")
+    return 0
+
+
+def cmd_dvc_yaml(args) -> int:
+    from squeezeflow.workspace import Workspace
+
+    ws = Workspace(Path(args.root).resolve())
+    ws.prepare()
+    print(f"wrote {ws.dvc_yaml_path}")
+    return 0
+
+
+def cmd_ui(args) -> int:
+    root = Path(args.root).resolve()
+    setup_env(root)
+    bin_dir = Path(sys.executable).parent
+    if args.which == "dagster":
+        argv = [str(bin_dir / "dagster"), "dev", "-m", "pipelines.definitions", "-h", args.host, "-p", str(args.port or 3000)]
+    else:
+        db = root / ".squeezeflow" / "mlflow.db"
+        argv = [str(bin_dir / "mlflow"), "ui", "--backend-store-uri", os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{db}"),
+                "--host", args.host, "--port", str(args.port or 5000), "--workers", "1"]
+    print("$ " + " ".join(argv), flush=True)
+    os.chdir(root)
+    os.execv(argv[0], argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from squeezeflow.workspace import default_root
+
+    p = argparse.ArgumentParser(prog="squeezeflow", description=__doc__)
+    p.add_argument("--root", default=str(default_root()), help="workspace folder (a DVC repo); default: the project")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="run the whole lifecycle job (train big -> compress -> ... -> promote)")
+    src = r.add_mutually_exclusive_group()
+    src.add_argument("--dataset", help="built-in dataset: digits (default) or mnist1d")
+    src.add_argument("--npz", help="your own .npz holding x (float, N x ...) and y (int labels 0..C-1)")
+    r.add_argument("--target", action="append", help="only this target (repeatable); default: all in device_targets/")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override params.yaml, e.g. teacher.train.epochs=5")
+    r.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or SQLite in .squeezeflow/)")
+    r.set_defaults(fn=cmd_run)
+    s = sub.add_parser("stage", help="run one stage in place (the command dvc.yaml gives `dvc repro`)")
+    s.add_argument("name")
+    s.set_defaults(fn=cmd_stage)
+    d = sub.add_parser("dvc-yaml", help="regenerate dvc.yaml from the stage registry and device_targets/")
+    d.set_defaults(fn=cmd_dvc_yaml)
+    u = sub.add_parser("ui", help="open the Dagster or MLflow UI on this workspace")
+    u.add_argument("which", choices=["dagster", "mlflow"])
+    u.add_argument("--host", default="127.0.0.1")
+    u.add_argument("--port", type=int)
+    u.set_defaults(fn=cmd_ui)
+    args = p.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from dagster import AssetSelection, define_asset_job, in_process_executor
+
+# In-process: DVC needs its calls serial anyway, and one process saves a torch import per step.
+# Scale out by swapping the executor (celery/k8s, see infra/) once stages no longer share one workspace.
+lifecycle_job = define_asset_job(
+    "lifecycle",
+    selection=AssetSelection.all(),
+    executor_def=in_process_executor,
+    description="The whole lifecycle: dataset -> teacher -> compressed -> finetuned -> exported -> per-target "
+    "build -> validated (gate) -> promoted.",
+    tags={"dagster/max_retries": 0},
+)

@@ -1,0 +1,86 @@
+"""Run the lifecycle job in this process against the persistent Dagster instance, then report."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from dagster import AssetKey, DagsterInstance
+
+from squeezeflow.summary import format_table, target_rows, write_summary
+from squeezeflow.workspace import Workspace
+
+CORE = ["dataset", "teacher", "compressed", "finetuned", "exported"]
+
+
+def _selection(ws: Workspace, targets: list[str]) -> list[AssetKey]:
+    keys = [AssetKey(k) for k in CORE]
+    for t in targets:
+        key = ws.targets[t].key
+        keys += [AssetKey([key, "build"]), AssetKey([key, "validated"]), AssetKey([key, "promoted"])]
+    return keys
+
+
+def _check_results(result) -> tuple[dict[str, dict], list[dict]]:
+    """Gate verdicts per target key, and failures of the other checks."""
+    gates, others = {}, []
+    for ev in result.get_asset_check_evaluations():
+        meta = {k: getattr(v, "value", v) for k, v in ev.metadata.items()}
+        if ev.check_name == "gate":
+            checks = meta.get("checks") or []
+            gates[ev.asset_key.path[0]] = {"passed": ev.passed, "checks": checks,
+                                           "reasons": [c["message"] for c in checks if not c["passed"]]}
+        elif not ev.passed:
+            others.append({"check": ev.check_name, "asset": ev.asset_key.to_user_string(),
+                           "failures": meta.get("failures") or meta, "description": ev.description})
+    return gates, others
+
+
+def _promotions(result) -> dict[str, dict]:
+    out = {}
+    for ev in result.get_asset_materialization_events():
+        mat = ev.step_materialization_data.materialization
+        if mat.asset_key.path[-1] == "promoted":
+            out[mat.asset_key.path[0]] = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+    return out
+
+
+def run_lifecycle(ws: Workspace, overrides: list[str], targets: list[str], tracking_uri: str | None = None) -> int:
+    """Exit code: 0 all promoted, 3 a gate held a target back, 1 the run failed (data check, error)."""
+    from pipelines.definitions import build_definitions
+
+    resource = {"root": str(ws.root), "overrides": overrides}
+    if tracking_uri:
+        resource["tracking_uri"] = tracking_uri
+    job = build_definitions(ws.root).resolve_job_def("lifecycle")
+    run_config = {"resources": {"squeezeflow": {"config": resource}},
+                  "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    print(f"squeezeflow: lifecycle on {ws.root} (targets: {', '.join(targets)})", flush=True)
+    with DagsterInstance.get() as instance:
+        result = job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False,
+                                        asset_selection=_selection(ws, targets))
+    gates, failed_checks = _check_results(result)
+    promotions = _promotions(result)
+    by_name = {t: ws.targets[t].key for t in targets}
+    rows = target_rows(ws, targets, {t: gates[k] for t, k in by_name.items() if k in gates},
+                       {t: promotions[k] for t, k in by_name.items() if k in promotions})
+    errors = [f"{e.step_key}: {e.event_specific_data.error.message.strip().splitlines()[-1]}"
+              for e in result.get_step_failure_events() if e.event_specific_data and e.event_specific_data.error]
+    summary = {"dagster_run_id": result.run_id, "success": result.success, "workspace": str(ws.root),
+               "targets": rows, "failed_checks": failed_checks, "errors": errors}
+    path = write_summary(ws.state_dir / "runs" / result.run_id / "summary.json", summary)
+    print("\n" + format_table(rows))
+    for chk in failed_checks:
+        print(f"\ncheck '{chk['check']}' on {chk['asset']} FAILED:", file=sys.stderr)
+        for f in chk["failures"] if isinstance(chk["failures"], list) else [chk["failures"]]:
+            print(f"  {f.get('message', f) if isinstance(f, dict) else f}", file=sys.stderr)
+    for err in errors:
+        print(f"error: {err}", file=sys.stderr)
+    print(f"\nsummary: {path}")
+    print(f"Dagster UI (asset graph, runs, checks): ./sf ui dagster   -> http://127.0.0.1:3000/runs/{result.run_id}")
+    print("MLflow UI (runs, lineage, registry):    ./sf ui mlflow    -> http://127.0.0.1:5000")
+    if failed_checks or errors and not gates:
+        return 1
+    if any(not g["passed"] for g in gates.values()) or len(promotions) < len(targets):
+        return 3 if not errors or all(g for g in gates.values()) else 1
+    return 0 if result.success else 1

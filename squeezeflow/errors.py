@@ -1,0 +1,24 @@
+"""One error type for bad input: it always names the file, the field and the value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+class SqueezeflowInputError(ValueError):
+    """Bad user input (a dataset, params file or target profile), raised before any work is done."""
+
+    def __init__(self, source: str | Path, field: str, value: Any, problem: str):
+        self.source, self.field, self.value, self.problem = str(source), field, value, problem
+        shown = repr(value)
+        if len(shown) > 120:
+            shown = shown[:117] + "..."
+        super().__init__(f"{self.source}: field '{field}' = {shown}: {problem}")
+
+
+def from_pydantic(source: str | Path, exc: Any) -> SqueezeflowInputError:
+    """Turn the first error of a pydantic ValidationError into one clear message."""
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err.get("loc", ())) or "<root>"
+    return SqueezeflowInputError(source, field, err.get("input"), err.get("msg", "invalid"))

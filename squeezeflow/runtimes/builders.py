@@ -1,0 +1,85 @@
+"""Builders turn the exported ONNX model into a target's deployable file. Add one by registering a class."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from squeezeflow.export.onnx import INPUT
+from squeezeflow.io import atomic_path
+from squeezeflow.targets import BuildSpec
+
+BUILDERS: dict[str, type["Builder"]] = {}
+
+
+def register_builder(cls: type["Builder"]) -> type["Builder"]:
+    BUILDERS[cls.name] = cls
+    return cls
+
+
+class Builder:
+    name: ClassVar[str]
+
+    def build(self, source: Path, dest: Path, spec: BuildSpec, calibration: np.ndarray) -> dict:
+        raise NotImplementedError
+
+
+_LEVELS = {"basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+
+
+@register_builder
+class OrtFp32(Builder):
+    """ONNX Runtime graph optimisations applied once, offline, and saved: sessions load the optimised graph."""
+
+    name = "ort-fp32"
+
+    def build(self, source: Path, dest: Path, spec: BuildSpec, calibration: np.ndarray) -> dict:
+        import onnxruntime as ort
+
+        with atomic_path(dest) as tmp:
+            opts = ort.SessionOptions()
+            opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[spec.optimization_level])
+            opts.optimized_model_filepath = str(tmp)
+            ort.InferenceSession(str(source), opts, providers=["CPUExecutionProvider"])
+        return {"optimization_level": spec.optimization_level}
+
+
+class _Calibration:
+    """ONNX Runtime's CalibrationDataReader protocol over an array of training samples."""
+
+    def __init__(self, x: np.ndarray):
+        self._rows = iter(x.astype(np.float32)[:, None])
+
+    def get_next(self):
+        row = next(self._rows, None)
+        return None if row is None else {INPUT: row}
+
+    def rewind(self):  # not needed for one pass
+        pass
+
+
+@register_builder
+class OrtInt8Qdq(Builder):
+    """Static int8 quantization in QDQ form, calibrated on training samples."""
+
+    name = "ort-int8-qdq"
+
+    def build(self, source: Path, dest: Path, spec: BuildSpec, calibration: np.ndarray) -> dict:
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                   "percentile": CalibrationMethod.Percentile}
+        samples = calibration[: spec.calibration_samples]
+        with tempfile.TemporaryDirectory() as tmpdir, atomic_path(dest) as tmp:
+            prepped = Path(tmpdir) / "prepped.onnx"
+            quant_pre_process(str(source), str(prepped), skip_symbolic_shape=True)
+            quantize_static(str(prepped), str(tmp), _Calibration(samples), quant_format=QuantFormat.QDQ,
+                            per_channel=spec.per_channel, activation_type=QuantType.QInt8 if spec.symmetric_activations else QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, calibrate_method=methods[spec.calibration_method],
+                            extra_options={"ActivationSymmetric": spec.symmetric_activations})
+        return {"calibration_samples": int(len(samples)), "per_channel": spec.per_channel,
+                "calibration_method": spec.calibration_method}

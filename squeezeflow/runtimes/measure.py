@@ -1,0 +1,41 @@
+"""On-device validation: accuracy through the target's runtime, file size, latency and throughput."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from squeezeflow.export.onnx import INPUT, OUTPUT, session
+from squeezeflow.targets import MeasureSpec
+
+
+def measure(model_path: Path, x: np.ndarray, y: np.ndarray, spec: MeasureSpec) -> dict:
+    sess = session(model_path, spec.threads)
+    x = x.astype(np.float32)
+    logits = np.concatenate([sess.run([OUTPUT], {INPUT: x[i : i + 512]})[0] for i in range(0, len(x), 512)])
+    one = x[:1]
+    for _ in range(spec.warmup):
+        sess.run([OUTPUT], {INPUT: one})
+    times = np.empty(spec.iterations)
+    for i in range(spec.iterations):
+        t0 = time.perf_counter()
+        sess.run([OUTPUT], {INPUT: x[i % len(x)][None]})
+        times[i] = time.perf_counter() - t0
+    batch = np.resize(x, (spec.throughput_batch, *x.shape[1:]))
+    sess.run([OUTPUT], {INPUT: batch})
+    reps, t0 = 0, time.perf_counter()
+    while reps < 5 or time.perf_counter() - t0 < 0.5:
+        sess.run([OUTPUT], {INPUT: batch})
+        reps += 1
+    elapsed = time.perf_counter() - t0
+    return {
+        "accuracy": float((logits.argmax(1) == y).mean() * 100.0),
+        "model_bytes": Path(model_path).stat().st_size,
+        "latency_p50_ms": float(np.percentile(times, 50) * 1e3),
+        "latency_p95_ms": float(np.percentile(times, 95) * 1e3),
+        "throughput_per_s": float(reps * spec.throughput_batch / elapsed),
+        "threads": spec.threads,
+        "test_samples": int(len(y)),
+    }

@@ -1,0 +1,95 @@
+"""Hardware target profiles: one YAML file per target in device_targets/, validated on load."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from squeezeflow.errors import SqueezeflowInputError, from_pydantic
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BuildSpec(Strict):
+    """How the exported ONNX model becomes this target's artifact (a registered builder's name + options)."""
+
+    builder: str = Field(description="a registered builder, e.g. ort-fp32 or ort-int8-qdq")
+    optimization_level: Literal["basic", "extended", "all"] = "extended"
+    per_channel: bool = True
+    symmetric_activations: bool = False
+    calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    calibration_samples: int = Field(256, ge=1, le=100_000)
+
+
+class MeasureSpec(Strict):
+    threads: int = Field(1, ge=1, le=256)
+    warmup: int = Field(20, ge=0)
+    iterations: int = Field(200, ge=10, le=1_000_000)
+    throughput_batch: int = Field(256, ge=1)
+
+
+class Budgets(Strict):
+    max_accuracy_drop: float = Field(description="points of test accuracy the target may lose vs the teacher", ge=0, le=100)
+    max_latency_p95_ms: float = Field(gt=0)
+    max_model_bytes: int = Field(gt=0)
+
+
+class TargetProfile(Strict):
+    name: str
+    description: str = ""
+    runtime: Literal["onnxruntime"] = "onnxruntime"
+    build: BuildSpec
+    measure: MeasureSpec = MeasureSpec()
+    budgets: Budgets
+
+    @property
+    def key(self) -> str:
+        """The name as a Dagster/DVC-safe identifier."""
+        return self.name.replace("-", "_")
+
+
+def load_target(path: Path) -> TargetProfile:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise SqueezeflowInputError(path, "<root>", None, f"unreadable target profile: {exc}") from None
+    if not isinstance(data, dict):
+        raise SqueezeflowInputError(path, "<root>", data, "expected a mapping")
+    try:
+        profile = TargetProfile.model_validate(data)
+    except ValidationError as exc:
+        raise from_pydantic(path, exc) from None
+    if profile.name != path.stem:
+        raise SqueezeflowInputError(path, "name", profile.name, f"must equal the file name '{path.stem}'")
+    if not NAME_RE.match(profile.name):
+        raise SqueezeflowInputError(path, "name", profile.name, "use lowercase letters, digits and '-'")
+    from squeezeflow.runtimes import BUILDERS  # late: builders import onnxruntime
+
+    if profile.build.builder not in BUILDERS:
+        raise SqueezeflowInputError(
+            path, "build.builder", profile.build.builder, f"unknown builder; known: {sorted(BUILDERS)}"
+        )
+    return profile
+
+
+def load_targets(directory: Path) -> dict[str, TargetProfile]:
+    files = sorted(Path(directory).glob("*.yaml"))
+    return {p.stem: load_target(p) for p in files}
+
+
+def select_targets(all_targets: dict[str, TargetProfile], names: list[str] | None, source: Any) -> list[TargetProfile]:
+    if not names:
+        return list(all_targets.values())
+    unknown = [n for n in names if n not in all_targets]
+    if unknown:
+        raise SqueezeflowInputError(source, "targets", unknown[0], f"unknown target; known: {sorted(all_targets)}")
+    return [all_targets[n] for n in names]

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+RUN_KEY_TAG = "squeezeflow.run_key"  # the Dagster run id: joins MLflow runs to the Dagster run
+STAGE_TAG = "squeezeflow.stage"
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _numeric(metrics: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in flatten(metrics).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+class Tracker:
+    """Explicit run ids through MlflowClient: no global active-run state to leak between stages."""
+
+    def __init__(self, tracking_uri: str, experiment: str = "squeezeflow", artifact_location: Path | None = None):
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        from mlflow import MlflowClient
+
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        exp = self.client.get_experiment_by_name(experiment)
+        if exp is None:
+            location = artifact_location.resolve().as_uri() if artifact_location else None
+            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+        else:
+            self.experiment_id = exp.experiment_id
+
+    def parent_run(self, run_key: str, params: dict, tags: dict[str, str]) -> str:
+        """Find or create the parent run of a pipeline run (every stage asks; the first creates it)."""
+        found = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{run_key}' "
+                                        f"and tags.`{STAGE_TAG}` = 'pipeline'", max_results=1)
+        if found:
+            return found[0].info.run_id
+        run = self.client.create_run(self.experiment_id, run_name=f"lifecycle-{run_key[:8]}",
+                                     tags={RUN_KEY_TAG: run_key, STAGE_TAG: "pipeline", **tags})
+        flat = flatten(params)
+        from mlflow.entities import Param
+
+        self.client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in flat.items()])
+        return run.info.run_id
+
+    def stage_run(self, parent_id: str, run_key: str, stage: str, metrics: dict, tags: dict[str, str],
+                  params: dict | None = None) -> str:
+        run = self.client.create_run(self.experiment_id, run_name=stage, tags={
+            "mlflow.parentRunId": parent_id, RUN_KEY_TAG: run_key, STAGE_TAG: stage, **tags})
+        from mlflow.entities import Metric, Param
+        import time
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            run.info.run_id,
+            metrics=[Metric(k, v, now, 0) for k, v in _numeric(metrics).items()],
+            params=[Param(k, str(v)[:6000]) for k, v in flatten(params or {}).items()],
+        )
+        return run.info.run_id
+
+    def log_dataset(self, run_id: str, name: str, source: str, x, y, context: str) -> None:
+        import mlflow.data
+        from mlflow.entities import DatasetInput, InputTag
+
+        import warnings
+
+        with warnings.catch_warnings():  # a free-text source ("sklearn.datasets.load_digits") is ambiguous to MLflow
+            warnings.simplefilter("ignore", UserWarning)
+            ds = mlflow.data.from_numpy(features=x, targets=y, source=source, name=name)
+        self.client.log_inputs(run_id, datasets=[DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])])
+
+    def end(self, run_id: str, failed: bool = False) -> None:
+        self.client.set_terminated(run_id, status="FAILED" if failed else "FINISHED")
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        for k, v in tags.items():
+            self.client.set_tag(run_id, k, v)

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+DEFAULT_REMOTE = "local"
+
+
+class DvcStore:
+    """A thin layer over `dvc.repo.Repo`. DVC holds a repo-wide lock: callers keep these calls serial."""
+
+    def __init__(self, root: Path, state_dir: Path):
+        self.root = Path(root)
+        os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+        os.environ.setdefault("DVC_SITE_CACHE_DIR", str(Path(state_dir) / "dvc-site"))
+        self.default_remote_dir = Path(state_dir) / "dvc-remote"
+
+    def _repo(self):
+        import logging
+
+        from dvc.repo import Repo
+
+        logging.getLogger("dvc").setLevel(logging.WARNING)  # no "Updating lock file" chatter per stage
+
+        return Repo(str(self.root))
+
+    def ensure(self) -> None:
+        """`dvc init` (without git if the folder is not a git repo) and a local default remote if none is set."""
+        from dvc.repo import Repo
+
+        if not (self.root / ".dvc").is_dir():
+            Repo.init(str(self.root), no_scm=not (self.root / ".git").exists())
+        with self._repo() as repo:
+            if not repo.config["core"].get("remote"):
+                with repo.config.edit() as conf:
+                    # Relative to .dvc/ (as DVC reads it): the config stays valid wherever the repo is cloned.
+                    url = os.path.relpath(self.default_remote_dir, self.root / ".dvc")
+                    conf["remote"][DEFAULT_REMOTE] = {"url": url}
+                    conf["core"]["remote"] = DEFAULT_REMOTE
+
+    def up_to_date(self, stage: str) -> bool:
+        """True when dvc.lock records this stage with the current deps, params and outs."""
+        with self._repo() as repo:
+            return not repo.status(targets=[stage])
+
+    def commit(self, stage: str) -> None:
+        """Record the outputs we just produced in dvc.lock and the DVC cache (the stage ran in-process)."""
+        with self._repo() as repo:
+            repo.commit(stage, force=True)
+
+    def push(self, stage: str) -> int:
+        with self._repo() as repo:
+            return repo.push(targets=[stage])
+
+    def lock(self) -> dict:
+        path = self.root / "dvc.lock"
+        return (yaml.safe_load(path.read_text()) or {}).get("stages", {}) if path.exists() else {}
+
+    def hashes(self) -> dict[str, str]:
+        """stage -> md5 of its output, as recorded in dvc.lock."""
+        return {name: entry["outs"][0]["md5"] for name, entry in self.lock().items() if entry.get("outs")}

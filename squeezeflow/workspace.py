@@ -1,0 +1,89 @@
+"""A workspace is a DVC repo holding params.yaml, device_targets/, the generated dvc.yaml and the artifacts.
+
+The project checkout is the default workspace; tests make their own in a temp folder.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from squeezeflow.config import Params, apply_overrides, load_params
+from squeezeflow.io import write_text
+from squeezeflow.stages import Stage, stage_graph
+from squeezeflow.targets import TargetProfile, load_targets
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+CODE_VERSIONS = ".squeezeflow/code_versions.yaml"
+
+
+def default_root() -> Path:
+    return Path(os.environ.get("SQUEEZEFLOW_ROOT", PROJECT_ROOT)).resolve()
+
+
+class Workspace:
+    def __init__(self, root: Path | str | None = None):
+        self.root = Path(root).resolve() if root else default_root()
+
+    params_path = property(lambda self: self.root / "params.yaml")
+    targets_dir = property(lambda self: self.root / "device_targets")
+    artifacts_dir = property(lambda self: self.root / "artifacts")
+    state_dir = property(lambda self: self.root / ".squeezeflow")
+    dvc_yaml_path = property(lambda self: self.root / "dvc.yaml")
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.artifacts_dir / stage
+
+    def rel(self, path: Path) -> str:
+        return Path(path).relative_to(self.root).as_posix()
+
+    @cached_property
+    def targets(self) -> dict[str, TargetProfile]:
+        return load_targets(self.targets_dir)
+
+    @cached_property
+    def stages(self) -> dict[str, Stage]:
+        return stage_graph(list(self.targets.values()))
+
+    def params(self) -> Params:
+        return load_params(self.params_path)
+
+    def prepare(self, overrides: dict[str, Any] | None = None) -> Params:
+        """Apply run-time overrides to params.yaml (as `dvc exp run -S` does) and regenerate dvc.yaml and the
+        code versions, so DVC sees exactly what this run will use. Writes only what changed."""
+        params = apply_overrides(self.params(), overrides or {}) if overrides else self.params()
+        self._write_if_changed(self.params_path, yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
+        versions = {name: stage.code_version() for name, stage in self.stages.items()}
+        self._write_if_changed(self.root / CODE_VERSIONS, yaml.safe_dump(versions, sort_keys=True))
+        self._write_if_changed(self.dvc_yaml_path, render_dvc_yaml(self))
+        return params
+
+    @staticmethod
+    def _write_if_changed(path: Path, text: str) -> None:
+        if not path.exists() or path.read_text() != text:
+            write_text(path, text)
+
+
+def dvc_stage(ws: Workspace, stage: Stage) -> dict:
+    params: list = list(stage.params)
+    if stage.target_params:
+        params.append({ws.rel(ws.targets_dir / f"{stage.target.name}.yaml"): list(stage.target_params)})
+    params.append({CODE_VERSIONS: [stage.name]})
+    entry: dict = {"cmd": f"squeezeflow stage {stage.name}"}
+    if stage.description:
+        entry["desc"] = stage.description
+    if stage.deps:
+        entry["deps"] = [ws.rel(ws.stage_dir(d)) for d in stage.deps]
+    entry["params"] = params
+    entry["outs"] = [ws.rel(ws.stage_dir(stage.name))]
+    return entry
+
+
+def render_dvc_yaml(ws: Workspace) -> str:
+    body = {"stages": {name: dvc_stage(ws, s) for name, s in ws.stages.items()}}
+    header = "# Generated from squeezeflow/stages by `squeezeflow dvc-yaml` (and by every run): do not edit.\n"
+    return header + yaml.safe_dump(body, sort_keys=False)
