@@ -78,14 +78,19 @@ def _suite(spec: DataCheckSpec, split: str):
     return suite
 
 
-def _failure(spec: DataCheckSpec, split: str, res: Any) -> dict[str, Any]:
+def _first_nonfinite(x: np.ndarray) -> str:
+    bad = x[~np.isfinite(x)]
+    return str(bad.flat[0]) if bad.size else "nan"
+
+
+def _failure(spec: DataCheckSpec, split: str, res: Any, x: np.ndarray) -> dict[str, Any]:
     cfg = res.expectation_config
     column = cfg.kwargs.get("column")
     detail = res.result or {}
-    if "partial_unexpected_list" in detail and detail.get("partial_unexpected_list"):
+    if column == "n_nonfinite":
+        value = _first_nonfinite(x)  # the summary holds counts; report the offending value itself
+    elif detail.get("partial_unexpected_list"):
         value = detail["partial_unexpected_list"][0]
-    elif column == "n_nonfinite":
-        value = "nan/inf"
     else:
         value = detail.get("observed_value", detail.get("details"))
     if isinstance(value, float) and np.isnan(value):
@@ -124,5 +129,5 @@ def check_splits(splits: Splits, spec: DataCheckSpec) -> DataCheckReport:
         for res in result.results:
             if not res.success:
                 report.passed = False
-                report.failures.append(_failure(spec, split, res))
+                report.failures.append(_failure(spec, split, res, splits.x[split]))
     return report

@@ -35,24 +35,29 @@ class DvcStore:
         with self._repo() as repo:
             if not repo.config["core"].get("remote"):
                 with repo.config.edit() as conf:
-                    # Relative to .dvc/ (as DVC reads it): the config stays valid wherever the repo is cloned.
-                    url = os.path.relpath(self.default_remote_dir, self.root / ".dvc")
+                    # DVC reads a relative path here against the current directory and stores it relative to
+                    # .dvc/: the committed config then stays valid wherever the repo is cloned.
+                    url = os.path.relpath(self.default_remote_dir)
                     conf["remote"][DEFAULT_REMOTE] = {"url": url}
                     conf["core"]["remote"] = DEFAULT_REMOTE
+
+    def _target(self, stage: str) -> str:
+        # DVC resolves targets against the current directory, not the repo: name dvc.yaml absolutely.
+        return f"{self.root / 'dvc.yaml'}:{stage}"
 
     def up_to_date(self, stage: str) -> bool:
         """True when dvc.lock records this stage with the current deps, params and outs."""
         with self._repo() as repo:
-            return not repo.status(targets=[stage])
+            return not repo.status(targets=[self._target(stage)])
 
     def commit(self, stage: str) -> None:
         """Record the outputs we just produced in dvc.lock and the DVC cache (the stage ran in-process)."""
         with self._repo() as repo:
-            repo.commit(stage, force=True)
+            repo.commit(self._target(stage), force=True)
 
     def push(self, stage: str) -> int:
         with self._repo() as repo:
-            return repo.push(targets=[stage])
+            return repo.push(targets=[self._target(stage)])
 
     def lock(self) -> dict:
         path = self.root / "dvc.lock"

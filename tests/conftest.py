@@ -1,0 +1,77 @@
+"""Shared fixtures: every test works in its own temp workspace (a real DVC repo with a local remote), with a
+SQLite MLflow store and a Dagster instance inside it. Nothing touches the project's own state."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+# Small enough that a whole lifecycle runs in seconds; the behaviour under test is the same.
+TINY = {
+    "teacher": {"hidden": [64], "train": {"epochs": 6, "patience": 3}},
+    "compress": {"distill": {"student_hidden": [16], "train": {"epochs": 6, "patience": 3}}},
+    "finetune": {"train": {"epochs": 2, "patience": 2}},
+}
+
+
+def write_target(directory: Path, name: str, builder: str = "ort-fp32", **budgets) -> Path:
+    spec = {
+        "name": name,
+        "build": {"builder": builder, "calibration_samples": 64},
+        "measure": {"threads": 1, "warmup": 2, "iterations": 20, "throughput_batch": 32},
+        "budgets": {"max_accuracy_drop": 100.0, "max_latency_p95_ms": 1000.0, "max_model_bytes": 10**9, **budgets},
+    }
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def make_workspace(root: Path, params: dict | None = None, targets: tuple[str, ...] = ("cpu-fp32", "cpu-int8")) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "device_targets").mkdir()
+    for t in targets:
+        write_target(root / "device_targets", t, builder="ort-int8-qdq" if "int8" in t else "ort-fp32")
+    (root / "params.yaml").write_text(yaml.safe_dump(params if params is not None else TINY))
+    return root
+
+
+@pytest.fixture
+def isolated_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    (tmp_path / "dagster_home").mkdir()
+    (tmp_path / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for k, v in {"MLFLOW_DISABLE_TELEMETRY": "true", "GX_ANALYTICS_ENABLED": "false", "DVC_NO_ANALYTICS": "1"}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("DVC_SITE_CACHE_DIR", str(tmp_path / "dvc_site"))
+    return tmp_path
+
+
+@pytest.fixture
+def workspace(isolated_env) -> Path:
+    return make_workspace(isolated_env / "ws")
+
+
+@pytest.fixture
+def digits_npz(tmp_path) -> Path:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    path = tmp_path / "digits.npz"
+    np.savez(path, x=(d.images / 16.0).astype(np.float32), y=d.target.astype(np.int64))
+    return path
+
+
+@pytest.fixture(scope="session")
+def project_root() -> Path:
+    return PROJECT
+
+
+def copy_targets(dest: Path) -> None:
+    shutil.copytree(PROJECT / "device_targets", dest, dirs_exist_ok=True)

@@ -1,0 +1,38 @@
+import pytest
+import torch
+
+from squeezeflow.compression import apply_masks, magnitude_prune, sparsity, weight_masks
+from squeezeflow.models import ModelSpec, build_model
+
+
+def model():
+    torch.manual_seed(0)
+    return build_model(ModelSpec("mlp", (8, 8), 10, (32, 16)))
+
+
+@pytest.mark.parametrize("scope", ["global", "layer"])
+@pytest.mark.parametrize("target", [0.3, 0.5, 0.9])
+def test_exact_sparsity_and_permanent(scope, target):
+    m = model()
+    magnitude_prune(m, target, scope)
+    assert sparsity(m) == pytest.approx(target, abs=2e-3)
+    assert not any(name.endswith("_orig") for name, _ in m.named_parameters())  # no reparametrisation left
+
+
+def test_smallest_weights_go_first():
+    m = model()
+    before = torch.cat([l.weight.detach().abs().flatten() for l in m if isinstance(l, torch.nn.Linear)])
+    magnitude_prune(m, 0.5)
+    after = torch.cat([l.weight.detach().flatten() for l in m if isinstance(l, torch.nn.Linear)])
+    assert before[after == 0].max() <= before[after != 0].min()
+
+
+def test_masks_keep_pruned_weights_zero_through_updates():
+    m = model()
+    magnitude_prune(m, 0.6)
+    masks = weight_masks(m)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(1.0)
+    apply_masks(masks)
+    assert sparsity(m) == pytest.approx(0.6, abs=2e-3)

@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+
+from squeezeflow.config import DatasetParams
+from squeezeflow.data import load_dataset
+from squeezeflow.errors import SqueezeflowInputError
+
+
+def test_digits_is_built_in_with_its_image_layout():
+    d = load_dataset(DatasetParams(name="digits"))
+    assert d.x.shape == (1797, 8, 8) and d.x.dtype == np.float32
+    assert d.num_classes == 10 and 0.0 <= d.x.min() and d.x.max() <= 1.0
+
+
+def test_mnist1d_is_generated_offline(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # get_dataset() would write a pickle here; make_dataset must not
+    d = load_dataset(DatasetParams(name="mnist1d"))
+    assert d.x.shape == (5000, 40) and set(np.unique(d.y)) == set(range(10))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_npz_keeps_the_users_layout(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.random.rand(30, 3, 4).astype(np.float64), y=np.arange(30) % 3)
+    d = load_dataset(DatasetParams(name="npz", path=str(path)))
+    assert d.x.shape == (30, 3, 4) and d.x.dtype == np.float32 and d.num_classes == 3
+
+
+def _npz(tmp_path, **arrays):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize("arrays, field, value", [
+    (dict(y=np.zeros(4, int)), "x", "None"),
+    (dict(x=np.zeros((4, 2), np.int32), y=np.zeros(4, int)), "x", "int32"),
+    (dict(x=np.zeros(4), y=np.zeros(4, int)), "x", "shape (4,)"),
+    (dict(x=np.zeros((4, 2)), y=np.zeros(4)), "y", "float64"),
+    (dict(x=np.zeros((4, 2)), y=np.zeros(3, int)), "y", "shape (3,)"),
+])
+def test_malformed_npz_names_file_field_and_value(tmp_path, arrays, field, value):
+    path = _npz(tmp_path, **arrays)
+    with pytest.raises(SqueezeflowInputError) as err:
+        load_dataset(DatasetParams(name="npz", path=str(path)))
+    assert str(path) in str(err.value) and f"'{field}'" in str(err.value) and value in str(err.value)
+
+
+def test_unreadable_and_missing_files(tmp_path):
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"not a zip")
+    with pytest.raises(SqueezeflowInputError, match="not a readable .npz"):
+        load_dataset(DatasetParams(name="npz", path=str(garbage)))
+    with pytest.raises(SqueezeflowInputError, match="no such file"):
+        load_dataset(DatasetParams(name="npz", path=str(tmp_path / "absent.npz")))
+
+
+def test_unknown_dataset_name():
+    with pytest.raises(SqueezeflowInputError, match="dataset.name.*imagenet"):
+        load_dataset(DatasetParams(name="imagenet"))

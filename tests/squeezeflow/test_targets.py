@@ -1,0 +1,35 @@
+import pytest
+import yaml
+
+from squeezeflow.errors import SqueezeflowInputError
+from squeezeflow.targets import load_target, load_targets, select_targets
+from tests.conftest import write_target
+
+
+def test_shipped_profiles_load(project_root):
+    targets = load_targets(project_root / "device_targets")
+    assert {"cpu-fp32", "cpu-int8"} <= set(targets)
+    assert targets["cpu-int8"].build.builder == "ort-int8-qdq"
+
+
+@pytest.mark.parametrize("mutate, field, value", [
+    (lambda d: d["budgets"].update(max_latency_p95_ms_typo=1), "budgets.max_latency_p95_ms_typo", "1"),
+    (lambda d: d["measure"].update(threads=0), "measure.threads", "0"),
+    (lambda d: d["build"].update(builder="tensorrt-fp99"), "build.builder", "tensorrt-fp99"),
+    (lambda d: d.update(name="other"), "name", "other"),
+])
+def test_bad_profile_names_file_field_and_value(tmp_path, mutate, field, value):
+    path = write_target(tmp_path, "edge")
+    data = yaml.safe_load(path.read_text())
+    mutate(data)
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(SqueezeflowInputError) as err:
+        load_target(path)
+    msg = str(err.value)
+    assert str(path) in msg and field in msg and value in msg
+
+
+def test_unknown_target_name_is_rejected(tmp_path):
+    write_target(tmp_path, "cpu-fp32")
+    with pytest.raises(SqueezeflowInputError, match="'targets'.*gpu-x"):
+        select_targets(load_targets(tmp_path), ["gpu-x"], "--target")
