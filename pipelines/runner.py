@@ -45,6 +45,12 @@ def _promotions(result) -> dict[str, dict]:
     return out
 
 
+def _root_cause(error) -> str:
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip().splitlines()[-1]
+
+
 def run_lifecycle(ws: Workspace, overrides: list[str], targets: list[str], tracking_uri: str | None = None) -> int:
     """Exit code: 0 all promoted, 3 a gate held a target back, 1 the run failed (data check, error)."""
     from pipelines.definitions import build_definitions
@@ -64,7 +70,7 @@ def run_lifecycle(ws: Workspace, overrides: list[str], targets: list[str], track
     by_name = {t: ws.targets[t].key for t in targets}
     rows = target_rows(ws, targets, {t: gates[k] for t, k in by_name.items() if k in gates},
                        {t: promotions[k] for t, k in by_name.items() if k in promotions})
-    errors = [f"{e.step_key}: {e.event_specific_data.error.message.strip().splitlines()[-1]}"
+    errors = [f"{e.step_key}: {_root_cause(e.event_specific_data.error)}"
               for e in result.get_step_failure_events() if e.event_specific_data and e.event_specific_data.error]
     summary = {"dagster_run_id": result.run_id, "success": result.success, "workspace": str(ws.root),
                "targets": rows, "failed_checks": failed_checks, "errors": errors}

@@ -18,7 +18,10 @@ class SqueezeflowInputError(ValueError):
 
 
 def from_pydantic(source: str | Path, exc: Any) -> SqueezeflowInputError:
-    """Turn the first error of a pydantic ValidationError into one clear message."""
-    err = exc.errors()[0]
+    """Turn a pydantic ValidationError into one clear message. A misspelled key is reported before the
+    'field required' it causes, since the misspelling is what the user has to fix."""
+    errors = sorted(exc.errors(), key=lambda e: e.get("type") != "extra_forbidden")
+    err = errors[0]
     field = ".".join(str(p) for p in err.get("loc", ())) or "<root>"
-    return SqueezeflowInputError(source, field, err.get("input"), err.get("msg", "invalid"))
+    value = None if err.get("type") == "missing" else err.get("input")
+    return SqueezeflowInputError(source, field, value, err.get("msg", "invalid"))

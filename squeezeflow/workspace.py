@@ -19,6 +19,7 @@ from squeezeflow.targets import TargetProfile, load_targets
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CODE_VERSIONS = ".squeezeflow/code_versions.yaml"
+RESOLVED_TARGETS = ".squeezeflow/targets.yaml"  # profiles with defaults filled in: what DVC compares
 
 
 def default_root() -> Path:
@@ -59,6 +60,8 @@ class Workspace:
         self._write_if_changed(self.params_path, yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
         versions = {name: stage.code_version() for name, stage in self.stages.items()}
         self._write_if_changed(self.root / CODE_VERSIONS, yaml.safe_dump(versions, sort_keys=True))
+        resolved = {name: t.model_dump(mode="json") for name, t in self.targets.items()}
+        self._write_if_changed(self.root / RESOLVED_TARGETS, yaml.safe_dump(resolved, sort_keys=True))
         self._write_if_changed(self.dvc_yaml_path, render_dvc_yaml(self))
         return params
 
@@ -71,7 +74,7 @@ class Workspace:
 def dvc_stage(ws: Workspace, stage: Stage) -> dict:
     params: list = list(stage.params)
     if stage.target_params:
-        params.append({ws.rel(ws.targets_dir / f"{stage.target.name}.yaml"): list(stage.target_params)})
+        params.append({RESOLVED_TARGETS: [f"{stage.target.name}.{k}" for k in stage.target_params]})
     params.append({CODE_VERSIONS: [stage.name]})
     entry: dict = {"cmd": f"squeezeflow stage {stage.name}"}
     if stage.description:

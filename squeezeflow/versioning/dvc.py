@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import chdir, contextmanager
 from pathlib import Path
 
 import yaml
@@ -17,6 +18,7 @@ class DvcStore:
         os.environ.setdefault("DVC_SITE_CACHE_DIR", str(Path(state_dir) / "dvc-site"))
         self.default_remote_dir = Path(state_dir) / "dvc-remote"
 
+    @contextmanager
     def _repo(self):
         import logging
 
@@ -24,20 +26,23 @@ class DvcStore:
 
         logging.getLogger("dvc").setLevel(logging.WARNING)  # no "Updating lock file" chatter per stage
 
-        return Repo(str(self.root))
+        # DVC resolves some paths against the current directory: work from the repo root.
+        with chdir(self.root), Repo(str(self.root)) as repo:
+            yield repo
 
     def ensure(self) -> None:
         """`dvc init` (without git if the folder is not a git repo) and a local default remote if none is set."""
         from dvc.repo import Repo
 
         if not (self.root / ".dvc").is_dir():
-            Repo.init(str(self.root), no_scm=not (self.root / ".git").exists())
+            with chdir(self.root):
+                Repo.init(str(self.root), no_scm=not (self.root / ".git").exists())
         with self._repo() as repo:
             if not repo.config["core"].get("remote"):
                 with repo.config.edit() as conf:
                     # DVC reads a relative path here against the current directory and stores it relative to
                     # .dvc/: the committed config then stays valid wherever the repo is cloned.
-                    url = os.path.relpath(self.default_remote_dir)
+                    url = os.path.relpath(self.default_remote_dir, self.root)
                     conf["remote"][DEFAULT_REMOTE] = {"url": url}
                     conf["core"]["remote"] = DEFAULT_REMOTE
 

@@ -1,0 +1,21 @@
+import pytest
+
+from pipelines.cli import main
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["run", "--dataset", "imagenet"], "field 'dataset.name' = 'imagenet'"),
+    (["run", "--target", "gpu-h100"], "field 'targets' = 'gpu-h100'"),
+    (["run", "--set", "teacher.train.epochs=0"], "teacher.train.epochs"),
+    (["run", "--set", "nonsense"], "expected KEY=VALUE"),
+])
+def test_bad_input_fails_before_any_run(workspace, capsys, argv, needle):
+    assert main(["--root", str(workspace), *argv]) == 2
+    assert needle in capsys.readouterr().err
+    assert not (workspace / "artifacts").exists() and not (workspace / ".dvc").exists()
+
+
+def test_stage_command_runs_one_stage_in_place(workspace, capsys):
+    assert main(["--root", str(workspace), "stage", "dataset"]) == 0
+    assert {p.name for p in (workspace / "artifacts" / "dataset").iterdir()} == {"train.npz", "val.npz", "test.npz", "metrics.json"}
+    assert main(["--root", str(workspace), "stage", "nope"]) == 2
