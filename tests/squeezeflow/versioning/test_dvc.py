@@ -1,6 +1,12 @@
+import shutil
+import subprocess
 from pathlib import Path
 
+import pytest
+
 from squeezeflow.versioning import DvcStore
+
+PROJECT = Path(__file__).resolve().parents[3]
 
 
 def _stage(root: Path, value: int) -> None:
@@ -8,9 +14,13 @@ def _stage(root: Path, value: int) -> None:
     (root / "dvc.yaml").write_text("stages:\n  make:\n    cmd: 'true'\n    params: [value]\n    outs: [out]\n")
 
 
-def test_commit_records_detects_changes_and_pushes_to_the_remote(isolated_env):
+@pytest.mark.parametrize("scm", ["git", "none"])
+def test_commit_records_detects_changes_and_pushes_to_the_remote(isolated_env, scm):
     root = isolated_env / "repo"
     root.mkdir()
+    if scm == "git":  # as in the project checkout, with its .gitignore (DVC refuses a git-ignored dvc.lock)
+        subprocess.run(["git", "init", "-q", str(root)], check=True)
+        shutil.copy(PROJECT / ".gitignore", root / ".gitignore")
     store = DvcStore(root, root / ".state")
     store.ensure()
     _stage(root, 1)
