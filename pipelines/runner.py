@@ -85,8 +85,10 @@ def run_lifecycle(ws: Workspace, overrides: list[str], targets: list[str], track
     print(f"\nsummary: {path}")
     print(f"Dagster UI (asset graph, runs, checks): ./sf ui dagster   -> http://127.0.0.1:3000/runs/{result.run_id}")
     print("MLflow UI (runs, lineage, registry):    ./sf ui mlflow    -> http://127.0.0.1:5000")
-    if failed_checks or errors and not gates:
+    # A failed gate also shows as a failed step; only other failures count as errors here.
+    other_errors = [e for e in errors if not e.split(":", 1)[0].endswith("_gate")]
+    if failed_checks or other_errors:
         return 1
     if any(not g["passed"] for g in gates.values()) or len(promotions) < len(targets):
-        return 3 if not errors or all(g for g in gates.values()) else 1
+        return 3
     return 0 if result.success else 1
