@@ -39,6 +39,9 @@ def _overrides(args) -> list[str]:
         items += ["dataset.name=npz", f"dataset.path={Path(args.npz).resolve()}"]
     elif args.dataset:
         items.append(f"dataset.name={args.dataset}")
+    if args.recipe:
+        recipe = Path(args.recipe)
+        items.append(f"compress.recipe={recipe.resolve() if recipe.suffix in ('.yaml', '.yml') else args.recipe}")
     return items
 
 
@@ -60,6 +63,7 @@ def cmd_run(args) -> int:
             raise SqueezeflowInputError("command line", "dataset.name", params.dataset.name,
                                         f"unknown dataset; known: {sorted(DATASETS)}")
         targets = [t.name for t in select_targets(ws.targets, args.target, "--target")]
+        ws.recipe(params)  # a bad recipe fails here, before any work
     except SqueezeflowInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -116,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     src = r.add_mutually_exclusive_group()
     src.add_argument("--dataset", help="built-in dataset: digits (default) or mnist1d")
     src.add_argument("--npz", help="your own .npz holding x (float, N x ...) and y (int labels 0..C-1)")
+    r.add_argument("--recipe", help="compression recipe: a name in recipes/ (default: params.yaml's compress.recipe) "
+                   "or a .yaml path")
     r.add_argument("--target", action="append", help="only this target (repeatable); default: all in device_targets/")
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override params.yaml, e.g. teacher.train.epochs=5")
     r.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or SQLite in .squeezeflow/)")

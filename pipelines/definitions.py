@@ -6,8 +6,8 @@ from pathlib import Path
 
 from dagster import Definitions
 
-from assets import core_assets, core_checks, target_assets
-from pipelines.jobs import lifecycle_job
+from assets import core_assets, core_checks, pareto_sweep, target_assets
+from pipelines.jobs import lifecycle_job, sweep_job
 from pipelines.resources import SqueezeflowResource
 from pipelines.schedules import weekly_retrain
 from squeezeflow.workspace import Workspace
@@ -16,7 +16,7 @@ from squeezeflow.workspace import Workspace
 def build_definitions(root: Path | str | None = None, **resource_config) -> Definitions:
     """One chain of target assets per YAML file in the workspace's device_targets/."""
     ws = Workspace(root)
-    assets, checks = list(core_assets), list(core_checks)
+    assets, checks = [*core_assets, pareto_sweep], list(core_checks)
     for target in ws.targets.values():
         chain, chain_checks = target_assets(target)
         assets += chain
@@ -24,7 +24,7 @@ def build_definitions(root: Path | str | None = None, **resource_config) -> Defi
     return Definitions(
         assets=assets,
         asset_checks=checks,
-        jobs=[lifecycle_job],
+        jobs=[lifecycle_job, sweep_job],
         schedules=[weekly_retrain],
         resources={"squeezeflow": SqueezeflowResource(root=str(ws.root), **resource_config)},
     )

@@ -6,9 +6,18 @@ from dagster import AssetSelection, define_asset_job, in_process_executor
 # Scale out by swapping the executor (celery/k8s, see infra/) once stages no longer share one workspace.
 lifecycle_job = define_asset_job(
     "lifecycle",
-    selection=AssetSelection.all(),
+    selection=AssetSelection.all() - AssetSelection.groups("sweep"),
     executor_def=in_process_executor,
     description="The whole lifecycle: dataset -> teacher -> compressed -> finetuned -> exported -> per-target "
     "build -> validated (gate) -> promoted.",
+    tags={"dagster/max_retries": 0},
+)
+
+sweep_job = define_asset_job(
+    "pareto_sweep",
+    selection=AssetSelection.assets("pareto_sweep").upstream(),
+    executor_def=in_process_executor,
+    description="Train big, then compress: teacher sizes x recipes, measured on one target; the Pareto front as a "
+    "plot. Off the main line because it trains many models.",
     tags={"dagster/max_retries": 0},
 )

@@ -12,6 +12,8 @@ from squeezeflow.workspace import Workspace
 class SqueezeflowResource(ConfigurableResource):
     root: Optional[str] = Field(None, description="workspace (DVC repo) folder; default: $SQUEEZEFLOW_ROOT or the project")
     overrides: list[str] = Field(default_factory=list, description="params.yaml overrides, e.g. dataset.name=mnist1d")
+    recipe: Optional[str] = Field(None, description="compression recipe: a name in recipes/ or a .yaml path; "
+                                  "default: params.yaml's compress.recipe")
     tracking_uri: Optional[str] = Field(None, description="MLflow tracking URI; default: $MLFLOW_TRACKING_URI or SQLite in the workspace")
     push: bool = Field(True, description="push each checkpoint to the DVC remote")
 
@@ -19,6 +21,8 @@ class SqueezeflowResource(ConfigurableResource):
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         overrides = dict(parse_override(item) for item in self.overrides)
+        if self.recipe:
+            overrides["compress.recipe"] = self.recipe
         self._lifecycle = Lifecycle(Workspace(self.root), overrides, self.tracking_uri, self.push)
 
     @property

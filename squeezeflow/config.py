@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -42,32 +42,32 @@ class TrainParams(Strict):
 
 
 class TeacherParams(Strict):
-    arch: str = "mlp"
-    hidden: tuple[int, ...] = (512, 512)
+    """Train big: a wide CNN (channels per block) by default; the recipe makes it small."""
+
+    arch: str = "cnn"
+    hidden: tuple[int, ...] = (64, 128, 128)
     dropout: float = Field(0.1, ge=0, lt=1)
-    train: TrainParams = TrainParams()
-
-
-class DistillParams(Strict):
-    student_hidden: tuple[int, ...] = (64,)
-    temperature: float = Field(4.0, gt=0)
-    alpha: float = Field(0.7, ge=0, le=1, description="weight of the soft-target loss")
-    loss: Literal["kl", "mse"] = "kl"
-    train: TrainParams = TrainParams(epochs=150, patience=15, lr=3e-3)
-
-
-class PruneParams(Strict):
-    sparsity: float = Field(0.5, ge=0, lt=1)
-    scope: Literal["global", "layer"] = "global"
+    extra: dict[str, int | float | str] = {}
+    train: TrainParams = TrainParams(epochs=100, patience=15, lr=3e-3)
 
 
 class CompressParams(Strict):
-    distill: DistillParams = DistillParams()
-    prune: PruneParams = PruneParams()
+    recipe: str = Field("default", min_length=1,
+                        description="a recipe name (recipes/<name>.yaml in the workspace, then the shipped ones) or a path")
 
 
-class FinetuneParams(Strict):
-    train: TrainParams = TrainParams(epochs=30, patience=6, lr=1e-3, weight_decay=0.0)
+class SweepParams(Strict):
+    """Train big, then compress: teachers at these fractions of teacher.hidden, each compressed by each recipe."""
+
+    teacher_scales: tuple[float, ...] = Field((0.25, 0.5, 1.0), min_length=1)
+    recipes: tuple[str, ...] = Field(("default",), min_length=1)
+    target: str = Field("cpu-fp32", description="the device target whose build and runtime measure every point")
+
+    @model_validator(mode="after")
+    def _positive(self) -> "SweepParams":
+        if any(s <= 0 or s > 4 for s in self.teacher_scales):
+            raise ValueError(f"teacher_scales must be in (0, 4], got {list(self.teacher_scales)}")
+        return self
 
 
 class ExportParams(Strict):
@@ -85,8 +85,8 @@ class Params(Strict):
     split: SplitParams = SplitParams()
     teacher: TeacherParams = TeacherParams()
     compress: CompressParams = CompressParams()
-    finetune: FinetuneParams = FinetuneParams()
     export: ExportParams = ExportParams()
+    sweep: SweepParams = SweepParams()
     registry: RegistryParams = RegistryParams()
 
 

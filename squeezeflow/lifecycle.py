@@ -116,11 +116,21 @@ class Lifecycle:
         sections = {k: params.model_dump(mode="json")[k] for k in stage.params}
         if stage.target:
             sections["target"] = stage.target.model_dump(mode="json")
+        if stage.recipe_params:
+            resolved = self.ws.resolved_recipes(params)
+            for dotted in stage.recipe_params:
+                node = resolved
+                for part in dotted.split("."):
+                    node = node[part]
+                sections[f"recipe.{dotted}"] = node
         tags = {"squeezeflow.reused": str(reused).lower(), f"squeezeflow.dvc.{name}": md5 or "",
                 **{f"squeezeflow.dvc.{d}": self.dvc.hashes().get(d, "") for d in stage.deps}}
         child = self.tracker.stage_run(parent, run_key, name, metrics, tags, sections)
         if name == "dataset":
             self._log_dataset_input(parent, child, metrics)
+        for artifact in stage.artifacts:
+            if (out / artifact).exists():
+                self.tracker.client.log_artifact(child, str(out / artifact))
         self.tracker.end(child)
         self.tracker.set_tags(parent, self.lineage_tags(run_key))
         self.tracker.end(parent)

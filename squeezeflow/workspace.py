@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from squeezeflow.compression.recipe import Recipe, find_recipe, load_recipe
 from squeezeflow.config import Params, apply_overrides, load_params
 from squeezeflow.io import write_text
 from squeezeflow.stages import Stage, stage_graph
@@ -20,6 +21,8 @@ from squeezeflow.targets import TargetProfile, load_targets
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CODE_VERSIONS = ".squeezeflow/code_versions.yaml"
 RESOLVED_TARGETS = ".squeezeflow/targets.yaml"  # profiles with defaults filled in: what DVC compares
+RESOLVED_RECIPES = ".squeezeflow/recipes.yaml"  # main: the chosen recipe; sweep: the sweep's; validated, defaults filled
+SHIPPED_RECIPES = PROJECT_ROOT / "recipes"
 
 
 def default_root() -> Path:
@@ -35,6 +38,7 @@ class Workspace:
     artifacts_dir = property(lambda self: self.root / "artifacts")
     state_dir = property(lambda self: self.root / ".squeezeflow")
     dvc_yaml_path = property(lambda self: self.root / "dvc.yaml")
+    recipes_dir = property(lambda self: self.root / "recipes")
 
     def stage_dir(self, stage: str) -> Path:
         return self.artifacts_dir / stage
@@ -53,15 +57,30 @@ class Workspace:
     def params(self) -> Params:
         return load_params(self.params_path)
 
+    def recipe(self, params: Params) -> Recipe:
+        """The recipe params name: the workspace's recipes/ first, then the shipped ones."""
+        name = params.compress.recipe
+        path = find_recipe(name, [self.recipes_dir, SHIPPED_RECIPES])
+        return load_recipe(path if path.is_absolute() else self.root / path)
+
+    def resolved_recipes(self, params: Params) -> dict:
+        def named(name: str) -> Params:
+            return params.model_copy(update={"compress": params.compress.model_copy(update={"recipe": name})})
+
+        return {"main": self.recipe(params).to_dict(),
+                "sweep": {name: self.recipe(named(name)).to_dict() for name in params.sweep.recipes}}
+
     def prepare(self, overrides: dict[str, Any] | None = None) -> Params:
         """Apply run-time overrides to params.yaml (as `dvc exp run -S` does) and regenerate dvc.yaml and the
         code versions, so DVC sees exactly what this run will use. Writes only what changed."""
         params = apply_overrides(self.params(), overrides or {}) if overrides else self.params()
+        recipes = self.resolved_recipes(params)  # validated before anything is written or run
         self._write_if_changed(self.params_path, yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
         versions = {name: stage.code_version() for name, stage in self.stages.items()}
         self._write_if_changed(self.root / CODE_VERSIONS, yaml.safe_dump(versions, sort_keys=True))
         resolved = {name: t.model_dump(mode="json") for name, t in self.targets.items()}
         self._write_if_changed(self.root / RESOLVED_TARGETS, yaml.safe_dump(resolved, sort_keys=True))
+        self._write_if_changed(self.root / RESOLVED_RECIPES, yaml.safe_dump(recipes, sort_keys=False))
         self._write_if_changed(self.dvc_yaml_path, render_dvc_yaml(self))
         return params
 
@@ -75,6 +94,8 @@ def dvc_stage(ws: Workspace, stage: Stage) -> dict:
     params: list = list(stage.params)
     if stage.target_params:
         params.append({RESOLVED_TARGETS: [f"{stage.target.name}.{k}" for k in stage.target_params]})
+    if stage.recipe_params:
+        params.append({RESOLVED_RECIPES: list(stage.recipe_params)})
     params.append({CODE_VERSIONS: [stage.name]})
     entry: dict = {"cmd": f"squeezeflow stage {stage.name}"}
     if stage.description:

@@ -15,7 +15,14 @@ PROJECT = Path(__file__).resolve().parents[1]
 # Small enough that a whole lifecycle runs in seconds; the behaviour under test is the same.
 TINY = {
     "teacher": {"hidden": [64], "train": {"epochs": 6, "patience": 3}},
-    "compress": {"distill": {"student_hidden": [16], "train": {"epochs": 6, "patience": 3}}},
+    "compress": {"recipe": "tiny"},
+}
+TINY_RECIPE = {
+    "name": "tiny",
+    "steps": [
+        {"technique": "distill", "student": {"arch": "mlp", "hidden": [16]}, "train": {"epochs": 6, "patience": 3}},
+        {"technique": "prune-magnitude", "sparsity": 0.5},
+    ],
     "finetune": {"train": {"epochs": 2, "patience": 2}},
 }
 
@@ -38,6 +45,8 @@ def make_workspace(root: Path, params: dict | None = None, targets: tuple[str, .
     for t in targets:
         write_target(root / "device_targets", t, builder="ort-int8-qdq" if "int8" in t else "ort-fp32")
     (root / "params.yaml").write_text(yaml.safe_dump(params if params is not None else TINY))
+    (root / "recipes").mkdir()
+    (root / "recipes" / "tiny.yaml").write_text(yaml.safe_dump(TINY_RECIPE, sort_keys=False))
     return root
 
 

@@ -1,6 +1,17 @@
-"""Compression techniques. Issue-2 scope: distillation into a smaller student, then magnitude pruning."""
+"""Compression techniques, each a registered class (see base.py) in its own module, composed by recipes.
 
-from squeezeflow.compression.distill import distill
+Every module in this package is imported here, so adding a technique is adding a module that registers a class.
+"""
+
+import importlib
+import pkgutil
+
+from squeezeflow.compression.base import (KIND_ORDER, TECHNIQUES, Applied, CompressContext, Technique,
+                                          TechniqueConfig, register_technique)
 from squeezeflow.compression.prune import apply_masks, magnitude_prune, prunable_weights, sparsity, weight_masks
 
-__all__ = ["distill", "magnitude_prune", "apply_masks", "prunable_weights", "sparsity", "weight_masks"]
+for _mod in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_mod.name}")
+
+__all__ = ["KIND_ORDER", "TECHNIQUES", "Applied", "CompressContext", "Technique", "TechniqueConfig",
+           "register_technique", "apply_masks", "magnitude_prune", "prunable_weights", "sparsity", "weight_masks"]

@@ -1,21 +1,110 @@
+"""Offline knowledge distillation: a frozen, trained teacher teaches a new, smaller student.
+
+Soft targets are the teacher's temperature-softened outputs (KL) or its raw logits (MSE), mixed with the labels'
+cross-entropy. An optional hint loss (FitNets) also pulls the student's penultimate features towards the
+teacher's through a learned linear projection, which is thrown away after training.
+"""
+
 from __future__ import annotations
 
-import numpy as np
+from typing import Literal
+
 import torch
+import torch.nn.functional as F
+from pydantic import Field, model_validator
 from torch import nn
 
-from squeezeflow.config import DistillParams
-from squeezeflow.training import FitResult, distillation_loss, fit
+from squeezeflow.compression.base import Applied, CompressContext, Technique, TechniqueConfig, register_technique
+from squeezeflow.config import TrainParams
+from squeezeflow.models import ARCHS, ModelSpec, build_model
+from squeezeflow.training import accuracy, distillation_loss, seed_everything
 
 
-def distill(teacher: nn.Module, student: nn.Module, train: tuple[np.ndarray, np.ndarray],
-            val: tuple[np.ndarray, np.ndarray], params: DistillParams, seed: int) -> FitResult:
-    """Offline distillation: the frozen teacher's logits on each batch are the soft targets."""
+class StudentSpec(TechniqueConfig):
+    arch: str = "mlp"
+    hidden: tuple[int, ...] = Field((64,), description="widths (mlp) or channels (cnn) of the student")
+    dropout: float = Field(0.0, ge=0, lt=1)
+    extra: dict[str, int | float | str] = {}
+
+    @model_validator(mode="after")
+    def _known(self) -> "StudentSpec":
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown architecture '{self.arch}'; known: {sorted(ARCHS)}")
+        if any(h < 1 for h in self.hidden):
+            raise ValueError(f"every width must be >= 1, got {list(self.hidden)}")
+        return self
+
+    def spec(self, like: ModelSpec) -> ModelSpec:
+        return ModelSpec(self.arch, like.input_shape, like.num_classes, self.hidden, self.dropout, dict(self.extra))
+
+
+class SoftTargets(TechniqueConfig):
+    temperature: float = Field(4.0, gt=0, le=100)
+    alpha: float = Field(0.7, ge=0, le=1, description="weight of the soft-target loss; 1 - alpha on the labels")
+    loss: Literal["kl", "mse"] = "kl"
+
+
+class DistillConfig(SoftTargets):
+    student: StudentSpec = StudentSpec()
+    hint_weight: float = Field(0.0, ge=0, description="weight of the penultimate-feature (hint) loss; 0 = off")
+    train: TrainParams = TrainParams(epochs=150, patience=15, lr=3e-3)
+
+
+def features(model: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """The classifier's input: everything but the last layer."""
+    return model[:-1](x)
+
+
+def kd_loss_fn(teacher: nn.Module, cfg: SoftTargets):
     teacher.eval()
 
     def loss(logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             t = teacher(x)
-        return distillation_loss(logits, t, y, params.temperature, params.alpha, params.loss)
+        return distillation_loss(logits, t, y, cfg.temperature, cfg.alpha, cfg.loss)
 
-    return fit(student, train, val, params.train, seed, desc="distill", loss_fn=loss)
+    return loss
+
+
+class _WithHint(nn.Module):
+    """The student plus the throwaway projection for the hint loss, trained as one module by `fit`."""
+
+    def __init__(self, student: nn.Sequential, student_dim: int, teacher_dim: int):
+        super().__init__()
+        self.student, self.project = student, nn.Linear(student_dim, teacher_dim)
+        self.last_features: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = features(self.student, x)
+        self.last_features = f
+        return self.student[-1](f)
+
+
+@register_technique
+class Distill(Technique):
+    name, kind, Config = "distill", "student", DistillConfig
+
+    def apply(self, model: nn.Sequential, ctx: CompressContext) -> Applied:
+        cfg: DistillConfig = self.config
+        teacher = model.eval()  # the model so far (the trained teacher when this is the first step)
+        spec = cfg.student.spec(ctx.teacher_spec)
+        seed_everything(ctx.seed)
+        student = build_model(spec)
+        kd = kd_loss_fn(teacher, cfg)
+        if cfg.hint_weight > 0:
+            probe = torch.as_tensor(ctx.train[0][:2])
+            with torch.no_grad():
+                s_dim, t_dim = features(student, probe).shape[1], features(teacher, probe).shape[1]
+            wrapped = _WithHint(student, s_dim, t_dim)
+
+            def loss(logits, x, y):
+                with torch.no_grad():
+                    t_feat = features(teacher, x)
+                hint = F.mse_loss(wrapped.project(wrapped.last_features), t_feat)
+                return kd(logits, x, y) + cfg.hint_weight * hint
+
+            result = ctx.fit(wrapped, cfg.train, desc="distill", loss_fn=loss)
+        else:
+            result = ctx.fit(student, cfg.train, desc="distill", loss_fn=kd)
+        return Applied(student.eval(), {"epochs": result.epochs_run, "val_accuracy": result.best_val_accuracy,
+                                        "parameters": sum(p.numel() for p in student.parameters())}, spec)

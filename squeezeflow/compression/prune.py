@@ -1,8 +1,16 @@
+"""Unstructured magnitude pruning (technique "prune-magnitude") and the masks that keep pruned weights at zero."""
+
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+from pydantic import Field
 from torch import nn
 from torch.nn.utils import prune
+
+from squeezeflow.compression.base import Applied, CompressContext, Technique, TechniqueConfig, register_technique
+from squeezeflow.config import TrainParams
 
 
 def prunable_weights(model: nn.Module) -> list[tuple[nn.Module, str]]:
@@ -40,3 +48,35 @@ def sparsity(model: nn.Module) -> float:
     ws = [getattr(m, n).detach() for m, n in prunable_weights(model)]
     total = sum(w.numel() for w in ws)
     return float(sum((w == 0).sum().item() for w in ws) / total) if total else 0.0
+
+
+# --- the technique -----------------------------------------------------------------------------------------------
+
+
+class MagnitudePruneConfig(TechniqueConfig):
+    sparsity: float = Field(0.5, ge=0, lt=1, description="fraction of Linear/Conv weights set to zero")
+    scope: Literal["global", "layer"] = "global"
+    steps: int = Field(1, ge=1, le=100, description="1 = one-shot; more = iterative, sparsity rising linearly")
+    finetune: TrainParams | None = Field(None, description="training between iterative steps (pruned weights stay 0)")
+
+
+def schedule(target: float, steps: int) -> list[float]:
+    return [target * (i + 1) / steps for i in range(steps)]
+
+
+@register_technique
+class MagnitudePrune(Technique):
+    """Unstructured magnitude pruning, one-shot or iterative. The zeros are permanent (no torch reparametrisation
+    is left for export) and every later training step keeps them at zero."""
+
+    name, kind, Config = "prune-magnitude", "sparsify", MagnitudePruneConfig
+
+    def apply(self, model: nn.Module, ctx: CompressContext) -> Applied:
+        cfg: MagnitudePruneConfig = self.config
+        levels = schedule(cfg.sparsity, cfg.steps)
+        for i, level in enumerate(levels):
+            # the amount is a fraction of all weights; zeros from earlier steps are the smallest, so they stay pruned
+            magnitude_prune(model, level, cfg.scope)
+            if cfg.finetune and i < len(levels) - 1:
+                ctx.fit(model, cfg.finetune, desc=f"prune {level:.0%}")
+        return Applied(model, {"sparsity": sparsity(model), "steps": cfg.steps})

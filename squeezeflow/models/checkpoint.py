@@ -1,3 +1,5 @@
+"""Checkpoints: the layer list (what the model is now) + the spec (how it was first built) + the weights."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,19 +8,19 @@ import torch
 from torch import nn
 
 from squeezeflow.io import atomic_path
-from squeezeflow.models.registry import ModelSpec, build_model
+from squeezeflow.models.layers import describe, rebuild
+from squeezeflow.models.registry import ModelSpec
 
 
-def save_checkpoint(path: Path, model: nn.Module, spec: ModelSpec) -> None:
+def save_checkpoint(path: Path, model: nn.Sequential, spec: ModelSpec) -> None:
     with atomic_path(Path(path)) as tmp:
-        torch.save({"spec": spec.to_dict(), "state_dict": model.state_dict()}, tmp)
+        torch.save({"spec": spec.to_dict(), "layers": describe(model), "state_dict": model.state_dict()}, tmp)
 
 
-def load_checkpoint(path: Path) -> tuple[nn.Module, ModelSpec]:
+def load_checkpoint(path: Path) -> tuple[nn.Sequential, ModelSpec]:
     # weights_only: a checkpoint is data, never code.
     blob = torch.load(path, map_location="cpu", weights_only=True)
-    spec = ModelSpec.from_dict(blob["spec"])
-    model = build_model(spec)
+    model = rebuild(blob["layers"])
     model.load_state_dict(blob["state_dict"])
     model.eval()
-    return model, spec
+    return model, ModelSpec.from_dict(blob["spec"])

@@ -57,3 +57,28 @@ def mlp(spec: ModelSpec) -> nn.Module:
         width = h
     layers.append(nn.Linear(width, spec.num_classes))
     return nn.Sequential(*layers)
+
+
+@register_arch("cnn")
+def cnn(spec: ModelSpec) -> nn.Module:
+    """Conv-BN-ReLU blocks (hidden = channels per block; blocks after the first halve the resolution), then one
+    Linear. 1-D inputs (L,) use Conv1d, 2-D inputs (H, W) and 3-D inputs (C, H, W) use Conv2d.
+    extra: kernel (3)."""
+    shape, k = spec.input_shape, int(spec.extra.get("kernel", 3))
+    if len(shape) not in (1, 2, 3):
+        raise ValueError(f"cnn needs an input of 1 to 3 dimensions, got {shape}")
+    conv, bn = (nn.Conv1d, nn.BatchNorm1d) if len(shape) == 1 else (nn.Conv2d, nn.BatchNorm2d)
+    layers: list[nn.Module] = []
+    if len(shape) < 3:
+        layers.append(nn.Unflatten(1, (1, shape[0])))  # (N, L) or (N, H, W) gains a channel axis
+    channels, size = (shape[0] if len(shape) == 3 else 1), list(shape[-2:] if len(shape) > 1 else shape)
+    for i, c in enumerate(spec.hidden):
+        stride = 2 if i > 0 and min(size) >= 4 else 1
+        layers += [conv(channels, c, k, stride=stride, padding=k // 2, bias=False), bn(c), nn.ReLU()]
+        size = [(s + 2 * (k // 2) - k) // stride + 1 for s in size]
+        channels = c
+    layers.append(nn.Flatten())
+    if spec.dropout:
+        layers.append(nn.Dropout(spec.dropout))
+    layers.append(nn.Linear(channels * math.prod(size), spec.num_classes))
+    return nn.Sequential(*layers)

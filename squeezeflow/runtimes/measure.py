@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import time
 from pathlib import Path
 
@@ -9,6 +10,11 @@ import numpy as np
 
 from squeezeflow.export.onnx import INPUT, OUTPUT, session
 from squeezeflow.targets import MeasureSpec
+
+
+def gzip_bytes(path: Path) -> int:
+    """Size on the wire: what an over-the-air update or a download actually ships."""
+    return len(gzip.compress(Path(path).read_bytes(), compresslevel=9, mtime=0))
 
 
 def measure(model_path: Path, x: np.ndarray, y: np.ndarray, spec: MeasureSpec) -> dict:
@@ -33,6 +39,7 @@ def measure(model_path: Path, x: np.ndarray, y: np.ndarray, spec: MeasureSpec) -
     return {
         "accuracy": float((logits.argmax(1) == y).mean() * 100.0),
         "model_bytes": Path(model_path).stat().st_size,
+        "model_gzip_bytes": gzip_bytes(model_path),
         "latency_p50_ms": float(np.percentile(times, 50) * 1e3),
         "latency_p95_ms": float(np.percentile(times, 95) * 1e3),
         "throughput_per_s": float(reps * spec.throughput_batch / elapsed),

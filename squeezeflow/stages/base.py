@@ -23,6 +23,9 @@ class StageContext:
     def input(self, stage: str) -> Path:
         return self.ws.stage_dir(stage)
 
+    def recipe(self):
+        return self.ws.recipe(self.params)
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -31,6 +34,8 @@ class Stage:
     deps: tuple[str, ...] = ()  # upstream stage names
     params: tuple[str, ...] = ()  # params.yaml sections this stage reads
     target_params: tuple[str, ...] = ()  # sections of the target's YAML this stage reads
+    recipe_params: tuple[str, ...] = ()  # sections of the resolved recipe this stage reads
+    artifacts: tuple[str, ...] = ()  # files of its output logged to MLflow as artifacts
     code: tuple[str, ...] = ()  # modules whose source is this stage's code version
     target: TargetProfile | None = None
     description: str = ""
@@ -47,9 +52,9 @@ class Stage:
 
 def stage_graph(targets: list[TargetProfile]) -> dict[str, Stage]:
     """All stages, the per-target ones expanded from the target profiles."""
-    from squeezeflow.stages import build, compressed, dataset, exported, finetuned, teacher, validate
+    from squeezeflow.stages import build, compressed, dataset, exported, finetuned, sweep, teacher, validate
 
-    stages = [dataset.STAGE, teacher.STAGE, compressed.STAGE, finetuned.STAGE, exported.STAGE]
+    stages = [dataset.STAGE, teacher.STAGE, compressed.STAGE, finetuned.STAGE, exported.STAGE, sweep.STAGE]
     for t in targets:
         stages += [build.stage_for(t), validate.stage_for(t)]
     return {s.name: s for s in stages}

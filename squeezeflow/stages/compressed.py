@@ -1,36 +1,41 @@
-"""Stage 4: compress with the default recipe: distil the teacher into a smaller student, then magnitude-prune."""
+"""Stage 4: compress the teacher with the chosen recipe's steps (techniques in squeezeflow/compression)."""
 
 from __future__ import annotations
 
-from squeezeflow.compression import distill, magnitude_prune, sparsity
+from squeezeflow.compression import CompressContext, sparsity
 from squeezeflow.data import Splits
-from squeezeflow.models import ModelSpec, build_model, load_checkpoint, save_checkpoint
+from squeezeflow.io import write_json, write_yaml
+from squeezeflow.models import load_checkpoint, save_checkpoint
 from squeezeflow.stages.base import Stage, StageContext
-from squeezeflow.training import accuracy, seed_everything
+from squeezeflow.training import accuracy
+
+
+def compress_context(ctx: StageContext) -> tuple[CompressContext, Splits]:
+    splits = Splits.load(ctx.input("dataset"))
+    teacher, tspec = load_checkpoint(ctx.input("teacher") / "model.pt")
+    return CompressContext(teacher, tspec, (splits.x["train"], splits.y["train"]), (splits.x["val"], splits.y["val"]),
+                           ctx.params.seed), splits
+
+
+def model_stats(model) -> dict:
+    params = list(model.parameters())
+    return {"parameters": sum(p.numel() for p in params), "nonzero_parameters": sum(int((p != 0).sum()) for p in params),
+            "sparsity": sparsity(model)}
 
 
 def run(ctx: StageContext) -> dict:
-    splits = Splits.load(ctx.input("dataset"))
-    teacher, tspec = load_checkpoint(ctx.input("teacher") / "model.pt")
-    p = ctx.params.compress
-    spec = ModelSpec("mlp", tspec.input_shape, tspec.num_classes, p.distill.student_hidden)
-    seed_everything(ctx.params.seed)
-    student = build_model(spec)
-    train, val, test = ((splits.x[s], splits.y[s]) for s in ("train", "val", "test"))
-    result = distill(teacher, student, train, val, p.distill, ctx.params.seed)
-    distilled_acc = accuracy(student, *test)
-    magnitude_prune(student, p.prune.sparsity, p.prune.scope)
-    save_checkpoint(ctx.out / "model.pt", student, spec)
-    return {
-        "distilled_test_accuracy": distilled_acc,
-        "pruned_test_accuracy": accuracy(student, *test),
-        "distill_epochs": result.epochs_run,
-        "sparsity": sparsity(student),
-        "parameters": sum(x.numel() for x in student.parameters()),
-        "nonzero_parameters": sum(int((x != 0).sum()) for x in student.parameters()),
-    }
+    recipe = ctx.recipe()
+    cctx, splits = compress_context(ctx)
+    test = (splits.x["test"], splits.y["test"])
+    model, spec, report = recipe.run(cctx.teacher, cctx, on_step=lambda a: {"test_accuracy": accuracy(a.model, *test)})
+    save_checkpoint(ctx.out / "model.pt", model, spec)
+    write_yaml(ctx.out / "recipe.yaml", recipe.to_dict())
+    write_json(ctx.out / "steps.json", report)
+    return {"recipe": recipe.name, "test_accuracy": accuracy(model, *test), **model_stats(model),
+            "steps": {f"{r['step']}_{r['technique']}": {k: v for k, v in r.items() if k not in ("step", "technique")}
+                      for r in report}}
 
 
-STAGE = Stage("compressed", run, deps=("dataset", "teacher"), params=("seed", "compress"),
+STAGE = Stage("compressed", run, deps=("dataset", "teacher"), params=("seed", "compress"), recipe_params=("main.name", "main.steps"),
               code=("squeezeflow.models", "squeezeflow.training", "squeezeflow.compression"),
-              description="distilled + pruned student")
+              artifacts=("recipe.yaml", "steps.json"), description="the recipe's compression steps")

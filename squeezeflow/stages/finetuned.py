@@ -1,30 +1,25 @@
-"""Stage 5: recovery fine-tuning of the compressed model; pruned weights stay zero."""
+"""Stage 5: the recipe's recovery fine-tuning of the compressed model; pruned weights stay zero and quantized
+layers keep their bit widths."""
 
 from __future__ import annotations
 
-from squeezeflow.compression import apply_masks, sparsity, weight_masks
-from squeezeflow.data import Splits
 from squeezeflow.models import load_checkpoint, save_checkpoint
 from squeezeflow.stages.base import Stage, StageContext
-from squeezeflow.training import accuracy, fit
+from squeezeflow.stages.compressed import compress_context, model_stats
+from squeezeflow.training import accuracy
 
 
 def run(ctx: StageContext) -> dict:
-    splits = Splits.load(ctx.input("dataset"))
+    recipe = ctx.recipe()
+    cctx, splits = compress_context(ctx)
     model, spec = load_checkpoint(ctx.input("compressed") / "model.pt")
-    masks = weight_masks(model)
-    train, val, test = ((splits.x[s], splits.y[s]) for s in ("train", "val", "test"))
-    result = fit(model, train, val, ctx.params.finetune.train, ctx.params.seed, desc="finetune",
-                 after_step=lambda: apply_masks(masks))
+    result = recipe.recover(model, cctx)
     save_checkpoint(ctx.out / "model.pt", model, spec)
-    return {
-        "val_accuracy": result.best_val_accuracy,
-        "test_accuracy": accuracy(model, *test),
-        "epochs": result.epochs_run,
-        "sparsity": sparsity(model),
-    }
+    return {"test_accuracy": accuracy(model, splits.x["test"], splits.y["test"]), **model_stats(model),
+            "finetune_epochs": result.get("epochs", 0), "val_accuracy": result.get("val_accuracy")}
 
 
-STAGE = Stage("finetuned", run, deps=("dataset", "compressed"), params=("seed", "finetune"),
+STAGE = Stage("finetuned", run, deps=("dataset", "teacher", "compressed"), params=("seed",),
+              recipe_params=("main.finetune",),
               code=("squeezeflow.models", "squeezeflow.training", "squeezeflow.compression"),
-              description="fine-tuned compressed model")
+              description="recovery fine-tuning of the compressed model")

@@ -18,7 +18,7 @@ def data_meta(ctx: StageContext) -> dict:
 def run(ctx: StageContext) -> dict:
     meta, splits = data_meta(ctx), Splits.load(ctx.input("dataset"))
     p = ctx.params.teacher
-    spec = ModelSpec(p.arch, tuple(meta["input_shape"]), meta["num_classes"], p.hidden, p.dropout)
+    spec = ModelSpec(p.arch, tuple(meta["input_shape"]), meta["num_classes"], p.hidden, p.dropout, dict(p.extra))
     seed_everything(ctx.params.seed)
     model = build_model(spec)
     t0 = time.perf_counter()

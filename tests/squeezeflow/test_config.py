@@ -22,8 +22,8 @@ def test_unknown_key_names_file_field_and_value(tmp_path):
 
 def test_out_of_range_value_is_rejected(tmp_path):
     path = tmp_path / "params.yaml"
-    path.write_text("compress:\n  prune:\n    sparsity: 1.5\n")
-    with pytest.raises(SqueezeflowInputError, match=r"compress\.prune\.sparsity.*1\.5"):
+    path.write_text("split:\n  val: 1.5\n")
+    with pytest.raises(SqueezeflowInputError, match=r"split\.val.*1\.5"):
         load_params(path)
 
 

@@ -36,3 +36,30 @@ def test_masks_keep_pruned_weights_zero_through_updates():
             p.add_(1.0)
     apply_masks(masks)
     assert sparsity(m) == pytest.approx(0.6, abs=2e-3)
+
+
+def test_technique_iterative_reaches_exact_sparsity_and_fine_tuning_keeps_zeros(task):
+    import copy
+
+    from squeezeflow.compression.prune import MagnitudePrune, MagnitudePruneConfig, schedule
+    from tests.squeezeflow.compression.conftest import FAST
+
+    assert schedule(0.6, 3) == pytest.approx([0.2, 0.4, 0.6])
+    m = copy.deepcopy(task.teacher)
+    out = MagnitudePrune(MagnitudePruneConfig(sparsity=0.6, steps=3, finetune=FAST)).apply(m, task)
+    assert out.metrics["sparsity"] == pytest.approx(0.6, abs=1e-3)
+    zeros = [w.detach() == 0 for _, w in ((mod, mod.weight) for mod in m if isinstance(mod, torch.nn.Linear))]
+    task.fit(m, FAST, "ft")  # later training (the recovery fine-tuning) must not revive pruned weights
+    again = [w.detach() == 0 for _, w in ((mod, mod.weight) for mod in m if isinstance(mod, torch.nn.Linear))]
+    assert all(bool((a & b).eq(a).all()) for a, b in zip(zeros, again))
+    assert sparsity(m) == pytest.approx(0.6, abs=1e-3)
+
+
+def test_bad_sparsity_is_rejected():
+    from pydantic import ValidationError
+
+    from squeezeflow.compression.prune import MagnitudePruneConfig
+
+    for bad in ({"sparsity": 1.0}, {"sparsity": -0.1}, {"steps": 0}, {"scope": "row"}, {"sparsty": 0.5}):
+        with pytest.raises(ValidationError):
+            MagnitudePruneConfig.model_validate(bad)

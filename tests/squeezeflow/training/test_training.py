@@ -1,8 +1,7 @@
 import numpy as np
 import torch
 
-from squeezeflow.config import DistillParams, TrainParams
-from squeezeflow.compression import distill
+from squeezeflow.config import TrainParams
 from squeezeflow.models import ModelSpec, build_model
 from squeezeflow.training import accuracy, distillation_loss, fit, seed_everything
 
@@ -29,14 +28,3 @@ def test_fit_learns_and_restores_the_best_epoch():
     res = fit(m, (x[:200], y[:200]), (x[200:], y[200:]), TrainParams(epochs=30, patience=5, lr=1e-2), 0, "t")
     assert res.best_val_accuracy > 90
     assert accuracy(m, x[200:], y[200:]) == res.best_val_accuracy
-
-
-def test_distilled_student_learns_from_the_teacher():
-    x, y = _blobs()
-    seed_everything(0)
-    teacher = build_model(ModelSpec("mlp", (4,), 3, (32,)))
-    fit(teacher, (x[:200], y[:200]), (x[200:], y[200:]), TrainParams(epochs=30, lr=1e-2), 0, "t")
-    student = build_model(ModelSpec("mlp", (4,), 3, (16,)))
-    res = distill(teacher, student, (x[:200], y[:200]), (x[200:], y[200:]),
-                  DistillParams(train=TrainParams(epochs=60, patience=20, lr=1e-2)), 0)
-    assert res.best_val_accuracy > 85

@@ -1,0 +1,36 @@
+"""Self-distillation ("born-again networks"): the model so far teaches a freshly initialised copy of itself."""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from squeezeflow.compression.base import Applied, CompressContext, Technique, register_technique
+from squeezeflow.compression.distill import SoftTargets, kd_loss_fn
+from squeezeflow.config import TrainParams
+from squeezeflow.models import describe, rebuild
+from squeezeflow.training import seed_everything
+
+
+class SelfDistillConfig(SoftTargets):
+    train: TrainParams = TrainParams(epochs=150, patience=15, lr=3e-3)
+    seed_offset: int = Field(1, ge=0, description="the copy starts from a different initialisation than the teacher")
+
+
+def fresh_copy(model: nn.Sequential, seed: int) -> nn.Sequential:
+    """Same layers, new random weights."""
+    seed_everything(seed)
+    return rebuild(describe(model))
+
+
+@register_technique
+class SelfDistill(Technique):
+    name, kind, Config = "distill-self", "student", SelfDistillConfig
+
+    def apply(self, model: nn.Sequential, ctx: CompressContext) -> Applied:
+        cfg: SelfDistillConfig = self.config
+        teacher = model.eval()
+        student = fresh_copy(model, ctx.seed + cfg.seed_offset)
+        result = ctx.fit(student, cfg.train, desc="self-distill", loss_fn=kd_loss_fn(teacher, cfg))
+        return Applied(student.eval(), {"epochs": result.epochs_run, "val_accuracy": result.best_val_accuracy})

@@ -1,0 +1,81 @@
+"""Models as a flat nn.Sequential of layers that can describe themselves as plain dicts.
+
+Compression changes a model's shape (channels removed, a layer split into two factors, weights quantized), so a
+checkpoint cannot be rebuilt from the architecture it started as. It stores the list of layer descriptions instead,
+and every technique is free to swap layers as long as each one is registered here. Plain values only, so a
+checkpoint loads with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+# type name -> (module class, module -> constructor kwargs)
+LAYERS: dict[str, tuple[type[nn.Module], Callable[[nn.Module], dict]]] = {}
+
+
+def register_layer(name: str, cls: type[nn.Module], describe: Callable[[nn.Module], dict] | None = None) -> None:
+    """A custom layer may instead define `describe(self) -> dict` returning its constructor kwargs."""
+    LAYERS[name] = (cls, describe or (lambda m: m.describe()))
+
+
+def _conv(m: nn.Module) -> dict:
+    return {"in_channels": m.in_channels, "out_channels": m.out_channels, "kernel_size": list(m.kernel_size),
+            "stride": list(m.stride), "padding": list(m.padding) if not isinstance(m.padding, str) else m.padding,
+            "dilation": list(m.dilation), "groups": m.groups, "bias": m.bias is not None}
+
+
+def _bn(m: nn.Module) -> dict:
+    return {"num_features": m.num_features, "eps": m.eps, "momentum": m.momentum}
+
+
+def _pool(m: nn.Module) -> dict:
+    return {"kernel_size": m.kernel_size, "stride": m.stride}
+
+
+register_layer("linear", nn.Linear, lambda m: {"in_features": m.in_features, "out_features": m.out_features,
+                                               "bias": m.bias is not None})
+register_layer("conv1d", nn.Conv1d, _conv)
+register_layer("conv2d", nn.Conv2d, _conv)
+register_layer("batchnorm1d", nn.BatchNorm1d, _bn)
+register_layer("batchnorm2d", nn.BatchNorm2d, _bn)
+register_layer("relu", nn.ReLU, lambda m: {})
+register_layer("dropout", nn.Dropout, lambda m: {"p": m.p})
+register_layer("flatten", nn.Flatten, lambda m: {"start_dim": m.start_dim, "end_dim": m.end_dim})
+register_layer("unflatten", nn.Unflatten, lambda m: {"dim": m.dim, "unflattened_size": list(m.unflattened_size)})
+register_layer("maxpool1d", nn.MaxPool1d, _pool)
+register_layer("maxpool2d", nn.MaxPool2d, _pool)
+register_layer("avgpool1d", nn.AdaptiveAvgPool1d, lambda m: {"output_size": m.output_size})
+register_layer("avgpool2d", nn.AdaptiveAvgPool2d, lambda m: {"output_size": m.output_size})
+
+
+def _type_name(module: nn.Module) -> str:
+    # exact class match: a subclass (e.g. a quantized Linear) must register under its own name
+    for name, (cls, _) in LAYERS.items():
+        if type(module) is cls:
+            return name
+    raise TypeError(f"layer {type(module).__name__} is not registered in squeezeflow.models.layers")
+
+
+def describe(model: nn.Sequential) -> list[dict]:
+    out = []
+    for m in model:
+        name = _type_name(m)
+        out.append({"type": name, **LAYERS[name][1](m)})
+    return out
+
+
+def rebuild(layers: list[dict]) -> nn.Sequential:
+    modules = []
+    for d in layers:
+        kwargs = dict(d)
+        name = kwargs.pop("type")
+        if name not in LAYERS:
+            raise KeyError(f"unknown layer type '{name}'; known: {sorted(LAYERS)}")
+        for k in ("kernel_size", "stride", "padding", "dilation", "unflattened_size"):
+            if isinstance(kwargs.get(k), list):
+                kwargs[k] = tuple(kwargs[k])
+        modules.append(LAYERS[name][0](**kwargs))
+    return nn.Sequential(*modules)

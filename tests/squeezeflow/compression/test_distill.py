@@ -1,0 +1,85 @@
+import copy
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from squeezeflow.compression.distill import Distill, DistillConfig, StudentSpec, features, kd_loss_fn
+from squeezeflow.compression.distill_online import OnlineDistill, OnlineDistillConfig, mutual_kl
+from squeezeflow.compression.distill_self import SelfDistill, SelfDistillConfig, fresh_copy
+from squeezeflow.models import describe
+from squeezeflow.training import accuracy
+from tests.squeezeflow.compression.conftest import FAST
+
+
+@pytest.mark.parametrize("kind", ["kl", "mse"])
+def test_loss_is_zero_when_student_equals_teacher(task, kind):
+    x = torch.as_tensor(task.val[0][:32])
+    y = torch.as_tensor(task.val[1][:32])
+    loss = kd_loss_fn(task.teacher, DistillConfig(alpha=1.0, loss=kind))
+    assert float(loss(task.teacher(x), x, y)) == pytest.approx(0.0, abs=1e-6)
+    assert float(loss(task.teacher(x) + 1.0 * torch.randn(32, 3), x, y)) > 1e-3
+    assert float(mutual_kl(task.teacher(x), task.teacher(x), 2.0)) == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("extra", [{}, {"loss": "mse"}, {"hint_weight": 0.5}])
+def test_offline_distillation_builds_a_smaller_student_that_learns(task, extra):
+    cfg = DistillConfig(student=StudentSpec(hidden=(8,)), train=FAST, **extra)
+    out = Distill(cfg).apply(task.teacher, task)
+    assert out.spec.hidden == (8,)
+    assert sum(p.numel() for p in out.model.parameters()) < sum(p.numel() for p in task.teacher.parameters())
+    assert accuracy(out.model, *task.val) >= accuracy(task.teacher, *task.val) - 5
+    assert [type(m) for m in out.model] == [type(m) for m in out.model]  # a plain Sequential: the hint head is gone
+    assert all(not isinstance(m, torch.nn.Module) or m.__class__.__module__.startswith("torch") for m in out.model)
+
+
+def test_hint_loss_trains_a_projection_of_student_features_onto_the_teacher_features(task):
+    from squeezeflow.compression import distill as d
+
+    made = []
+    original = d._WithHint
+
+    class Recording(original):  # keeps a handle on the throwaway projection head
+        def __init__(self, *args):
+            super().__init__(*args)
+            made.append(self)
+
+    def hint_error(wrapped):
+        xs = torch.as_tensor(task.train[0])
+        with torch.no_grad():
+            t = features(task.teacher, xs)
+            return float(((wrapped.project(features(wrapped.student, xs)) - t) ** 2).mean() / (t**2).mean())
+
+    d._WithHint = Recording
+    try:
+        out = Distill(DistillConfig(student=StudentSpec(hidden=(8,)), train=FAST, hint_weight=5.0)).apply(task.teacher, task)
+    finally:
+        d._WithHint = original
+    (wrapped,) = made
+    assert wrapped.student is out.model and not any(m is wrapped.project for m in out.model)
+    fresh = Recording.__mro__[1](d.build_model(out.spec), 8, 64)
+    assert hint_error(wrapped) < 0.5 * hint_error(fresh)
+
+
+def test_self_distillation_trains_a_fresh_copy_of_the_same_architecture(task):
+    copy_ = fresh_copy(task.teacher, 1)
+    assert describe(copy_) == describe(task.teacher)
+    assert not torch.equal(copy_[1].weight, task.teacher[1].weight)
+    out = SelfDistill(SelfDistillConfig(train=FAST)).apply(copy.deepcopy(task.teacher), task)
+    assert describe(out.model) == describe(task.teacher)
+    assert accuracy(out.model, *task.val) >= accuracy(task.teacher, *task.val) - 5
+
+
+@pytest.mark.parametrize("peer", ["student", "teacher"])
+def test_online_distillation_trains_student_and_peer_together(task, peer):
+    cfg = OnlineDistillConfig(student=StudentSpec(hidden=(8,)), peer=peer, train=FAST)
+    out = OnlineDistill(cfg).apply(task.teacher, task)
+    assert out.spec.hidden == (8,)
+    assert out.metrics["val_accuracy"] > 80 and out.metrics["peer_val_accuracy"] > 80  # both learned
+
+
+def test_bad_configs_are_rejected():
+    for bad in ({"temperature": 0}, {"alpha": 1.5}, {"loss": "ce"}, {"student": {"arch": "vit"}},
+                {"student": {"hidden": [0]}}, {"studnet": {}}):
+        with pytest.raises(ValidationError):
+            DistillConfig.model_validate(bad)
