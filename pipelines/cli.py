@@ -72,6 +72,25 @@ def cmd_run(args) -> int:
     return run_lifecycle(ws, overrides, targets, tracking_uri=args.tracking_uri)
 
 
+def cmd_sweep(args) -> int:
+    from squeezeflow.config import apply_overrides, parse_override
+    from squeezeflow.errors import SqueezeflowInputError
+    from squeezeflow.workspace import Workspace
+
+    root = Path(args.root).resolve()
+    setup_env(root)
+    ws = Workspace(root)
+    overrides = list(args.set or []) + ([f"dataset.name={args.dataset}"] if args.dataset else [])
+    try:
+        ws.resolved_recipes(apply_overrides(ws.params(), dict(parse_override(o) for o in overrides), "command line"))
+    except SqueezeflowInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from pipelines.runner import run_sweep
+
+    return run_sweep(ws, overrides, tracking_uri=args.tracking_uri)
+
+
 def cmd_stage(args) -> int:
     from squeezeflow.lifecycle import run_stage_locally
     from squeezeflow.workspace import Workspace
@@ -126,6 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override params.yaml, e.g. teacher.train.epochs=5")
     r.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or SQLite in .squeezeflow/)")
     r.set_defaults(fn=cmd_run)
+    w = sub.add_parser("sweep", help="train big, then compress: teacher sizes x recipes (params.yaml: sweep); the "
+                       "Pareto front as a table and a plot")
+    w.add_argument("--dataset", help="built-in dataset: digits (default) or mnist1d")
+    w.add_argument("--set", action="append", metavar="KEY=VALUE", help="e.g. sweep.teacher_scales=[0.5,1]")
+    w.add_argument("--tracking-uri", help="MLflow tracking URI")
+    w.set_defaults(fn=cmd_sweep)
     s = sub.add_parser("stage", help="run one stage in place (the command dvc.yaml gives `dvc repro`)")
     s.add_argument("name")
     s.set_defaults(fn=cmd_stage)

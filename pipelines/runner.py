@@ -92,3 +92,28 @@ def run_lifecycle(ws: Workspace, overrides: list[str], targets: list[str], track
     if any(not g["passed"] for g in gates.values()) or len(promotions) < len(targets):
         return 3
     return 0 if result.success else 1
+
+
+def run_sweep(ws: Workspace, overrides: list[str], tracking_uri: str | None = None) -> int:
+    """The Pareto sweep job (dataset -> pareto_sweep), in this process; prints the points. Exit 0 or 1."""
+    from pipelines.definitions import build_definitions
+    from squeezeflow.io import read_json
+
+    resource = {"root": str(ws.root), "overrides": overrides, **({"tracking_uri": tracking_uri} if tracking_uri else {})}
+    job = build_definitions(ws.root).resolve_job_def("pareto_sweep")
+    run_config = {"resources": {"squeezeflow": {"config": resource}},
+                  "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    print(f"squeezeflow: Pareto sweep on {ws.root}", flush=True)
+    with DagsterInstance.get() as instance:
+        result = job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False)
+    for e in result.get_step_failure_events():
+        if e.event_specific_data and e.event_specific_data.error:
+            print(f"error: {e.step_key}: {_root_cause(e.event_specific_data.error)}", file=sys.stderr)
+    if not result.success:
+        return 1
+    from assets.sweep import front_table
+
+    out = ws.stage_dir("sweep")
+    print("\n" + front_table(read_json(out / "points.json")))
+    print(f"\nplot: {out / 'pareto.png'} (also in MLflow, run 'sweep', and in the Dagster UI on the pareto_sweep asset)")
+    return 0

@@ -14,7 +14,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 # Small enough that a whole lifecycle runs in seconds; the behaviour under test is the same.
 TINY = {
-    "teacher": {"hidden": [64], "train": {"epochs": 6, "patience": 3}},
+    "teacher": {"arch": "mlp", "hidden": [64], "train": {"epochs": 6, "patience": 3}},
     "compress": {"recipe": "tiny"},
 }
 TINY_RECIPE = {

@@ -81,7 +81,7 @@ def test_checks_ran_and_passed_in_dagster(first_run):
 def test_checkpoints_are_dvc_tracked_and_pushed(first_run):
     ws, _, _ = first_run
     lock = yaml.safe_load((ws.root / "dvc.lock").read_text())["stages"]
-    assert set(ws.stages) == set(lock)
+    assert set(ws.stages) - {"sweep"} == set(lock)  # the sweep is its own job
     remote = ws.state_dir / "dvc-remote"
     pushed = {p.name for p in remote.rglob("*") if p.is_file()}
     for stage in ("teacher", "exported", "build-cpu-int8"):
@@ -158,3 +158,24 @@ def test_a_bad_dataset_is_blocked_before_training(env):
     assert any("bad.npz" in f["message"] and "field 'x' = nan" in f["message"] for f in failure["failures"])
     assert not ws.stage_dir("teacher").exists()
     assert client(ws).search_registered_models() == []
+
+
+def test_pareto_sweep_logs_its_plot_to_mlflow_and_dagster(env):
+    from dagster import AssetKey
+
+    from pipelines.runner import run_sweep
+
+    root = make_workspace(env / "sweep", targets=("cpu-fp32",))
+    ws = Workspace(root)
+    rc = run_sweep(ws, ["sweep.teacher_scales=[0.25,1.0]", "sweep.recipes=[tiny]"])
+    assert rc == 0
+    points = json.loads((ws.stage_dir("sweep") / "points.json").read_text())
+    assert [(p["teacher_scale"], p["recipe"]) for p in points] == [(0.25, "teacher"), (0.25, "tiny"), (1.0, "teacher"),
+                                                                   (1.0, "tiny")]
+    assert any(p["on_front"] for p in points)
+    c = client(ws)
+    (run,) = c.search_runs([c.get_experiment_by_name("squeezeflow").experiment_id], "tags.`squeezeflow.stage` = 'sweep'")
+    assert {"pareto.png", "points.json"} <= {a.path for a in c.list_artifacts(run.info.run_id)}
+    with DagsterInstance.get() as instance:
+        mat = instance.get_latest_materialization_event(AssetKey("pareto_sweep")).asset_materialization
+    assert mat.metadata["plot"].value.startswith("![Pareto front](data:image/png;base64,")
