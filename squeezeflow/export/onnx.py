@@ -7,6 +7,8 @@ import onnx
 import torch
 from torch import nn
 
+# importing quant also registers the quantized layers, so checkpoints holding them load wherever export is used
+from squeezeflow.export.quant import export_quantized, has_quantized
 from squeezeflow.io import atomic_path
 from squeezeflow.training import predict_logits
 
@@ -14,14 +16,18 @@ INPUT, OUTPUT = "input", "logits"
 
 
 def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path, opset: int) -> None:
-    """Export with a dynamic batch axis; the file appears only once onnx.checker accepts it."""
+    """Export with a dynamic batch axis; the file appears only once onnx.checker accepts it. A model holding
+    quantized layers is stored with integer weights (squeezeflow/export/quant.py), at the opset they need."""
     model.eval()
     example = torch.zeros((1, *input_shape), dtype=torch.float32)
     with atomic_path(Path(path)) as tmp:
-        # The TorchScript exporter: deterministic, no onnxscript round trip, and a few hundred ms for these models.
-        torch.onnx.export(model, (example,), str(tmp), input_names=[INPUT], output_names=[OUTPUT],
-                          dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}}, opset_version=opset,
-                          dynamo=False)
+        if has_quantized(model):
+            export_quantized(model, input_shape, tmp, opset, names=(INPUT, OUTPUT))
+        else:
+            # The TorchScript exporter: deterministic, no onnxscript round trip, and a few hundred ms for these models.
+            torch.onnx.export(model, (example,), str(tmp), input_names=[INPUT], output_names=[OUTPUT],
+                              dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}}, opset_version=opset,
+                              dynamo=False)
         onnx.checker.check_model(str(tmp), full_check=True)
 
 

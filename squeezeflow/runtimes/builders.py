@@ -61,9 +61,34 @@ class _Calibration:
         pass
 
 
+def _integer_weights(path: Path) -> int:
+    """How many weights an already quantized export stores as integers (DequantizeLinear on an int8/int4/int2
+    initializer; int32 ones are biases)."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    types = {i.name: i.data_type for i in graph.initializer}
+    int32 = onnx.TensorProto.INT32  # also stands for "not an initializer"
+    return sum(1 for n in graph.node if n.op_type == "DequantizeLinear" and types.get(n.input[0], int32) != int32)
+
+
+def _widen_int2(path: Path) -> None:
+    """int2 weights -> int4 containers: ONNX Runtime cannot load int2 weights once activations are quantized
+    (see squeezeflow/export/quant.py)."""
+    import onnx
+
+    from squeezeflow.export.quant import widen_int2
+
+    proto = onnx.load(str(path))
+    if widen_int2(proto):
+        onnx.save(proto, str(path))
+
+
 @register_builder
 class OrtInt8Qdq(Builder):
-    """Static int8 quantization in QDQ form, calibrated on training samples."""
+    """Static int8 quantization in QDQ form, calibrated on training samples. Weights the export already stores as
+    integers (a quantize/qat/mixed-precision recipe) are kept as they are: ONNX Runtime's quantizer recognises
+    DequantizeLinear weights and adds only the activation (and int32 bias) quantization."""
 
     name = "ort-int8-qdq"
 
@@ -77,9 +102,10 @@ class OrtInt8Qdq(Builder):
         with tempfile.TemporaryDirectory() as tmpdir, atomic_path(dest) as tmp:
             prepped = Path(tmpdir) / "prepped.onnx"
             quant_pre_process(str(source), str(prepped), skip_symbolic_shape=True)
+            _widen_int2(prepped)
             quantize_static(str(prepped), str(tmp), _Calibration(samples), quant_format=QuantFormat.QDQ,
                             per_channel=spec.per_channel, activation_type=QuantType.QInt8 if spec.symmetric_activations else QuantType.QUInt8,
                             weight_type=QuantType.QInt8, calibrate_method=methods[spec.calibration_method],
                             extra_options={"ActivationSymmetric": spec.symmetric_activations})
         return {"calibration_samples": int(len(samples)), "per_channel": spec.per_channel,
-                "calibration_method": spec.calibration_method}
+                "calibration_method": spec.calibration_method, "prequantized_weights": _integer_weights(source)}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
+
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -45,6 +48,28 @@ def _ensure_registered_model(tracker: Tracker, name: str, description: str) -> N
         tracker.client.create_registered_model(name, description=description)
 
 
+@contextmanager
+def fluent_uri(uri: str):
+    """log_model only exists in MLflow's fluent API, whose set_tracking_uri also writes MLFLOW_TRACKING_URI into
+    os.environ: without restoring it, every later workspace in this process would log into this one's store."""
+    import mlflow
+
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before[0])
+        mlflow.set_registry_uri(before[1])
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def promote(tracker: Tracker, run_id: str, model_name: str, onnx_path: Path, example: np.ndarray,
             tags: dict[str, str]) -> Promotion:
     """Log the ONNX model (flavor + signature), register it and point `champion` at it.
@@ -63,13 +88,12 @@ def promote(tracker: Tracker, run_id: str, model_name: str, onnx_path: Path, exa
     from squeezeflow.export.onnx import onnx_logits
 
     signature = infer_signature(example.astype(np.float32), onnx_logits(onnx_path, example))
-    mlflow.set_tracking_uri(tracker.tracking_uri)
-    mlflow.set_registry_uri(tracker.tracking_uri)
-    with mlflow.start_run(run_id=run_id):
-        info = mlflow.onnx.log_model(onnx.load(str(onnx_path)), name="model", signature=signature,
-                                     onnx_execution_providers=["CPUExecutionProvider"])
-    _ensure_registered_model(tracker, model_name, "squeezeflow: the validated model for one hardware target")
-    version = tracker.client.create_model_version(model_name, source=info.model_uri, run_id=run_id,
-                                                  tags={**tags, SHA_TAG: sha})
+    with fluent_uri(tracker.tracking_uri):  # registration resolves the logged model through the same global URI
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.onnx.log_model(onnx.load(str(onnx_path)), name="model", signature=signature,
+                                         onnx_execution_providers=["CPUExecutionProvider"])
+        _ensure_registered_model(tracker, model_name, "squeezeflow: the validated model for one hardware target")
+        version = tracker.client.create_model_version(model_name, source=info.model_uri, run_id=run_id,
+                                                      tags={**tags, SHA_TAG: sha})
     tracker.client.set_registered_model_alias(model_name, CHAMPION, version.version)
     return Promotion(model_name, version.version, f"models:/{model_name}/{version.version}", True, False)

@@ -118,7 +118,7 @@ def test_warm_rerun_reuses_everything_and_keeps_the_champion(first_run):
     runs = c.search_runs([c.get_experiment_by_name("squeezeflow").experiment_id],
                          f"tags.`squeezeflow.run_key` = '{summary['dagster_run_id']}'")
     reused = {r.data.tags["squeezeflow.stage"]: r.data.tags.get("squeezeflow.reused") for r in runs}
-    assert all(reused[s] == "true" for s in ws.stages), reused
+    assert all(reused[s] == "true" for s in ws.stages if s != "sweep"), reused
     assert (ws.stage_dir("teacher") / "model.pt").stat().st_mtime == teacher_mtime
     assert champion(type("T", (), {"client": c})(), "squeezeflow-digits-cpu-fp32").version == before
 
@@ -179,3 +179,17 @@ def test_pareto_sweep_logs_its_plot_to_mlflow_and_dagster(env):
     with DagsterInstance.get() as instance:
         mat = instance.get_latest_materialization_event(AssetKey("pareto_sweep")).asset_materialization
     assert mat.metadata["plot"].value.startswith("![Pareto front](data:image/png;base64,")
+
+
+def test_the_recipe_is_a_dvc_param_and_logged_whole_to_mlflow(first_run):
+    ws, _, summary = first_run
+    lock = yaml.safe_load((ws.root / "dvc.lock").read_text())["stages"]
+    recorded = lock["compressed"]["params"][".squeezeflow/recipes.yaml"]
+    assert recorded["main.name"] == "tiny" and recorded["main.steps"][1]["technique"] == "prune-magnitude"
+    assert "main.finetune" in lock["finetuned"]["params"][".squeezeflow/recipes.yaml"]
+    c = client(ws)
+    (run,) = c.search_runs([c.get_experiment_by_name("squeezeflow").experiment_id],
+                           f"tags.`squeezeflow.stage` = 'compressed' and tags.`squeezeflow.run_key` = '{summary['dagster_run_id']}'")
+    assert run.data.params["recipe.main.name"] == "tiny"
+    local = c.download_artifacts(run.info.run_id, "recipe.yaml", str(ws.root / ".squeezeflow"))
+    assert yaml.safe_load(open(local))["steps"][0]["student"]["hidden"] == [16]
