@@ -45,7 +45,7 @@ class TeacherParams(Strict):
     """Train big: a wide CNN (channels per block) by default; the recipe makes it small."""
 
     arch: str = "cnn"
-    hidden: tuple[int, ...] = (64, 128, 128)
+    hidden: tuple[int, ...] = (128, 256, 256)
     dropout: float = Field(0.1, ge=0, lt=1)
     extra: dict[str, int | float | str] = {}
     train: TrainParams = TrainParams(epochs=100, patience=15, lr=3e-3)
