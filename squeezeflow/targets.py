@@ -34,6 +34,8 @@ class MeasureSpec(Strict):
     warmup: int = Field(20, ge=0)
     iterations: int = Field(200, ge=10, le=1_000_000)
     throughput_batch: int = Field(256, ge=1)
+    session_options: dict[str, str] = Field(default_factory=dict, description="ONNX Runtime session config entries "
+                                            "the deployed runtime uses, e.g. session.disable_quant_qdq: '1'")
 
 
 class Budgets(Strict):

@@ -31,13 +31,15 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path, opse
         onnx.checker.check_model(str(tmp), full_check=True)
 
 
-def session(path: Path, threads: int = 1):
+def session(path: Path, threads: int = 1, options: dict[str, str] | None = None):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    for key, value in (options or {}).items():
+        opts.add_session_config_entry(key, value)
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 

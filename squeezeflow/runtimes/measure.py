@@ -18,7 +18,7 @@ def gzip_bytes(path: Path) -> int:
 
 
 def measure(model_path: Path, x: np.ndarray, y: np.ndarray, spec: MeasureSpec) -> dict:
-    sess = session(model_path, spec.threads)
+    sess = session(model_path, spec.threads, spec.session_options)
     x = x.astype(np.float32)
     logits = np.concatenate([sess.run([OUTPUT], {INPUT: x[i : i + 512]})[0] for i in range(0, len(x), 512)])
     one = x[:1]
