@@ -34,6 +34,10 @@ class Point:
     on_front: bool = False
 
     @property
+    def latency_us(self) -> float:
+        return self.latency_p50_ms * 1e3
+
+    @property
     def label(self) -> str:
         return f"x{self.teacher_scale:g} {self.recipe}"
 
@@ -87,9 +91,11 @@ def plot_front(points: list[Point], path: Path, title: str) -> None:
     matplotlib.use("Agg")  # no display on servers and in CI
     import matplotlib.pyplot as plt
 
+    from matplotlib.ticker import NullFormatter
+
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for ax, key, xlabel in ((axes[0], "gzip_bytes", "deployed size, gzip bytes (log)"),
-                            (axes[1], "latency_p50_ms", "latency p50 at batch 1, ms (log)")):
+                            (axes[1], "latency_us", "latency p50 at batch 1, us (log)")):
         for is_teacher, marker in ((True, "s"), (False, "o")):
             sel = [p for p in points if (p.recipe == "teacher") == is_teacher]
             ax.scatter([getattr(p, key) for p in sel], [p.accuracy for p in sel], marker=marker,
@@ -100,6 +106,7 @@ def plot_front(points: list[Point], path: Path, title: str) -> None:
         for p in points:
             ax.annotate(p.label, (getattr(p, key), p.accuracy), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels on a log axis overlap
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy, %")
