@@ -63,7 +63,7 @@ def cmd_run(args) -> int:
             raise SqueezeflowInputError("command line", "dataset.name", params.dataset.name,
                                         f"unknown dataset; known: {sorted(DATASETS)}")
         targets = [t.name for t in select_targets(ws.targets, args.target, "--target")]
-        ws.recipe(params)  # a bad recipe fails here, before any work
+        ws.resolved_recipes(params)  # a bad recipe (main or sweep) fails here, before any work
     except SqueezeflowInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

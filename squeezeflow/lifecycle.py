@@ -117,7 +117,7 @@ class Lifecycle:
         if stage.target:
             sections["target"] = stage.target.model_dump(mode="json")
         if stage.recipe_params:
-            resolved = self.ws.resolved_recipes(params)
+            resolved = self.ws.recorded_recipes()
             for dotted in stage.recipe_params:
                 node = resolved
                 for part in dotted.split("."):

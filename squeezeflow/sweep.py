@@ -59,7 +59,8 @@ def pareto_front(points: list[Point]) -> list[Point]:
 
 
 def run_sweep(spec: ModelSpec, train: TrainParams, scales: tuple[float, ...], recipes: list[Recipe], splits: Splits,
-              target: TargetProfile, workdir: Path, seed: int, log: Callable[[str], None] = print) -> list[Point]:
+              target: TargetProfile, workdir: Path, seed: int, log: Callable[[str], None] = print,
+              opset: int = 17) -> list[Point]:
     trn, val = (splits.x["train"], splits.y["train"]), (splits.x["val"], splits.y["val"])
     points = []
     for scale in scales:
@@ -68,19 +69,19 @@ def run_sweep(spec: ModelSpec, train: TrainParams, scales: tuple[float, ...], re
         teacher = build_model(tspec)
         fit(teacher, trn, val, train, seed, desc=f"teacher x{scale:g}")
         teacher.eval()
-        points.append(_point(scale, "teacher", teacher, tspec, splits, target, workdir))
+        points.append(_point(scale, "teacher", teacher, tspec, splits, target, workdir, opset))
         for recipe in recipes:
             log(f"[sweep] teacher x{scale:g} -> recipe {recipe.name}")
             ctx = CompressContext(teacher, tspec, trn, val, seed, log=log)
             model, mspec, _ = recipe.run(copy.deepcopy(teacher), ctx)
             recipe.recover(model, ctx)
-            points.append(_point(scale, recipe.name, model, mspec, splits, target, workdir))
+            points.append(_point(scale, recipe.name, model, mspec, splits, target, workdir, opset))
     return pareto_front(points)
 
 
 def _point(scale: float, recipe: str, model, spec: ModelSpec, splits: Splits, target: TargetProfile,
-           workdir: Path) -> Point:
-    m = deploy_and_measure(model, spec, splits, Path(workdir) / f"x{scale:g}-{recipe}", target)
+           workdir: Path, opset: int) -> Point:
+    m = deploy_and_measure(model, spec, splits, Path(workdir) / f"x{scale:g}-{recipe}", target, opset)
     return Point(scale, recipe, m["accuracy"], m["model_gzip_bytes"], m["latency_p50_ms"], m["parameters"], m["flops"])
 
 

@@ -63,6 +63,13 @@ class Workspace:
         path = find_recipe(name, [self.recipes_dir, SHIPPED_RECIPES])
         return load_recipe(path if path.is_absolute() else self.root / path)
 
+    def recorded_recipes(self) -> dict:
+        """The resolved recipes `prepare` recorded for DVC: stages run exactly what DVC compares."""
+        path = self.root / RESOLVED_RECIPES
+        if path.exists():
+            return yaml.safe_load(path.read_text())
+        return self.resolved_recipes(self.params())
+
     def resolved_recipes(self, params: Params) -> dict:
         def named(name: str) -> Params:
             return params.model_copy(update={"compress": params.compress.model_copy(update={"recipe": name})})

@@ -15,6 +15,7 @@ impossible orders are errors naming the file, the field and the value.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -52,9 +53,13 @@ class Recipe:
         """Apply the steps in order; returns the model, its spec (the last student's, else the teacher's) and the
         metrics of each step (plus whatever `on_step` measures after it)."""
         spec, report = ctx.teacher_spec, []
+        model = copy.deepcopy(model)  # in-place steps (pruning, fine-tuning) must never touch the caller's teacher
         for i, step in enumerate(self.steps):
             ctx.log(f"[recipe {self.name}] step {i + 1}/{len(self.steps)}: {step.name}")
-            applied = step.apply(model, ctx)
+            try:
+                applied = step.apply(model, ctx)
+            except ValueError as exc:  # the step does not fit this model (e.g. BN importance without BatchNorm)
+                raise SqueezeflowInputError(self.source, f"steps[{i}].technique", step.name, str(exc)) from exc
             model, spec = applied.model, applied.spec or spec
             report.append({"step": i + 1, "technique": step.name, **applied.metrics,
                            **(on_step(applied) if on_step else {})})
@@ -77,6 +82,7 @@ def parse_recipe(data: Any, source: str | Path, default_name: str = "recipe") ->
         raise SqueezeflowInputError(source, "steps", raw_steps, "expected a non-empty list of technique steps")
     steps = tuple(_parse_step(s, i, source) for i, s in enumerate(raw_steps))
     _check_order(steps, source)
+    _check_exportable(steps, source)
     finetune = _parse_finetune(data.get("finetune", {}), source)
     name = data.get("name") or default_name
     return Recipe(str(name), str(data.get("description") or ""), steps, finetune, str(source))
@@ -87,7 +93,7 @@ def _parse_step(raw: Any, i: int, source: str | Path) -> Technique:
     if not isinstance(raw, dict) or "technique" not in raw:
         raise SqueezeflowInputError(source, where, raw, "each step is a mapping with a 'technique' key")
     name, params = raw["technique"], {k: v for k, v in raw.items() if k != "technique"}
-    if name not in TECHNIQUES:
+    if not isinstance(name, str) or name not in TECHNIQUES:
         raise SqueezeflowInputError(source, f"{where}.technique", name, f"unknown technique; known: {sorted(TECHNIQUES)}")
     cls = TECHNIQUES[name]
     try:
@@ -125,13 +131,24 @@ def _check_order(steps: tuple[Technique, ...], source: str | Path) -> None:
         highest = rank
 
 
+def _check_exportable(steps: tuple[Technique, ...], source: str | Path) -> None:
+    """Activation fake-quant exports to QDQ that ONNX Runtime runs with integer kernels whose rounding differs from
+    torch's by ~1e-3, so the lifecycle's parity check (1e-4) would always stop it. Int8 activations are a target
+    choice instead: the ort-int8-qdq builder."""
+    for i, step in enumerate(steps):
+        if getattr(step.config, "activations", False):
+            raise SqueezeflowInputError(source, f"steps[{i}].activations", True, "activation quantization in a recipe "
+                                        "cannot pass the ONNX parity check; quantize activations with an "
+                                        "ort-int8-qdq device target instead")
+
+
 def load_recipe(path: Path) -> Recipe:
     path = Path(path)
     if not path.is_file():
         raise SqueezeflowInputError(path, "<file>", str(path), "no such recipe file")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise SqueezeflowInputError(path, "<root>", None, f"not valid YAML: {exc}") from None
     return parse_recipe(data, path, default_name=path.stem)
 

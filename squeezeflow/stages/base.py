@@ -23,8 +23,12 @@ class StageContext:
     def input(self, stage: str) -> Path:
         return self.ws.stage_dir(stage)
 
-    def recipe(self):
-        return self.ws.recipe(self.params)
+    def recipe(self, which: str = "main"):
+        """The recipe as recorded in .squeezeflow/recipes.yaml (what DVC tracks), not re-read from recipes/."""
+        from squeezeflow.compression.recipe import parse_recipe
+        from squeezeflow.workspace import RESOLVED_RECIPES
+
+        return parse_recipe(self.ws.recorded_recipes()[which], self.ws.root / RESOLVED_RECIPES)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ def run(ctx: StageContext) -> dict:
     test = (splits.x["test"], splits.y["test"])
     model, spec, report = recipe.run(cctx.teacher, cctx, on_step=lambda a: {"test_accuracy": accuracy(a.model, *test)})
     save_checkpoint(ctx.out / "model.pt", model, spec)
-    write_yaml(ctx.out / "recipe.yaml", recipe.to_dict())
+    write_yaml(ctx.out / "recipe.yaml", {k: v for k, v in recipe.to_dict().items() if k != "finetune"})
     write_json(ctx.out / "steps.json", report)
     return {"recipe": recipe.name, "test_accuracy": accuracy(model, *test), **model_stats(model),
             "steps": {f"{r['step']}_{r['technique']}": {k: v for k, v in r.items() if k not in ("step", "technique")}

@@ -3,6 +3,7 @@ layers keep their bit widths."""
 
 from __future__ import annotations
 
+from squeezeflow.io import write_yaml
 from squeezeflow.models import load_checkpoint, save_checkpoint
 from squeezeflow.stages.base import Stage, StageContext
 from squeezeflow.stages.compressed import compress_context, model_stats
@@ -15,11 +16,12 @@ def run(ctx: StageContext) -> dict:
     model, spec = load_checkpoint(ctx.input("compressed") / "model.pt")
     result = recipe.recover(model, cctx)
     save_checkpoint(ctx.out / "model.pt", model, spec)
+    write_yaml(ctx.out / "recipe-finetune.yaml", {"name": recipe.name, "finetune": recipe.to_dict()["finetune"]})
     return {"test_accuracy": accuracy(model, splits.x["test"], splits.y["test"]), **model_stats(model),
             "finetune_epochs": result.get("epochs", 0), "val_accuracy": result.get("val_accuracy")}
 
 
 STAGE = Stage("finetuned", run, deps=("dataset", "teacher", "compressed"), params=("seed",),
-              recipe_params=("main.finetune",),
+              recipe_params=("main.finetune",), artifacts=("recipe-finetune.yaml",),
               code=("squeezeflow.models", "squeezeflow.training", "squeezeflow.compression"),
               description="recovery fine-tuning of the compressed model")

@@ -22,12 +22,12 @@ def run(ctx: StageContext) -> dict:
     if p.sweep.target not in ctx.ws.targets:
         raise SqueezeflowInputError("params.yaml", "sweep.target", p.sweep.target,
                                     f"no such device target; known: {sorted(ctx.ws.targets)}")
-    recipes = [parse_recipe(r, RESOLVED_RECIPES) for r in ctx.ws.resolved_recipes(p)["sweep"].values()]
+    recipes = [parse_recipe(r, RESOLVED_RECIPES) for r in ctx.ws.recorded_recipes()["sweep"].values()]
     spec = ModelSpec(p.teacher.arch, tuple(meta["input_shape"]), meta["num_classes"], p.teacher.hidden,
                      p.teacher.dropout, dict(p.teacher.extra))
     with tempfile.TemporaryDirectory() as work:
         points = run_sweep(spec, p.teacher.train, p.sweep.teacher_scales, recipes, Splits.load(ctx.input("dataset")),
-                           ctx.ws.targets[p.sweep.target], Path(work), p.seed)
+                           ctx.ws.targets[p.sweep.target], Path(work), p.seed, opset=p.export.opset)
     write_json(ctx.out / "points.json", [asdict(pt) for pt in points])
     plot_front(points, ctx.out / "pareto.png", f"{p.dataset.name}: teacher size x recipe on {p.sweep.target}")
     front = [pt for pt in points if pt.on_front]
@@ -35,7 +35,7 @@ def run(ctx: StageContext) -> dict:
             "front": [f"{pt.label}: {pt.accuracy:.2f}% {pt.gzip_bytes} B {pt.latency_p50_ms * 1e3:.1f} us" for pt in front]}
 
 
-STAGE = Stage("sweep", run, deps=("dataset",), params=("seed", "teacher", "sweep"), recipe_params=("sweep",),
+STAGE = Stage("sweep", run, deps=("dataset",), params=("seed", "teacher", "sweep", "export"), recipe_params=("sweep",),
               code=("squeezeflow.sweep", "squeezeflow.evaluate", "squeezeflow.models", "squeezeflow.training",
-                    "squeezeflow.compression", "squeezeflow.runtimes"),
+                    "squeezeflow.compression", "squeezeflow.export", "squeezeflow.runtimes"),
               artifacts=("pareto.png", "points.json"), description="teacher size x recipe Pareto front")

@@ -32,6 +32,8 @@ def test_every_shipped_recipe_loads_and_the_default_exists():
     ({"technique": "factorize-svd", "rank_ratio": 0}, "steps[0].rank_ratio", "0"),
     ({"technique": "quantize", "bits": 3}, "steps[0].bits", "3"),
     ({"technique": "magic"}, "steps[0].technique", "'magic'"),
+    ({"technique": ["distill"]}, "steps[0].technique", "['distill']"),
+    ({"technique": "quantize", "activations": True}, "steps[0].activations", "True"),
     ({"technique": "distill", "temprature": 2}, "steps[0].temprature", "2"),
 ])
 def test_bad_steps_name_the_file_the_field_and_the_value(tmp_path, step, field, value):
@@ -100,3 +102,25 @@ def test_all_techniques_have_typed_configs_that_reject_unknown_keys():
     for cls in TECHNIQUES.values():
         with pytest.raises(ValidationError):
             cls.Config.model_validate({"no_such_key": 1})
+
+
+def test_a_step_that_does_not_fit_the_model_names_the_step_and_the_teacher_is_untouched(task):
+    import copy
+
+    import torch
+
+    before = copy.deepcopy(task.teacher.state_dict())
+    recipe = parse_recipe({"steps": [{"technique": "prune-magnitude", "sparsity": 0.5},
+                                     {"technique": "finetune", "train": FAST.model_dump()}]}, "r.yaml")
+    recipe.run(task.teacher, task)
+    assert all(torch.equal(before[k], v) for k, v in task.teacher.state_dict().items())  # pruned a copy
+    bn_on_mlp = parse_recipe({"steps": [{"technique": "prune-channels", "importance": "bn"}]}, "r.yaml")
+    with pytest.raises(SqueezeflowInputError, match=r"r.yaml: field 'steps\[0\]\.technique' = 'prune-channels'"):
+        bn_on_mlp.run(task.teacher, task)
+
+
+def test_a_recipe_that_is_not_utf8_is_one_clear_error(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_bytes(b"steps: [\xff\xfe]")
+    with pytest.raises(SqueezeflowInputError, match="not valid YAML"):
+        load_recipe(path)

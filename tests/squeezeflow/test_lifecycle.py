@@ -1,0 +1,33 @@
+"""Run-or-reuse with recipes: DVC sees the resolved recipe, so exactly the stages that read a changed part rerun."""
+
+import yaml
+
+from squeezeflow.lifecycle import Lifecycle
+from squeezeflow.workspace import Workspace
+
+STAGES = ("dataset", "teacher", "compressed", "finetuned")
+
+
+def run_all(root, key: str) -> dict[str, bool]:
+    lc = Lifecycle(Workspace(root), push=False)
+    return {s: lc.run_stage(s, key).reused for s in STAGES}
+
+
+def edit_recipe(root, change) -> None:
+    path = root / "recipes" / "tiny.yaml"
+    recipe = yaml.safe_load(path.read_text())
+    change(recipe)
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+
+
+def test_changing_the_recipe_reruns_only_the_stages_that_read_that_part(workspace):
+    assert run_all(workspace, "r1") == dict.fromkeys(STAGES, False)
+    assert run_all(workspace, "r2") == dict.fromkeys(STAGES, True)
+
+    edit_recipe(workspace, lambda r: r["finetune"]["train"].update(epochs=3))
+    assert run_all(workspace, "r3") == {"dataset": True, "teacher": True, "compressed": True, "finetuned": False}
+
+    edit_recipe(workspace, lambda r: r["steps"][1].update(sparsity=0.7))
+    assert run_all(workspace, "r4") == {"dataset": True, "teacher": True, "compressed": False, "finetuned": False}
+    recorded = yaml.safe_load((workspace / "artifacts" / "compressed" / "recipe.yaml").read_text())
+    assert recorded["steps"][1]["sparsity"] == 0.7 and "finetune" not in recorded
