@@ -14,7 +14,7 @@ lifecycle_job = define_asset_job(
 )
 
 sweep_job = define_asset_job(
-    "pareto_sweep",
+    "sweep",
     selection=AssetSelection.assets("pareto_sweep").upstream(),
     executor_def=in_process_executor,
     description="Train big, then compress: teacher sizes x recipes, measured on one target; the Pareto front as a "

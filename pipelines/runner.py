@@ -100,7 +100,7 @@ def run_sweep(ws: Workspace, overrides: list[str], tracking_uri: str | None = No
     from squeezeflow.io import read_json
 
     resource = {"root": str(ws.root), "overrides": overrides, **({"tracking_uri": tracking_uri} if tracking_uri else {})}
-    job = build_definitions(ws.root).resolve_job_def("pareto_sweep")
+    job = build_definitions(ws.root).resolve_job_def("sweep")
     run_config = {"resources": {"squeezeflow": {"config": resource}},
                   "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     print(f"squeezeflow: Pareto sweep on {ws.root}", flush=True)
