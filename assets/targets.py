@@ -1,16 +1,23 @@
-"""One chain per hardware target, built from its YAML profile: build -> validated (+ gate) -> promoted."""
+"""One chain per hardware target, built from its YAML profile: build -> validated -> candidate (+ gate) -> promoted."""
 
-from dagster import (AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, AssetKey, MaterializeResult,
-                     MetadataValue, asset, asset_check)
+from dagster import (AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, AssetKey,
+                     MaterializeResult, MetadataValue, asset)
 
 from assets._adapter import run_stage
 from assets.core import dataset, exported, teacher
 from pipelines.resources import SqueezeflowResource
 from squeezeflow.targets import TargetProfile
 
+
+def _say(context: AssetExecutionContext, line: str) -> None:
+    context.log.info(line)
+    print(line, flush=True)  # the terminal's line per stage; captured into compute logs under the UI
+
+
 def target_assets(target: TargetProfile) -> tuple[list, list]:
     name, key = target.name, target.key
     group = f"target_{key}"
+    candidate_key = AssetKey([key, "candidate"])
 
     @asset(key=AssetKey([key, "build"]), group_name=group, deps=[dataset, exported], kinds={"onnx", "dvc"},
            description=f"{name}: {target.build.builder} build of the exported model. {target.description}")
@@ -22,26 +29,40 @@ def target_assets(target: TargetProfile) -> tuple[list, list]:
     def validated(context: AssetExecutionContext, squeezeflow: SqueezeflowResource):
         return run_stage(context, squeezeflow, f"validate-{name}")
 
-    @asset_check(asset=validated, name="gate", blocking=True, additional_deps=[teacher],
-                 description=f"{name}: accuracy drop vs the teacher, latency p95 and size within the target's budgets.")
-    def gate(squeezeflow: SqueezeflowResource) -> AssetCheckResult:
-        verdict = squeezeflow.lifecycle.gate(name)
-        return AssetCheckResult(
-            passed=verdict.passed,
-            severity=AssetCheckSeverity.ERROR,
-            description="; ".join(c["message"] for c in verdict.checks),
-            metadata={"checks": MetadataValue.json(verdict.checks)},
-        )
+    @asset(key=candidate_key, group_name=group, deps=[validated, teacher], kinds={"mlflow"},
+           check_specs=[AssetCheckSpec("gate", asset=candidate_key, blocking=True,
+                                       description=f"{name}: absolute budgets, and no regression against the "
+                                       "current champion measured side by side (confidence intervals)")],
+           description=f"{name}: gated (budgets, and side by side against the champion) and registered in MLflow "
+           "as a model version carrying its verdict and report.")
+    def candidate(context: AssetExecutionContext, squeezeflow: SqueezeflowResource) -> MaterializeResult:
+        cand = squeezeflow.lifecycle.evaluate_candidate(name, context.run_id)
+        verdict = "gate passed" if cand.passed else "gate FAILED"
+        how = "registered" if cand.new else "already registered"
+        _say(context, f"[squeezeflow] candidate-{name:<12} {verdict}, {how} as {cand.model_name} v{cand.version}")
+        for reason in cand.reasons:
+            _say(context, f"[squeezeflow]   {name}: {reason}")
+        meta = {"model_name": cand.model_name, "version": cand.version, "new_version": cand.new,
+                "gate_report": cand.report_uri}
+        check_meta = {"version": cand.version, "report_uri": cand.report_uri,
+                      "checks": MetadataValue.json(cand.checks)}
+        if cand.report_md:
+            check_meta["report"] = MetadataValue.md(cand.report_md)
+        return MaterializeResult(metadata=meta, check_results=[AssetCheckResult(
+            check_name="gate", asset_key=candidate_key, passed=cand.passed, severity=AssetCheckSeverity.ERROR,
+            description=("; ".join(cand.reasons) or verdict)[:2000], metadata=check_meta)])
 
-    @asset(key=AssetKey([key, "promoted"]), group_name=group, deps=[validated], kinds={"mlflow"},
-           description=f"{name}: registered in MLflow with alias 'champion', only behind a passed gate.")
+    @asset(key=AssetKey([key, "promoted"]), group_name=group, deps=[candidate], kinds={"mlflow"},
+           description=f"{name}: promotion: {target.promotion} (auto: a new passing version becomes 'champion'; "
+           "manual: it gets the alias 'challenger' for a person to promote with the promote job).")
     def promoted(context: AssetExecutionContext, squeezeflow: SqueezeflowResource) -> MaterializeResult:
         result = squeezeflow.lifecycle.promote(name, context.run_id)
-        line = (f"[squeezeflow] promote-{name:<14} {'champion unchanged' if result.reused else 'new champion':<26}"
-                f"        {result.model_uri}")
-        context.log.info(line)
-        print(line, flush=True)
-        return MaterializeResult(metadata={"model_uri": result.model_uri, "model_name": result.model_name,
-                                           "version": result.version, "new_version": not result.reused})
+        what = {"champion": "new champion", "challenger": "challenger (waits for a person)"}.get(result.alias, "unchanged")
+        _say(context, f"[squeezeflow] promote-{name:<14} {what:<33} {result.model_uri}")
+        return MaterializeResult(metadata={
+            "model_uri": result.model_uri, "model_name": result.model_name, "version": result.version,
+            "alias": result.alias or "(unchanged)", "new_version": result.new_version,
+            "previous_champion": result.previous_champion or "none",
+            "promoted_by": "squeezeflow (auto)" if result.alias == "champion" and result.new_version else ""})
 
-    return [build, validated, promoted], [gate]
+    return [build, validated, candidate, promoted], []

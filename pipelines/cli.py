@@ -12,6 +12,8 @@ DAGSTER_YAML = """\
 # Written by squeezeflow on first use. Runs share one workspace (and DVC's repo lock): one run at a time.
 telemetry:
   enabled: false
+nux:
+  enabled: false  # the "join the community" modal would cover the UI on a fresh browser profile
 run_coordinator:
   module: dagster.core.run_coordinator
   class: QueuedRunCoordinator

@@ -8,6 +8,7 @@ from dagster import Definitions
 
 from assets import core_assets, core_checks, pareto_sweep, target_assets
 from pipelines.jobs import lifecycle_job, sweep_job
+from pipelines.promotion import promote, rollback
 from pipelines.resources import SqueezeflowResource
 from pipelines.schedules import weekly_retrain
 from squeezeflow.workspace import Workspace
@@ -24,7 +25,7 @@ def build_definitions(root: Path | str | None = None, **resource_config) -> Defi
     return Definitions(
         assets=assets,
         asset_checks=checks,
-        jobs=[lifecycle_job, sweep_job],
+        jobs=[lifecycle_job, sweep_job, promote, rollback],
         schedules=[weekly_retrain],
         resources={"squeezeflow": SqueezeflowResource(root=str(ws.root), **resource_config)},
     )

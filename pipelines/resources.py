@@ -6,7 +6,7 @@ from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
 from squeezeflow.config import parse_override
-from squeezeflow.lifecycle import Lifecycle
+from squeezeflow.lifecycle import Lifecycle, Registry
 from squeezeflow.workspace import Workspace
 
 class SqueezeflowResource(ConfigurableResource):
@@ -30,3 +30,7 @@ class SqueezeflowResource(ConfigurableResource):
         if self._lifecycle is None:  # used outside a run (direct invocation in tests)
             self.setup_for_execution(None)  # type: ignore[arg-type]
         return self._lifecycle
+
+    @property
+    def registry(self) -> Registry:
+        return Registry(self.lifecycle)

@@ -17,7 +17,7 @@ def _selection(ws: Workspace, targets: list[str]) -> list[AssetKey]:
     keys = [AssetKey(k) for k in CORE]
     for t in targets:
         key = ws.targets[t].key
-        keys += [AssetKey([key, "build"]), AssetKey([key, "validated"]), AssetKey([key, "promoted"])]
+        keys += [AssetKey([key, n]) for n in ("build", "validated", "candidate", "promoted")]
     return keys
 
 
@@ -85,8 +85,9 @@ def run_lifecycle(ws: Workspace, overrides: list[str], targets: list[str], track
     print(f"\nsummary: {path}")
     print(f"Dagster UI (asset graph, runs, checks): ./sf ui dagster   -> http://127.0.0.1:3000/runs/{result.run_id}")
     print("MLflow UI (runs, lineage, registry):    ./sf ui mlflow    -> http://127.0.0.1:5000")
-    # A failed gate also shows as a failed step; only other failures count as errors here.
-    other_errors = [e for e in errors if not e.split(":", 1)[0].endswith("_gate")]
+    # A failed (blocking) gate also fails its candidate step; only other failures count as errors here.
+    gated_out = {f"{k}__candidate" for k, g in gates.items() if not g["passed"]}
+    other_errors = [e for e in errors if e.split(":", 1)[0] not in gated_out]
     if failed_checks or other_errors:
         return 1
     if any(not g["passed"] for g in gates.values()) or len(promotions) < len(targets):

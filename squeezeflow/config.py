@@ -76,7 +76,11 @@ class ExportParams(Strict):
 
 
 class RegistryParams(Strict):
+    """Registered as `<model_prefix>-<model_name>-<target>`: one champion per dataset and target."""
+
     model_prefix: str = Field("squeezeflow", pattern=r"^[A-Za-z0-9_.-]+$")
+    model_name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$",
+                                   description="default: the built-in dataset's name or the .npz file's stem")
 
 
 class Params(Strict):

@@ -5,20 +5,22 @@ Orchestrators call these; this module knows nothing about Dagster.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from squeezeflow.data import Splits
+from squeezeflow.errors import SqueezeflowInputError
 from squeezeflow.data.checks import DataCheckReport, DataCheckSpec, check_splits
 from squeezeflow.data.splits import expected_sizes
 from squeezeflow.gates import GateVerdict, evaluate_gate
-from squeezeflow.io import atomic_dir, read_json, write_json
+from squeezeflow.io import atomic_dir, read_json, sha256_file, write_json, write_text
 from squeezeflow.stages import StageContext
-from squeezeflow.tracking import Promotion, Tracker, promote
+from squeezeflow.tracking import Tracker
 from squeezeflow.versioning import DvcStore
 from squeezeflow.workspace import Workspace
 
@@ -37,6 +39,30 @@ class StageOutcome:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "path": str(self.path)}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A target's build as a model version: gated and registered in this run (`new`), or registered before."""
+
+    model_name: str
+    version: str
+    new: bool
+    passed: bool
+    report_uri: str
+    report_md: str
+    reasons: list[str]
+    checks: list[dict] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Promotion:
+    model_name: str
+    version: str
+    model_uri: str
+    alias: str  # champion | challenger | "" (left as it was)
+    new_version: bool
+    previous_champion: str | None
 
 
 def git_commit(root: Path) -> str:
@@ -81,6 +107,7 @@ class Lifecycle:
 
     @cached_property
     def tracker(self) -> Tracker:
+        self.ws.state_dir.mkdir(parents=True, exist_ok=True)
         return Tracker(self._tracking_uri or default_tracking_uri(self.ws), artifact_location=self.ws.state_dir / "mlartifacts")
 
     # --- lineage -------------------------------------------------------------------------------------------
@@ -180,7 +207,7 @@ class Lifecycle:
         return parity(model, self.ws.stage_dir("exported") / "model.onnx", val), self.params.export.parity_atol
 
     def gate(self, target: str) -> GateVerdict:
-        """Fails closed: missing or unreadable metrics give a failing verdict, never an exception."""
+        """The absolute budgets only. Fails closed: missing or unreadable metrics give a failing verdict."""
         budgets = self.ws.targets[target].budgets
         try:
             metrics = read_json(self.ws.stage_dir(f"validate-{target}") / METRICS)
@@ -190,22 +217,194 @@ class Lifecycle:
         return evaluate_gate(metrics, teacher, budgets)
 
     def model_name(self, target: str) -> str:
-        return f"{self.params.registry.model_prefix}-{self.params.dataset.name}-{target}"
+        """`<prefix>-<registry.model_name>-<target>`; the model name defaults to the dataset's (the .npz file's stem),
+        so two datasets never share a champion."""
+        reg, ds = self.params.registry, self.params.dataset
+        name = reg.model_name or (Path(ds.path).stem if ds.name == "npz" and ds.path else ds.name)
+        return f"{reg.model_prefix}-{safe_name(name)}-{target}"
 
-    def promote(self, target: str, run_key: str) -> Promotion:
-        verdict = self.gate(target)
-        if not verdict.passed:
-            raise RuntimeError(f"gate failed for {target}: " + "; ".join(verdict.reasons()) + " (not promoted)")
+    @property
+    def registry_lock(self) -> Path:
+        return self.ws.state_dir / "locks" / "registry.lock"
+
+    def _run_dir(self, run_key: str, target: str) -> Path:
+        return self.ws.state_dir / "runs" / run_key / target
+
+    # --- candidate: gate against budgets and champion, registered with its verdict -------------------------
+    def evaluate_candidate(self, target: str, run_key: str) -> Candidate:
+        """Gate the target's build (absolute budgets, then side by side against the champion), write the report,
+        and register the build as a model version carrying its verdict. A file already registered is not gated or
+        registered again: its recorded verdict stands."""
+        from squeezeflow.tracking import registry
+
         build = self.ws.stage_dir(f"build-{target}") / "model.onnx"
-        example = Splits.load(self.ws.stage_dir("dataset")).x["val"][:5]
+        name, sha = self.model_name(target), sha256_file(build)
+        existing = registry.version_with_sha(self.tracker, name, sha)
+        if existing is not None:
+            cand = Candidate(name, str(existing.version), False, existing.tags.get(registry.GATE_TAG) == "passed",
+                             existing.tags.get("squeezeflow.gate_report", ""), "", [])
+        else:
+            cand = self._gate_and_register(target, run_key, name, build, sha)
+        write_json(self._run_dir(run_key, target) / "candidate.json", asdict(cand))
+        return cand
+
+    def _gate_and_register(self, target: str, run_key: str, name: str, build: Path, sha: str) -> Candidate:
+        from squeezeflow.gates.report import gate_report, report_markdown, version_description
+        from squeezeflow.tracking import registry
+
+        profile = self.ws.targets[target]
+        metrics = read_json(self.ws.stage_dir(f"validate-{target}") / METRICS)
+        checks = list(self.gate(target).checks)
+        champ = registry.champion(self.tracker, name)
+        comparison, champ_info, notes = None, None, []
+        data_md5 = self.dvc.hashes().get("dataset", "")
+        if champ is not None and champ.tags.get("squeezeflow.dvc.dataset", data_md5) != data_md5:
+            notes.append("the data (or its split) changed since the champion was trained: some of these test samples "
+                         "may have been in its training split, which favours the champion")
+        if champ is not None:
+            champ_info = {"model_name": name, "version": str(champ.version), "sha256": champ.tags.get(registry.SHA_TAG, "")}
+            comparison, regress = self._compare_with_champion(profile, name, str(champ.version), build)
+            checks += regress
+        report = gate_report(target, name, {"path": str(build), "sha256": sha, "metrics": metrics}, champ_info,
+                             checks, comparison, run_key, notes)
+        md = report_markdown(report)
+        out = self._run_dir(run_key, target)
+        write_json(out / "gate_report.json", report)
+        write_text(out / "gate_report.md", md)
         parent = self.parent_run(run_key)
-        tags = {**self.lineage_tags(run_key), "squeezeflow.target": target, "squeezeflow.gate": "passed"}
-        child = self.tracker.stage_run(parent, run_key, f"promote-{target}", {}, tags)
+        gate_run = self.tracker.stage_run(parent, run_key, f"gate-{target}", _gate_metrics(report),
+                                          {"squeezeflow.gate": report["verdict"], "squeezeflow.target": target,
+                                           "squeezeflow.gate_champion": f"v{str(champ.version)}" if champ else "none"})
+        for f in ("gate_report.json", "gate_report.md"):
+            self.tracker.client.log_artifact(gate_run, str(out / f))
+        passed = report["verdict"] == "passed"
+        lineage = self.lineage_tags(run_key)
+        tags = {**lineage, registry.TARGET_TAG: target, registry.GATE_TAG: report["verdict"],
+                "squeezeflow.gate_run_id": gate_run, "squeezeflow.gate_report": f"runs:/{gate_run}/gate_report.md",
+                "squeezeflow.gate_champion": f"v{str(champ.version)}" if champ else "none"}
+        short = {"data": lineage.get("squeezeflow.dvc.dataset", "")[:8], "recipe": self.params.compress.recipe,
+                 "dagster run": run_key[:8], "git": lineage.get("mlflow.source.git.commit", "")[:8]}
+        example = Splits.load(self.ws.stage_dir("dataset")).x["val"][:5]
         try:
-            result = promote(self.tracker, child, self.model_name(target), build, example, tags)
+            mv = registry.register(self.tracker, gate_run, name, build, example, tags,
+                                   version_description(report, metrics, short))
+        except Exception:
+            self.tracker.end(gate_run, failed=True)
+            raise
+        self.tracker.end(gate_run)
+        return Candidate(name, str(mv.version), True, passed, tags["squeezeflow.gate_report"], md,
+                         [c["message"] for c in checks if not c["passed"]], report["checks"])
+
+    def _compare_with_champion(self, profile, name: str, version: str, build: Path) -> tuple[dict | None, list[dict]]:
+        """Champion and candidate in one process on the same test samples. Any error fails closed."""
+        import tempfile
+
+        from squeezeflow.gates.compare import compare_models, regression_checks
+        from squeezeflow.tracking import registry
+
+        try:
+            splits = Splits.load(self.ws.stage_dir("dataset"))
+            with tempfile.TemporaryDirectory(dir=self.ws.state_dir) as tmp:
+                champ_path = registry.download_onnx(self.tracker, name, version, Path(tmp) / "champion.onnx")
+                comparison = compare_models(champ_path, build, splits.x["test"], splits.y["test"], profile.measure,
+                                            profile.regression)
+            return comparison, regression_checks(comparison, profile.regression)
+        except Exception as exc:  # noqa: BLE001 - an error while validating means: not promoted
+            msg = f"comparison with champion v{version} failed ({type(exc).__name__}: {exc}): fail closed"
+            return None, [{"name": "champion_comparison", "value": None, "threshold": None, "passed": False,
+                           "message": msg[:1000]}]
+
+    # --- promotion -----------------------------------------------------------------------------------------
+    def promote(self, target: str, run_key: str) -> Promotion:
+        """After the gate: `auto` makes a new passing version champion, `manual` gives it the alias `challenger`.
+        Fails closed: no candidate record for this run, or a verdict other than passed in the registry, raises."""
+        from squeezeflow.tracking import registry
+        from squeezeflow.tracking.promotion import promote_version, set_challenger
+
+        path = self._run_dir(run_key, target) / "candidate.json"
+        if not path.exists():
+            raise RuntimeError(f"{target}: no gated candidate in run {run_key} (not promoted)")
+        cand = Candidate(**read_json(path))
+        mv = registry.get_version(self.tracker, cand.model_name, cand.version)
+        if mv is None or mv.tags.get(registry.GATE_TAG) != "passed":
+            raise RuntimeError(f"{target}: {cand.model_name} v{cand.version} has not passed its gate (not promoted)")
+        current = registry.champion(self.tracker, cand.model_name)
+        uri = f"models:/{cand.model_name}/{cand.version}"
+        if not cand.new:
+            alias = "champion" if current is not None and str(current.version) == cand.version else ""
+            return Promotion(cand.model_name, cand.version, uri, alias, False, str(current.version) if current else None)
+        parent = self.parent_run(run_key)
+        child = self.tracker.stage_run(parent, run_key, f"promote-{target}", {},
+                                       {**self.lineage_tags(run_key), registry.TARGET_TAG: target,
+                                        "squeezeflow.model_uri": uri, "squeezeflow.promotion": self.ws.targets[target].promotion})
+        try:
+            if self.ws.targets[target].promotion == "manual":
+                set_challenger(self.tracker, cand.model_name, cand.version)
+                alias = registry.CHALLENGER
+            else:
+                promote_version(self.tracker, cand.model_name, cand.version, "squeezeflow (auto)",
+                                f"gate passed in Dagster run {run_key}", self.registry_lock, action="auto",
+                                tags={"squeezeflow.dagster_run_id": run_key})
+                alias = registry.CHAMPION
         except Exception:
             self.tracker.end(child, failed=True)
             raise
-        self.tracker.set_tags(child, {"squeezeflow.model_uri": result.model_uri})
         self.tracker.end(child)
-        return result
+        return Promotion(cand.model_name, cand.version, uri, alias, True, str(current.version) if current else None)
+
+
+def _gate_metrics(report: dict) -> dict:
+    out = {"gate_passed": float(report["verdict"] == "passed")}
+    for c in report["checks"]:
+        for k in ("value", "low", "high"):
+            if isinstance(c.get(k), (int, float)) and not isinstance(c.get(k), bool):
+                out[f"{c['name']}.{k}"] = c[k]
+    return out
+
+
+def safe_name(name: str) -> str:
+    """A registry-safe model name from a dataset name or file stem."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")
+    return cleaned or "dataset"
+
+
+def _person_tags(run_key: str) -> dict[str, str]:
+    return {"squeezeflow.dagster_run_id": run_key}
+
+
+class Registry:
+    """What a person does in the registry (promote, force, roll back), on one workspace's MLflow store."""
+
+    def __init__(self, lifecycle: Lifecycle):
+        self.lc = lifecycle
+
+    def model_name(self, target: str | None, model_name: str | None) -> str:
+        if model_name:
+            return model_name
+        if not target:
+            raise SqueezeflowInputError("promotion config", "target", target, "give a target or a model_name")
+        if target not in self.lc.ws.targets:
+            raise SqueezeflowInputError("promotion config", "target", target,
+                                        f"unknown target; known: {sorted(self.lc.ws.targets)}")
+        return self.lc.model_name(target)
+
+    def promote(self, target: str | None, model_name: str | None, version: str, promoted_by: str, reason: str,
+                force: bool, run_key: str):
+        from squeezeflow.tracking.promotion import promote_version
+
+        name = self.model_name(target, model_name)
+        return promote_version(self.lc.tracker, name, version, promoted_by, reason, self.lc.registry_lock, force=force,
+                               tags=_person_tags(run_key))
+
+    def rollback(self, target: str | None, model_name: str | None, promoted_by: str, reason: str, run_key: str):
+        from squeezeflow.tracking.promotion import rollback
+
+        name = self.model_name(target, model_name)
+        return rollback(self.lc.tracker, name, promoted_by, reason, self.lc.registry_lock, tags=_person_tags(run_key))
+
+    def target_of(self, model_name: str, version: str) -> str | None:
+        from squeezeflow.tracking import get_version
+        from squeezeflow.tracking.registry import TARGET_TAG
+
+        mv = get_version(self.lc.tracker, model_name, version)
+        return mv.tags.get(TARGET_TAG) if mv is not None else None

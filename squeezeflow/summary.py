@@ -25,9 +25,19 @@ def target_rows(ws: Workspace, targets: list[str], gates: dict[str, dict], promo
             "p50 ms": m.get("latency_p50_ms"), "p95 ms": m.get("latency_p95_ms"), "thrpt/s": m.get("throughput_per_s"),
             "gate": "not run" if gate is None else ("pass" if gate["passed"] else "FAIL"),
             "gate_reasons": [] if gate is None else gate.get("reasons", []),
-            "promoted": "yes" if promo else "no", "model URI": promo["model_uri"] if promo else "-",
+            "promoted": _promoted(promo), "model URI": promo["model_uri"] if promo else "-",
         })
     return rows
+
+
+def _promoted(promo: dict | None) -> str:
+    """champion / challenger (waits for a person) / unchanged (nothing new) / no (not gated or gate failed)."""
+    if not promo:
+        return "no"
+    alias = promo.get("alias", "")
+    if not promo.get("new_version", True):
+        return "unchanged"
+    return alias if alias in ("champion", "challenger") else "unchanged"
 
 
 def format_table(rows: list[dict]) -> str:

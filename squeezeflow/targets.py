@@ -44,6 +44,21 @@ class Budgets(Strict):
     max_model_bytes: int = Field(gt=0)
 
 
+class RegressionSpec(Strict):
+    """Against the target's current champion, measured side by side in one process on the same test samples.
+
+    Fail closed: a challenger passes only when the confidence interval shows it within the threshold, so an
+    interval too wide to tell (a small test split) blocks it too; a person can still promote it with a reason."""
+
+    max_accuracy_drop: float = Field(0.5, ge=0, le=100, description="points: the interval's low end of "
+                                     "(challenger - champion) accuracy must be >= -max_accuracy_drop")
+    max_latency_increase: float = Field(0.10, ge=0, le=100, description="fraction: the interval's high end of "
+                                        "median(challenger) / median(champion) must be <= 1 + this")
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    latency_pairs: int = Field(400, ge=20, le=1_000_000, description="interleaved champion/challenger timing pairs")
+    bootstrap: int = Field(2000, ge=200, le=1_000_000, description="bootstrap resamples per interval")
+
+
 class TargetProfile(Strict):
     name: str
     description: str = ""
@@ -51,6 +66,9 @@ class TargetProfile(Strict):
     build: BuildSpec
     measure: MeasureSpec = MeasureSpec()
     budgets: Budgets
+    regression: RegressionSpec = RegressionSpec()
+    promotion: Literal["auto", "manual"] = Field("auto", description="auto: a passing candidate becomes champion; "
+                                                 "manual: it gets the alias 'challenger' and a person promotes it")
 
     @property
     def key(self) -> str:

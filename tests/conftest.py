@@ -84,3 +84,22 @@ def project_root() -> Path:
 
 def copy_targets(dest: Path) -> None:
     shutil.copytree(PROJECT / "device_targets", dest, dirs_exist_ok=True)
+
+
+@pytest.fixture(scope="session")
+def _migrated_mlflow_db(tmp_path_factory) -> Path:
+    """Creating an MLflow SQLite store runs its migrations (seconds): do it once, copy it per test."""
+    from squeezeflow.tracking import Tracker
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    Tracker(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def tracker(tmp_path, _migrated_mlflow_db):
+    """A real MLflow tracking store and registry (SQLite) in this test's temp folder."""
+    from squeezeflow.tracking import Tracker
+
+    shutil.copyfile(_migrated_mlflow_db, tmp_path / "mlflow.db")
+    return Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_location=tmp_path / "artifacts")

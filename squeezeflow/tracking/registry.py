@@ -1,11 +1,12 @@
-"""Registering validated models and moving the `champion` alias, only behind a passed gate."""
+"""The MLflow model registry: every validated candidate becomes a version carrying its gate verdict; aliases say
+which version is deployed (`champion`) or waits for a person (`challenger`)."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from contextlib import contextmanager
-
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,30 +14,44 @@ import numpy as np
 from squeezeflow.io import sha256_file
 from squeezeflow.tracking.tracker import Tracker
 
-CHAMPION = "champion"
+CHAMPION, CHALLENGER = "champion", "challenger"
 SHA_TAG = "squeezeflow.onnx_sha256"
+GATE_TAG = "squeezeflow.gate"  # passed | failed; a version without it was never gated
+TARGET_TAG = "squeezeflow.target"
 
 
-@dataclass(frozen=True)
-class Promotion:
-    model_name: str
-    version: str
-    model_uri: str
-    promoted: bool
-    reused: bool  # the champion already was this exact file: no new version registered
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def champion(tracker: Tracker, model_name: str):
-    """The model version the `champion` alias points at, or None."""
+def version_by_alias(tracker: Tracker, model_name: str, alias: str):
+    """The model version an alias points at, or None."""
     from mlflow.exceptions import MlflowException
 
     try:
-        return tracker.client.get_model_version_by_alias(model_name, CHAMPION)
+        return tracker.client.get_model_version_by_alias(model_name, alias)
     except MlflowException:
         return None
+
+
+def champion(tracker: Tracker, model_name: str):
+    return version_by_alias(tracker, model_name, CHAMPION)
+
+
+def get_version(tracker: Tracker, model_name: str, version: str | int):
+    """The model version, or None when the model or the version does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return tracker.client.get_model_version(model_name, str(version))
+    except MlflowException:
+        return None
+
+
+def versions(tracker: Tracker, model_name: str) -> list:
+    return sorted(tracker.client.search_model_versions(f"name = '{model_name}'"), key=lambda v: int(v.version))
+
+
+def version_with_sha(tracker: Tracker, model_name: str, sha: str):
+    """The newest version holding exactly this ONNX file, or None."""
+    same = [v for v in versions(tracker, model_name) if v.tags.get(SHA_TAG) == sha]
+    return same[-1] if same else None
 
 
 def _ensure_registered_model(tracker: Tracker, name: str, description: str) -> None:
@@ -45,7 +60,10 @@ def _ensure_registered_model(tracker: Tracker, name: str, description: str) -> N
     try:
         tracker.client.get_registered_model(name)
     except MlflowException:
-        tracker.client.create_registered_model(name, description=description)
+        try:
+            tracker.client.create_registered_model(name, description=description)
+        except MlflowException:  # created meanwhile by a concurrent registration
+            tracker.client.get_registered_model(name)
 
 
 @contextmanager
@@ -70,30 +88,48 @@ def fluent_uri(uri: str):
                 os.environ[k] = v
 
 
-def promote(tracker: Tracker, run_id: str, model_name: str, onnx_path: Path, example: np.ndarray,
-            tags: dict[str, str]) -> Promotion:
-    """Log the ONNX model (flavor + signature), register it and point `champion` at it.
-
-    Callers promote only after the gate passed. If the champion already is this very file, nothing new is
-    registered: a re-run with nothing changed leaves the registry as it was.
-    """
+def register(tracker: Tracker, run_id: str, model_name: str, onnx_path: Path, example: np.ndarray,
+             tags: dict[str, str], description: str = ""):
+    """Log the ONNX model (flavor + signature) under `run_id` and register it as a new version; no alias moves."""
     import mlflow
     import onnx
     from mlflow.models import infer_signature
 
-    sha = sha256_file(onnx_path)
-    current = champion(tracker, model_name)
-    if current is not None and current.tags.get(SHA_TAG) == sha:
-        return Promotion(model_name, current.version, f"models:/{model_name}/{current.version}", True, True)
     from squeezeflow.export.onnx import onnx_logits
 
     signature = infer_signature(example.astype(np.float32), onnx_logits(onnx_path, example))
     with fluent_uri(tracker.tracking_uri):  # registration resolves the logged model through the same global URI
         with mlflow.start_run(run_id=run_id):
             info = mlflow.onnx.log_model(onnx.load(str(onnx_path)), name="model", signature=signature,
-                                         onnx_execution_providers=["CPUExecutionProvider"])
-        _ensure_registered_model(tracker, model_name, "squeezeflow: the validated model for one hardware target")
-        version = tracker.client.create_model_version(model_name, source=info.model_uri, run_id=run_id,
-                                                      tags={**tags, SHA_TAG: sha})
-    tracker.client.set_registered_model_alias(model_name, CHAMPION, version.version)
-    return Promotion(model_name, version.version, f"models:/{model_name}/{version.version}", True, False)
+                                         onnx_execution_providers=["CPUExecutionProvider"],
+                                         save_as_external_data=False,  # one file, byte-identical to the build
+                                         pip_requirements=_requirements())  # inferring them takes seconds
+
+        _ensure_registered_model(tracker, model_name, "squeezeflow: validated models for one hardware target")
+        mv = tracker.client.create_model_version(model_name, source=info.model_uri, run_id=run_id,
+                                                 tags={**tags, SHA_TAG: sha256_file(onnx_path)}, description=description)
+    return get_version(tracker, model_name, mv.version)
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"onnx=={version('onnx')}", f"onnxruntime=={version('onnxruntime')}", f"numpy=={version('numpy')}"]
+
+
+def download_onnx(tracker: Tracker, model_name: str, version: str | int, dest: Path) -> Path:
+    """The version's ONNX file, checked against the sha256 recorded at registration (fail closed on a mismatch)."""
+    import mlflow.artifacts
+
+    dest = Path(dest)
+    with fluent_uri(tracker.tracking_uri), tempfile.TemporaryDirectory() as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model_name}/{version}", dst_path=tmp))
+        found = sorted(local.rglob("*.onnx"))
+        if not found:
+            raise RuntimeError(f"models:/{model_name}/{version} holds no .onnx file")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(found[0], dest)
+    expected = get_version(tracker, model_name, version).tags.get(SHA_TAG)
+    if expected and sha256_file(dest) != expected:
+        raise RuntimeError(f"models:/{model_name}/{version}: the stored ONNX file does not match its recorded sha256")
+    return dest

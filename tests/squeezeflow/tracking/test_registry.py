@@ -1,41 +1,47 @@
 import numpy as np
+import pytest
 import torch
 
 from squeezeflow.export import export_onnx
+from squeezeflow.io import sha256_file
 from squeezeflow.models import ModelSpec, build_model
-from squeezeflow.tracking import Tracker, champion, promote
+from squeezeflow.tracking import champion
+from squeezeflow.tracking.registry import SHA_TAG, download_onnx, register, version_with_sha
 
 
-def test_promote_registers_sets_champion_and_skips_an_identical_file(tmp_path):
-    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_location=tmp_path / "artifacts")
-    torch.manual_seed(0)
-    path = tmp_path / "m.onnx"
+def onnx_file(path, seed: int = 0):
+    torch.manual_seed(seed)
     export_onnx(build_model(ModelSpec("mlp", (4,), 3, (8,))), (4,), path, 17)
-    x = np.zeros((2, 4), np.float32)
-    run = tracker.stage_run(tracker.parent_run("r1", {"a": 1}, {}), "r1", "promote", {}, {})
-    first = promote(tracker, run, "sf-test", path, x, {"squeezeflow.dagster_run_id": "r1"})
-    assert first.promoted and not first.reused and champion(tracker, "sf-test").version == first.version
-    again = promote(tracker, run, "sf-test", path, x, {})
-    assert again.reused and again.version == first.version
-    mv = tracker.client.get_model_version("sf-test", first.version)
-    assert mv.tags["squeezeflow.dagster_run_id"] == "r1"
-    import mlflow.onnx
-
-    from squeezeflow.tracking.registry import fluent_uri
-
-    with fluent_uri(tracker.tracking_uri):
-        loaded = mlflow.onnx.load_model("models:/sf-test@champion")
-    assert loaded.graph.input[0].name == "input"
+    return path
 
 
-def test_promote_leaves_the_process_tracking_uri_alone(tmp_path, monkeypatch):
+def test_register_keeps_the_exact_file_and_moves_no_alias(tracker, tmp_path):
+    path = onnx_file(tmp_path / "m.onnx")
+    run = tracker.stage_run(tracker.parent_run("r1", {"a": 1}, {}), "r1", "gate", {}, {})
+    mv = register(tracker, run, "sf-test", path, np.zeros((2, 4), np.float32), {"squeezeflow.gate": "passed"}, "hello")
+    assert str(mv.version) == "1" and mv.tags[SHA_TAG] == sha256_file(path) and mv.description == "hello"
+    assert champion(tracker, "sf-test") is None
+    assert version_with_sha(tracker, "sf-test", sha256_file(path)).version == 1
+    assert version_with_sha(tracker, "sf-test", "0" * 64) is None
+    got = download_onnx(tracker, "sf-test", "1", tmp_path / "back.onnx")
+    assert got.read_bytes() == path.read_bytes()  # the champion compared later is byte for byte what was gated
+
+
+def test_a_tampered_stored_file_fails_the_download(tracker, tmp_path):
+    path = onnx_file(tmp_path / "m.onnx")
+    run = tracker.stage_run(tracker.parent_run("r1", {}, {}), "r1", "gate", {}, {})
+    register(tracker, run, "sf-t", path, np.zeros((2, 4), np.float32), {})
+    tracker.client.set_model_version_tag("sf-t", "1", SHA_TAG, "f" * 64)
+    with pytest.raises(RuntimeError, match="does not match its recorded sha256"):
+        download_onnx(tracker, "sf-t", "1", tmp_path / "back.onnx")
+
+
+def test_register_leaves_the_process_tracking_uri_alone(tracker, tmp_path, monkeypatch):
     # MLflow's fluent set_tracking_uri writes os.environ; a later workspace in this process must not inherit it
     import os
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_location=tmp_path / "artifacts")
-    path = tmp_path / "m.onnx"
-    export_onnx(build_model(ModelSpec("mlp", (4,), 3, (8,))), (4,), path, 17)
-    run = tracker.stage_run(tracker.parent_run("r1", {}, {}), "r1", "promote", {}, {})
-    promote(tracker, run, "sf-env", path, np.zeros((2, 4), np.float32), {})
+    path = onnx_file(tmp_path / "m.onnx")
+    run = tracker.stage_run(tracker.parent_run("r1", {}, {}), "r1", "gate", {}, {})
+    register(tracker, run, "sf-env", path, np.zeros((2, 4), np.float32), {})
     assert "MLFLOW_TRACKING_URI" not in os.environ
