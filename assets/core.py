@@ -1,6 +1,6 @@
 """dataset -> teacher -> compressed -> finetuned -> exported, with the data check and the ONNX parity check."""
 
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, MetadataValue, asset, asset_check
+from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, MetadataValue, asset, asset_check
 
 from assets._adapter import run_stage
 from pipelines.resources import SqueezeflowResource
@@ -13,8 +13,8 @@ def dataset(context: AssetExecutionContext, squeezeflow: SqueezeflowResource):
 
 @asset_check(asset=dataset, blocking=True, description="Great Expectations: finite values in range, labels 0..C-1, "
              "every class in every split, consistent shapes, split sizes as configured.")
-def data_expectations(squeezeflow: SqueezeflowResource) -> AssetCheckResult:
-    report = squeezeflow.lifecycle.check_data()
+def data_expectations(context: AssetCheckExecutionContext, squeezeflow: SqueezeflowResource) -> AssetCheckResult:
+    report = squeezeflow.lifecycle.check_data(context.run.run_id)
     return AssetCheckResult(
         passed=report.passed,
         severity=AssetCheckSeverity.ERROR,

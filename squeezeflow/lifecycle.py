@@ -171,9 +171,18 @@ class Lifecycle:
                                          splits.y[split], context=split)
 
     # --- checks, gate, promotion ---------------------------------------------------------------------------
-    def check_data(self) -> DataCheckReport:
-        """Great Expectations on the splits. The verdict is kept per (data hash, split params, check code): an
-        unchanged dataset is not re-validated, which spares the warm re-run GX's import and run."""
+    def check_data(self, run_key: str | None = None) -> DataCheckReport:
+        """Great Expectations on the splits, recorded on the pipeline's MLflow run (lineage)."""
+        report = self._cached_data_check()
+        if run_key:
+            verdict = f"passed ({report.evaluated} expectations)" if report.passed else f"failed: {report.message()}"
+            self.tracker.set_tags(self.parent_run(run_key), {"squeezeflow.data_check": verdict[:5000],
+                                                             "squeezeflow.data_check.engine": "great_expectations"})
+        return report
+
+    def _cached_data_check(self) -> DataCheckReport:
+        """The verdict is kept per (data hash, split params, check code): an unchanged dataset is not re-validated,
+        which spares the warm re-run GX's import and run."""
         from squeezeflow.stages.base import Stage
         from squeezeflow.data import checks
 

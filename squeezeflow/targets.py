@@ -52,8 +52,8 @@ class RegressionSpec(Strict):
 
     max_accuracy_drop: float = Field(0.5, ge=0, le=100, description="points: the interval's low end of "
                                      "(challenger - champion) accuracy must be >= -max_accuracy_drop")
-    max_latency_increase: float = Field(0.10, ge=0, le=100, description="fraction: the interval's high end of "
-                                        "median(challenger) / median(champion) must be <= 1 + this")
+    max_latency_increase: float = Field(0.10, ge=0, le=100, description="fraction: the interval's high end of the "
+                                        "median per-pair latency ratio challenger/champion must be <= 1 + this")
     confidence: float = Field(0.95, gt=0.5, lt=1)
     latency_pairs: int = Field(400, ge=20, le=1_000_000, description="interleaved champion/challenger timing pairs")
     bootstrap: int = Field(2000, ge=200, le=1_000_000, description="bootstrap resamples per interval")

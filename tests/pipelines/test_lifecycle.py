@@ -58,7 +58,7 @@ def test_every_target_is_validated_gated_and_promoted(first_run):
     rows = {r["target"]: r for r in summary["targets"]}
     assert set(rows) == set(TARGETS)
     for row in rows.values():
-        assert row["gate"] == "pass" and row["promoted"] == "yes"
+        assert row["gate"] == "pass" and row["promoted"] == "champion"
         assert 0 < row["accuracy"] <= 100 and row["bytes"] > 0 and row["p50 ms"] <= row["p95 ms"]
     assert rows["cpu-int8"]["bytes"] < rows["cpu-fp32"]["bytes"]
     assert rows["edge-fp32-2t"]["model URI"] == "models:/squeezeflow-digits-edge-fp32-2t/1"
@@ -73,7 +73,7 @@ def test_checks_ran_and_passed_in_dagster(first_run):
 
         for key in [AssetCheckKey(AssetKey("dataset"), "data_expectations"),
                     AssetCheckKey(AssetKey("exported"), "onnx_matches_torch"),
-                    AssetCheckKey(AssetKey(["edge_fp32_2t", "validated"]), "gate")]:
+                    AssetCheckKey(AssetKey(["edge_fp32_2t", "candidate"]), "gate")]:
             record = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
             assert record.run_id == summary["dagster_run_id"] and record.status.value == "SUCCEEDED"
 
@@ -104,8 +104,30 @@ def test_promoted_model_carries_its_lineage_in_mlflow(first_run):
     assert len(parent) == 1 and parent[0].data.params["teacher.hidden"] == "[64]"
     children = {r.data.tags["squeezeflow.stage"] for r in runs if r.data.tags.get("mlflow.parentRunId") == parent[0].info.run_id}
     assert {"dataset", "teacher", "compressed", "finetuned", "exported", "build-cpu-int8", "validate-cpu-int8",
-            "promote-cpu-int8"} <= children
+            "gate-cpu-int8", "promote-cpu-int8"} <= children
+    assert parent[0].data.tags["squeezeflow.data_check"].startswith("passed (")
+    assert mv.tags["squeezeflow.gate"] == "passed" and mv.tags["squeezeflow.gate_champion"] == "none"
+    gate_run = c.get_run(mv.tags["squeezeflow.gate_run_id"])
+    assert mv.run_id == gate_run.info.run_id and gate_run.data.tags["squeezeflow.run_key"] == summary["dagster_run_id"]
+    report = json.loads(open(c.download_artifacts(gate_run.info.run_id, "gate_report.json", str(ws.state_dir))).read())
+    assert report["verdict"] == "passed" and report["champion"] is None
+    assert report["notes"] == ["no champion yet: only the absolute budgets apply"]
+    assert "Gate PASSED" in mv.description and "no champion yet" in mv.description
     assert {d.dataset.name for d in parent[0].inputs.dataset_inputs} == {"digits-train", "digits-val", "digits-test"}
+
+
+def test_the_recipe_is_a_dvc_param_and_logged_whole_to_mlflow(first_run):
+    ws, _, summary = first_run
+    lock = yaml.safe_load((ws.root / "dvc.lock").read_text())["stages"]
+    recorded = lock["compressed"]["params"][".squeezeflow/recipes.yaml"]
+    assert recorded["main.name"] == "tiny" and recorded["main.steps"][1]["technique"] == "prune-magnitude"
+    assert "main.finetune" in lock["finetuned"]["params"][".squeezeflow/recipes.yaml"]
+    c = client(ws)
+    (run,) = c.search_runs([c.get_experiment_by_name("squeezeflow").experiment_id],
+                           f"tags.`squeezeflow.stage` = 'compressed' and tags.`squeezeflow.run_key` = '{summary['dagster_run_id']}'")
+    assert run.data.params["recipe.main.name"] == "tiny"
+    local = c.download_artifacts(run.info.run_id, "recipe.yaml", str(ws.root / ".squeezeflow"))
+    assert yaml.safe_load(open(local))["steps"][0]["student"]["hidden"] == [16]
 
 
 def test_warm_rerun_reuses_everything_and_keeps_the_champion(first_run):
@@ -123,21 +145,113 @@ def test_warm_rerun_reuses_everything_and_keeps_the_champion(first_run):
     assert champion(type("T", (), {"client": c})(), "squeezeflow-digits-cpu-fp32").version == before
 
 
-def test_a_failing_gate_leaves_the_previous_champion(first_run):
-    ws, _, _ = first_run
+def set_target(ws: Workspace, name: str, **sections) -> None:
+    path = ws.targets_dir / f"{name}.yaml"
+    spec = yaml.safe_load(path.read_text())
+    for section, values in sections.items():
+        spec[section] = {**spec.get(section, {}), **values}
+    path.write_text(yaml.safe_dump(spec))
+
+
+def add_recipe(ws: Workspace, name: str, student_hidden: list[int], epochs: int) -> None:
+    recipe = {"name": name, "steps": [{"technique": "distill", "student": {"arch": "mlp", "hidden": student_hidden},
+                                       "train": {"epochs": epochs, "patience": 3}}],
+              "finetune": {"train": {"epochs": 1, "patience": 1}}}
+    (ws.root / "recipes" / f"{name}.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+
+
+def blocked_run(ws: Workspace, overrides: list[str]) -> tuple[dict, list[dict]]:
+    """Run cpu-fp32 with overrides; it must be held back. Returns the summary row and the failed gate checks."""
     c = client(ws)
     before = champion(type("T", (), {"client": c})(), "squeezeflow-digits-cpu-fp32").version
-    path = ws.targets_dir / "cpu-fp32.yaml"
-    spec = yaml.safe_load(path.read_text())
-    spec["budgets"]["max_latency_p95_ms"] = 1e-6
-    path.write_text(yaml.safe_dump(spec))
-    # A new model (another seed) that would otherwise be promoted.
-    rc = run_lifecycle(Workspace(ws.root), ["seed=1"], ["cpu-fp32"])
-    assert rc == 3
+    count = len(c.search_model_versions("name = 'squeezeflow-digits-cpu-fp32'"))
+    assert run_lifecycle(Workspace(ws.root), overrides, ["cpu-fp32"]) == 3
     row = last_summary(ws)["targets"][0]
     assert row["gate"] == "FAIL" and row["promoted"] == "no"
     assert champion(type("T", (), {"client": c})(), "squeezeflow-digits-cpu-fp32").version == before
-    assert len(c.search_model_versions("name = 'squeezeflow-digits-cpu-fp32'")) == int(before)
+    # The candidate is registered with its failed verdict (a person may still force it), without an alias.
+    versions = c.search_model_versions("name = 'squeezeflow-digits-cpu-fp32'")
+    assert len(versions) == count + 1
+    new = max(versions, key=lambda v: int(v.version))
+    assert new.tags["squeezeflow.gate"] == "failed" and not new.aliases
+    assert new.tags["squeezeflow.gate_champion"] == f"v{before}"
+    report = json.loads(open(c.download_artifacts(new.tags["squeezeflow.gate_run_id"], "gate_report.json",
+                                                   str(ws.state_dir))).read())
+    assert report["champion"]["version"] == str(before) and report["verdict"] == "failed"
+    return row, [chk for chk in report["checks"] if not chk["passed"]]
+
+
+def test_a_failing_absolute_budget_leaves_the_previous_champion(first_run):
+    ws, _, _ = first_run
+    set_target(ws, "cpu-fp32", budgets={"max_latency_p95_ms": 1e-6})
+    _, failed = blocked_run(ws, ["seed=1"])  # a new model (another seed) that would otherwise be considered
+    assert "latency_p95_ms" in [chk["name"] for chk in failed]
+    set_target(ws, "cpu-fp32", budgets={"max_latency_p95_ms": 1000.0})
+
+
+def test_a_less_accurate_challenger_is_blocked_against_the_champion(first_run):
+    ws, _, _ = first_run
+    # Only accuracy against the champion is under test here: the latency threshold is wide.
+    set_target(ws, "cpu-fp32", regression={"max_accuracy_drop": 0.5, "max_latency_increase": 5.0})
+    add_recipe(ws, "worse", student_hidden=[4], epochs=1)
+    row, failed = blocked_run(ws, ["compress.recipe=worse"])
+    assert [chk["name"] for chk in failed] == ["accuracy_vs_champion"]
+    assert failed[0]["value"] < -0.5 and failed[0]["threshold"] == -0.5
+    assert failed[0]["high"] < 0  # really worse, not just inconclusive
+    assert any("accuracy vs champion" in r for r in row["gate_reasons"])
+
+
+def test_a_slower_challenger_is_blocked_against_the_champion(first_run):
+    ws, _, _ = first_run
+    # Only latency against the champion is under test here: the accuracy margin is wide.
+    set_target(ws, "cpu-fp32", regression={"max_accuracy_drop": 100.0, "max_latency_increase": 0.10})
+    add_recipe(ws, "slower", student_hidden=[512, 512], epochs=2)
+    _, failed = blocked_run(ws, ["compress.recipe=slower"])
+    assert [chk["name"] for chk in failed] == ["latency_vs_champion"]
+    assert failed[0]["low"] > 1.10  # measured side by side: clearly slower than the champion
+
+
+def test_promotion_jobs_refuse_force_and_roll_back(first_run):
+    """The launchpad's promote and rollback jobs, on the registry the runs above filled."""
+    from dagster import AssetKey
+
+    from pipelines.definitions import build_definitions
+
+    ws, _, _ = first_run
+    c = client(ws)
+    name = "squeezeflow-digits-cpu-fp32"
+    failed = max(c.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
+    assert failed.tags["squeezeflow.gate"] == "failed"
+    before = champion(type("T", (), {"client": c})(), name).version
+    defs = build_definitions(ws.root)
+    resources = {"squeezeflow": {"config": {"root": str(ws.root)}}}
+
+    def launch(job: str, op: str, **config):
+        with DagsterInstance.get() as instance:
+            return defs.resolve_job_def(job).execute_in_process(
+                run_config={"ops": {op: {"config": config}}, "resources": resources}, instance=instance,
+                raise_on_error=False)
+
+    refused = launch("promote", "promote_version", target="cpu-fp32", version=str(failed.version),
+                     reason="try", promoted_by="alice")
+    assert not refused.success
+    (failure,) = refused.get_step_failure_events()
+    assert "failed its gate; set force: true" in failure.event_specific_data.error.message
+    assert champion(type("T", (), {"client": c})(), name).version == before
+
+    forced = launch("promote", "promote_version", target="cpu-fp32", version=str(failed.version), force=True,
+                    reason="slower but needed for the demo", promoted_by="alice")
+    assert forced.success
+    mv = champion(type("T", (), {"client": c})(), name)
+    assert mv.version == failed.version and mv.tags["squeezeflow.forced"] == "true"
+    assert mv.tags["squeezeflow.previous_champion"] == str(before)
+    with DagsterInstance.get() as instance:
+        mat = instance.get_latest_materialization_event(AssetKey(["cpu_fp32", "promoted"])).asset_materialization
+    assert mat.metadata["promoted_by"].value == "alice" and mat.metadata["forced"].value is True
+
+    back = launch("rollback", "rollback_champion", target="cpu-fp32", reason="demo over", promoted_by="bob")
+    assert back.success
+    assert champion(type("T", (), {"client": c})(), name).version == before
 
 
 def test_a_bad_dataset_is_blocked_before_training(env):
@@ -179,17 +293,3 @@ def test_pareto_sweep_logs_its_plot_to_mlflow_and_dagster(env):
     with DagsterInstance.get() as instance:
         mat = instance.get_latest_materialization_event(AssetKey("pareto_sweep")).asset_materialization
     assert mat.metadata["plot"].value.startswith("![Pareto front](data:image/png;base64,")
-
-
-def test_the_recipe_is_a_dvc_param_and_logged_whole_to_mlflow(first_run):
-    ws, _, summary = first_run
-    lock = yaml.safe_load((ws.root / "dvc.lock").read_text())["stages"]
-    recorded = lock["compressed"]["params"][".squeezeflow/recipes.yaml"]
-    assert recorded["main.name"] == "tiny" and recorded["main.steps"][1]["technique"] == "prune-magnitude"
-    assert "main.finetune" in lock["finetuned"]["params"][".squeezeflow/recipes.yaml"]
-    c = client(ws)
-    (run,) = c.search_runs([c.get_experiment_by_name("squeezeflow").experiment_id],
-                           f"tags.`squeezeflow.stage` = 'compressed' and tags.`squeezeflow.run_key` = '{summary['dagster_run_id']}'")
-    assert run.data.params["recipe.main.name"] == "tiny"
-    local = c.download_artifacts(run.info.run_id, "recipe.yaml", str(ws.root / ".squeezeflow"))
-    assert yaml.safe_load(open(local))["steps"][0]["student"]["hidden"] == [16]
