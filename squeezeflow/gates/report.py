@@ -58,10 +58,11 @@ def version_description(report: dict, metrics: dict, lineage: dict[str, str]) ->
              f"{_num(metrics.get('model_bytes'), '{:,}')} bytes, p50 {_num(metrics.get('latency_p50_ms'), '{:.4f}')} ms.",
              f"Gate {report['verdict'].upper()}" + (f" vs champion v{champ['version']}" if champ else " (no champion yet: "
                                                    "absolute budgets only)")]
-    if "accuracy_vs_champion" in regress:
-        a, lat = regress["accuracy_vs_champion"], regress.get("latency_vs_champion", {})
-        parts[-1] += (f": accuracy {a['value']:+.2f} pts [{a['low']:+.2f}, {a['high']:+.2f}], latency "
-                      f"x{_num(lat.get('value'), '{:.3f}')} [{_num(lat.get('low'), '{:.3f}')}, {_num(lat.get('high'), '{:.3f}')}]")
+    shown = {"accuracy_vs_champion": ("accuracy", "{:+.2f}", " pts"), "latency_vs_champion": ("latency x", "{:.3f}", "")}
+    details = [f"{label}{_num(c.get('value'), fmt)}{unit} [{_num(c.get('low'), fmt)}, {_num(c.get('high'), fmt)}]"
+               for key, (label, fmt, unit) in shown.items() if (c := regress.get(key))]
+    if details:
+        parts[-1] += ": " + ", ".join(details)
     parts[-1] += "."
     failed = [c["message"] for c in report["checks"] if not c["passed"]]
     if failed:

@@ -31,3 +31,14 @@ def test_changing_the_recipe_reruns_only_the_stages_that_read_that_part(workspac
     assert run_all(workspace, "r4") == {"dataset": True, "teacher": True, "compressed": False, "finetuned": False}
     recorded = yaml.safe_load((workspace / "artifacts" / "compressed" / "recipe.yaml").read_text())
     assert recorded["steps"][1]["sparsity"] == 0.7 and "finetune" not in recorded
+
+
+def test_registry_names_identify_the_data(workspace, tmp_path):
+    def name(overrides: dict) -> str:
+        return Lifecycle(Workspace(workspace), overrides, push=False).model_name("cpu-fp32")
+
+    assert name({}) == "squeezeflow-digits-cpu-fp32"
+    assert name({"dataset.name": "mnist1d"}) == "squeezeflow-mnist1d-cpu-fp32"
+    npz = {"dataset.name": "npz", "dataset.path": str(tmp_path / "sensor readings (v2).npz")}
+    assert name(npz) == "squeezeflow-sensor-readings-v2-cpu-fp32"  # the file's stem, made registry-safe
+    assert name({**npz, "registry.model_name": "vibration"}) == "squeezeflow-vibration-cpu-fp32"
