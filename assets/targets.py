@@ -58,6 +58,8 @@ def target_assets(target: TargetProfile) -> tuple[list, list]:
     def promoted(context: AssetExecutionContext, squeezeflow: SqueezeflowResource) -> MaterializeResult:
         result = squeezeflow.lifecycle.promote(name, context.run_id)
         what = {"champion": "new champion", "challenger": "challenger (waits for a person)"}.get(result.alias, "unchanged")
+        if not result.new_version:
+            what = f"unchanged ({result.alias or 'no alias'})"
         _say(context, f"[squeezeflow] promote-{name:<14} {what:<33} {result.model_uri}")
         return MaterializeResult(metadata={
             "model_uri": result.model_uri, "model_name": result.model_name, "version": result.version,

@@ -116,6 +116,25 @@ def cmd_dvc_yaml(args) -> int:
     return 0
 
 
+def cmd_lineage(args) -> int:
+    import json
+
+    from squeezeflow.errors import SqueezeflowInputError
+    from squeezeflow.tracking.lineage import build_lineage, open_client, render_text
+    from squeezeflow.workspace import Workspace
+
+    ws = Workspace(Path(args.root).resolve())
+    # as squeezeflow.lifecycle.default_tracking_uri (not imported: it pulls in torch)
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{ws.state_dir / 'mlflow.db'}"
+    try:
+        lineage = build_lineage(open_client(uri), args.uri, args.ui_url)
+    except SqueezeflowInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(lineage.to_dict(), indent=2) if args.json else render_text(lineage), end="\n" if args.json else "")
+    return 0
+
+
 def cmd_ui(args) -> int:
     root = Path(args.root).resolve()
     setup_env(root)
@@ -158,6 +177,15 @@ def main(argv: list[str] | None = None) -> int:
     s.set_defaults(fn=cmd_stage)
     d = sub.add_parser("dvc-yaml", help="regenerate dvc.yaml from the stage registry and device_targets/")
     d.set_defaults(fn=cmd_dvc_yaml)
+    lin = sub.add_parser("lineage", help="the audit chain of a registered model version: data, teacher run, recipe, "
+                         "stage runs, gate report, promotion, git commit (MLflow run ids and UI links)")
+    lin.add_argument("uri", help="models:/NAME/VERSION, models:/NAME@champion or models:/NAME@challenger")
+    lin.add_argument("--json", action="store_true", help="the same chain as JSON")
+    lin.add_argument("--root", default=argparse.SUPPRESS, help="workspace folder (also accepted before 'lineage')")
+    lin.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or SQLite in "
+                     ".squeezeflow/)")
+    lin.add_argument("--ui-url", default="http://127.0.0.1:5000", help="MLflow UI base of the links (./sf ui mlflow)")
+    lin.set_defaults(fn=cmd_lineage)
     u = sub.add_parser("ui", help="open the Dagster or MLflow UI on this workspace")
     u.add_argument("which", choices=["dagster", "mlflow"])
     u.add_argument("--host", default="127.0.0.1")

@@ -14,7 +14,7 @@ import yaml
 
 from squeezeflow.compression.recipe import Recipe, find_recipe, load_recipe
 from squeezeflow.config import Params, apply_overrides, load_params
-from squeezeflow.io import write_text
+from squeezeflow.io import sha256_file, write_text
 from squeezeflow.stages import Stage, stage_graph
 from squeezeflow.targets import TargetProfile, load_targets
 
@@ -22,6 +22,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CODE_VERSIONS = ".squeezeflow/code_versions.yaml"
 RESOLVED_TARGETS = ".squeezeflow/targets.yaml"  # profiles with defaults filled in: what DVC compares
 RESOLVED_RECIPES = ".squeezeflow/recipes.yaml"  # main: the chosen recipe; sweep: the sweep's; validated, defaults filled
+RESOLVED_INPUTS = ".squeezeflow/inputs.yaml"  # content hashes of user files (a .npz changed in place must retrain)
 SHIPPED_RECIPES = PROJECT_ROOT / "recipes"
 
 
@@ -88,6 +89,7 @@ class Workspace:
         resolved = {name: t.model_dump(mode="json") for name, t in self.targets.items()}
         self._write_if_changed(self.root / RESOLVED_TARGETS, yaml.safe_dump(resolved, sort_keys=True))
         self._write_if_changed(self.root / RESOLVED_RECIPES, yaml.safe_dump(recipes, sort_keys=False))
+        self._write_if_changed(self.root / RESOLVED_INPUTS, yaml.safe_dump(input_fingerprints(params), sort_keys=True))
         self._write_if_changed(self.dvc_yaml_path, render_dvc_yaml(self))
         return params
 
@@ -97,12 +99,21 @@ class Workspace:
             write_text(path, text)
 
 
+def input_fingerprints(params: Params) -> dict:
+    """The user's data file by content: params name the file, DVC must also see what is in it."""
+    path = Path(params.dataset.path) if params.dataset.name == "npz" and params.dataset.path else None
+    digest = sha256_file(path) if path is not None and path.is_file() else None
+    return {"dataset": {"file": str(path) if path else None, "sha256": digest}}
+
+
 def dvc_stage(ws: Workspace, stage: Stage) -> dict:
     params: list = list(stage.params)
     if stage.target_params:
         params.append({RESOLVED_TARGETS: [f"{stage.target.name}.{k}" for k in stage.target_params]})
     if stage.recipe_params:
         params.append({RESOLVED_RECIPES: list(stage.recipe_params)})
+    if stage.input_params:
+        params.append({RESOLVED_INPUTS: list(stage.input_params)})
     params.append({CODE_VERSIONS: [stage.name]})
     entry: dict = {"cmd": f"squeezeflow stage {stage.name}"}
     if stage.description:

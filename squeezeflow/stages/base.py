@@ -39,6 +39,7 @@ class Stage:
     params: tuple[str, ...] = ()  # params.yaml sections this stage reads
     target_params: tuple[str, ...] = ()  # sections of the target's YAML this stage reads
     recipe_params: tuple[str, ...] = ()  # sections of the resolved recipe this stage reads
+    input_params: tuple[str, ...] = ()  # fingerprints of user files this stage reads (.squeezeflow/inputs.yaml)
     artifacts: tuple[str, ...] = ()  # files of its output logged to MLflow as artifacts
     code: tuple[str, ...] = ()  # modules whose source is this stage's code version
     target: TargetProfile | None = None

@@ -21,5 +21,5 @@ def run(ctx: StageContext) -> dict:
     }
 
 
-STAGE = Stage("dataset", run, params=("seed", "dataset", "split"), code=("squeezeflow.data",),
+STAGE = Stage("dataset", run, params=("seed", "dataset", "split"), input_params=("dataset",), code=("squeezeflow.data",),
               description="dataset splits (train/val/test .npz)")

@@ -42,3 +42,19 @@ def test_registry_names_identify_the_data(workspace, tmp_path):
     npz = {"dataset.name": "npz", "dataset.path": str(tmp_path / "sensor readings (v2).npz")}
     assert name(npz) == "squeezeflow-sensor-readings-v2-cpu-fp32"  # the file's stem, made registry-safe
     assert name({**npz, "registry.model_name": "vibration"}) == "squeezeflow-vibration-cpu-fp32"
+
+
+def test_a_data_file_changed_in_place_is_loaded_again(workspace, digits_npz):
+    import numpy as np
+
+    overrides = {"dataset.name": "npz", "dataset.path": str(digits_npz)}
+
+    def dataset_reused(key: str) -> bool:
+        return Lifecycle(Workspace(workspace), overrides, push=False).run_stage("dataset", key).reused
+
+    assert dataset_reused("r1") is False
+    assert dataset_reused("r2") is True
+    d = np.load(digits_npz)
+    np.savez(digits_npz, x=d["x"][100:], y=d["y"][100:])  # same name, same params, other content
+    assert dataset_reused("r3") is False
+    assert (workspace / "artifacts" / "dataset" / "metrics.json").read_text().count('"samples": 1697') == 1
