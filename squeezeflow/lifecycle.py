@@ -111,9 +111,15 @@ class Lifecycle:
         return Tracker(self._tracking_uri or default_tracking_uri(self.ws), artifact_location=self.ws.state_dir / "mlartifacts")
 
     # --- lineage -------------------------------------------------------------------------------------------
-    def lineage_tags(self, run_key: str) -> dict[str, str]:
+    def lineage_tags(self, run_key: str, target: str | None = None) -> dict[str, str]:
+        """Dagster run, git commit and the DVC hash of every stage output (for a target: only its own chain's)."""
+        def relevant(stage: str) -> bool:
+            per_target = self.ws.stages[stage].target
+            return target is None or per_target is None or per_target.name == target
+
         tags = {"squeezeflow.dagster_run_id": run_key, "mlflow.source.git.commit": git_commit(self.ws.root)}
-        tags.update({f"squeezeflow.dvc.{stage}": md5 for stage, md5 in self.dvc.hashes().items() if stage in self.ws.stages})
+        tags.update({f"squeezeflow.dvc.{stage}": md5 for stage, md5 in self.dvc.hashes().items()
+                     if stage in self.ws.stages and relevant(stage)})
         return tags
 
     def parent_run(self, run_key: str) -> str:
@@ -287,7 +293,7 @@ class Lifecycle:
         for f in ("gate_report.json", "gate_report.md"):
             self.tracker.client.log_artifact(gate_run, str(out / f))
         passed = report["verdict"] == "passed"
-        lineage = self.lineage_tags(run_key)
+        lineage = self.lineage_tags(run_key, target)
         tags = {**lineage, registry.TARGET_TAG: target, registry.GATE_TAG: report["verdict"],
                 "squeezeflow.gate_run_id": gate_run, "squeezeflow.gate_report": f"runs:/{gate_run}/gate_report.md",
                 "squeezeflow.gate_champion": f"v{str(champ.version)}" if champ else "none"}

@@ -58,7 +58,7 @@ def version_description(report: dict, metrics: dict, lineage: dict[str, str]) ->
              f"{_num(metrics.get('model_bytes'), '{:,}')} bytes, p50 {_num(metrics.get('latency_p50_ms'), '{:.4f}')} ms.",
              f"Gate {report['verdict'].upper()}" + (f" vs champion v{champ['version']}" if champ else " (no champion yet: "
                                                    "absolute budgets only)")]
-    shown = {"accuracy_vs_champion": ("accuracy", "{:+.2f}", " pts"), "latency_vs_champion": ("latency x", "{:.3f}", "")}
+    shown = {"accuracy_vs_champion": ("accuracy ", "{:+.2f}", " pts"), "latency_vs_champion": ("latency x", "{:.3f}", "")}
     details = [f"{label}{_num(c.get('value'), fmt)}{unit} [{_num(c.get('low'), fmt)}, {_num(c.get('high'), fmt)}]"
                for key, (label, fmt, unit) in shown.items() if (c := regress.get(key))]
     if details:

@@ -98,6 +98,7 @@ def test_promoted_model_carries_its_lineage_in_mlflow(first_run):
     assert "mlflow.source.git.commit" in mv.tags
     for stage in ("dataset", "teacher", "compressed", "finetuned", "exported", "build-cpu-int8"):
         assert mv.tags[f"squeezeflow.dvc.{stage}"] == lock[stage]["outs"][0]["md5"]
+    assert "squeezeflow.dvc.build-cpu-fp32" not in mv.tags  # another target's chain is not this model's lineage
     exp = c.get_experiment_by_name("squeezeflow")
     runs = c.search_runs([exp.experiment_id], f"tags.`squeezeflow.run_key` = '{summary['dagster_run_id']}'")
     parent = [r for r in runs if r.data.tags["squeezeflow.stage"] == "pipeline"]
