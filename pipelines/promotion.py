@@ -4,7 +4,7 @@ Each alias move is also recorded as a materialization of the target's `promoted`
 the Dagster UI next to the automatic promotions."""
 
 
-from dagster import AssetKey, AssetMaterialization, Config, Failure, OpExecutionContext, job, op
+from dagster import AssetKey, AssetMaterialization, Config, Failure, OpExecutionContext, in_process_executor, job, op
 from pydantic import Field
 
 from pipelines.resources import SqueezeflowResource
@@ -31,7 +31,8 @@ class RollbackConfig(_Who):
 def _materialize(context: OpExecutionContext, squeezeflow: SqueezeflowResource, config: "_Who",
                  record: PromotionRecord) -> None:
     target = config.target or squeezeflow.registry.target_of(record.model_name, record.version)
-    line = (f"[squeezeflow] {record.action} {record.model_name}: champion v{record.previous or '-'} -> "
+    before = f"v{record.previous}" if record.previous else "none"
+    line = (f"[squeezeflow] {record.action} {record.model_name}: champion {before} -> "
             f"v{record.version} by {record.promoted_by} ({record.reason})")
     context.log.info(line)
     if target and target in squeezeflow.lifecycle.ws.targets:
@@ -69,12 +70,13 @@ def rollback_champion(context: OpExecutionContext, config: RollbackConfig, squee
 
 
 @job(description="Promote a model version to champion: target (or model_name), version, reason, promoted_by; "
-     "force: true with a reason for a version whose gate failed.", tags={"dagster/max_retries": 0})
+     "force: true with a reason for a version whose gate failed.", tags={"dagster/max_retries": 0},
+     executor_def=in_process_executor)  # one small step: a step subprocess would triple the wait
 def promote():
     promote_version()
 
 
 @job(description="Roll back: the previous champion becomes the champion again (target or model_name, reason, "
-     "promoted_by).", tags={"dagster/max_retries": 0})
+     "promoted_by).", tags={"dagster/max_retries": 0}, executor_def=in_process_executor)
 def rollback():
     rollback_champion()

@@ -1,3 +1,8 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from dagster import AssetKey
 
@@ -40,3 +45,14 @@ def test_committed_dvc_yaml_is_generated_from_the_stage_registry(project_root):
 
 def test_committed_params_are_valid(project_root):
     Workspace(project_root).params()
+
+
+def test_code_location_loads_as_dagster_dev_loads_it(isolated_env):
+    # execute_in_process and build_definitions do not validate the whole code location; `dagster dev` does (e.g. an
+    # asset and a job with one name load here and break the UI). `dagster definitions validate` checks the same.
+    root = make_workspace(isolated_env / "ws_validate", targets=("cpu-fp32",))
+    env = {**os.environ, "SQUEEZEFLOW_ROOT": str(root), "DAGSTER_DISABLE_TELEMETRY": "true"}
+    dagster = Path(sys.executable).parent / "dagster"
+    proc = subprocess.run([str(dagster), "definitions", "validate", "-m", "pipelines.definitions"], env=env,
+                          cwd=root, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
