@@ -11,8 +11,9 @@ GROUP = "lifecycle"
 def dataset(context: AssetExecutionContext, squeezeflow: SqueezeflowResource):
     return run_stage(context, squeezeflow, "dataset")
 
-@asset_check(asset=dataset, blocking=True, description="Great Expectations: finite values in range, labels 0..C-1, "
-             "every class in every split, consistent shapes, split sizes as configured.")
+@asset_check(asset=dataset, blocking=True, description="Great Expectations: finite values in range, |x| <= 1e6, "
+             "val/test within train's range, train not constant, labels 0..C-1, every class in every split with >= 2 "
+             "in train, <= 10% of val/test rows duplicating train rows, consistent shapes, split sizes as configured.")
 def data_expectations(context: AssetCheckExecutionContext, squeezeflow: SqueezeflowResource) -> AssetCheckResult:
     report = squeezeflow.lifecycle.check_data(context.run.run_id)
     return AssetCheckResult(

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from squeezeflow.io import write_text
+
 DAGSTER_YAML = """\
 # Written by squeezeflow on first use. Runs share one workspace (and DVC's repo lock): one run at a time.
 telemetry:
@@ -28,10 +30,14 @@ def setup_env(root: Path) -> Path:
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(state / "dagster")))
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(DAGSTER_YAML)
+        write_text(home / "dagster.yaml", DAGSTER_YAML)  # atomic: two first runs may both get here
     for k, v in {"MLFLOW_DISABLE_TELEMETRY": "true", "GX_ANALYTICS_ENABLED": "false", "DVC_NO_ANALYTICS": "1",
-                 "DAGSTER_DISABLE_TELEMETRY": "true", "SQUEEZEFLOW_ROOT": str(root)}.items():
+                 "DAGSTER_DISABLE_TELEMETRY": "true", "SQUEEZEFLOW_ROOT": str(root),
+                 "MLFLOW_LOGGING_LEVEL": "WARNING"}.items():  # no "Creating initial MLflow database tables" chatter
         os.environ.setdefault(k, v)
+    import logging
+
+    logging.getLogger("mlflow").setLevel(os.environ["MLFLOW_LOGGING_LEVEL"].upper())  # also if mlflow was imported before
     return home
 
 
@@ -66,12 +72,17 @@ def cmd_run(args) -> int:
                                         f"unknown dataset; known: {sorted(DATASETS)}")
         targets = [t.name for t in select_targets(ws.targets, args.target, "--target")]
         ws.resolved_recipes(params)  # a bad recipe (main or sweep) fails here, before any work
+        if params.dataset.name == "npz":  # a user's file: read and split it now, before anything is created
+            from squeezeflow.data import load_dataset, make_splits
+
+            make_splits(load_dataset(params.dataset, "--npz" if args.npz else str(ws.params_path)), params.split,
+                        params.seed)
     except SqueezeflowInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     from pipelines.runner import run_lifecycle
 
-    return run_lifecycle(ws, overrides, targets, tracking_uri=args.tracking_uri)
+    return run_lifecycle(ws, overrides, targets, tracking_uri=args.tracking_uri, verbose=args.verbose)
 
 
 def cmd_sweep(args) -> int:
@@ -90,19 +101,27 @@ def cmd_sweep(args) -> int:
         return 2
     from pipelines.runner import run_sweep
 
-    return run_sweep(ws, overrides, tracking_uri=args.tracking_uri)
+    return run_sweep(ws, overrides, tracking_uri=args.tracking_uri, verbose=args.verbose)
 
 
 def cmd_stage(args) -> int:
+    from squeezeflow.errors import SqueezeflowInputError
     from squeezeflow.lifecycle import run_stage_locally
+    from squeezeflow.runlock import WorkspaceBusy, workspace_lock
     from squeezeflow.workspace import Workspace
 
     ws = Workspace(Path(args.root).resolve())
-    if args.name not in ws.stages:
-        print(f"error: unknown stage '{args.name}'; known: {sorted(ws.stages)}", file=sys.stderr)
-        return 2
     t0 = time.perf_counter()
-    metrics = run_stage_locally(ws, args.name, ws.params())
+    try:  # bad input (a target profile, params, a corrupt checkpoint or ONNX file): one line, no stack trace
+        if args.name not in ws.stages:
+            print(f"error: unknown stage '{args.name}'; known: {sorted(ws.stages)}", file=sys.stderr)
+            return 2
+        # under `dvc repro`, which holds DVC's repo lock: waiting for a run that needs DVC could deadlock
+        with workspace_lock(ws.state_dir / "locks", f"squeezeflow stage {args.name}", wait=False):
+            metrics = run_stage_locally(ws, args.name, ws.recorded_params())
+    except (WorkspaceBusy, SqueezeflowInputError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"{args.name}: done in {time.perf_counter() - t0:.1f}s {metrics}")
     return 0
 
@@ -165,12 +184,14 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--target", action="append", help="only this target (repeatable); default: all in device_targets/")
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override params.yaml, e.g. teacher.train.epochs=5")
     r.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or SQLite in .squeezeflow/)")
+    r.add_argument("--verbose", action="store_true", help="Dagster's log and full stack traces on the terminal")
     r.set_defaults(fn=cmd_run)
     w = sub.add_parser("sweep", help="train big, then compress: teacher sizes x recipes (params.yaml: sweep); the "
                        "Pareto front as a table and a plot")
     w.add_argument("--dataset", help="built-in dataset: digits (default) or mnist1d")
     w.add_argument("--set", action="append", metavar="KEY=VALUE", help="e.g. sweep.teacher_scales=[0.5,1]")
     w.add_argument("--tracking-uri", help="MLflow tracking URI")
+    w.add_argument("--verbose", action="store_true", help="Dagster's log and full stack traces on the terminal")
     w.set_defaults(fn=cmd_sweep)
     s = sub.add_parser("stage", help="run one stage in place (the command dvc.yaml gives `dvc repro`)")
     s.add_argument("name")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dagster import Definitions
+from dagster import Definitions, in_process_executor
 
 from assets import core_assets, core_checks, pareto_sweep, target_assets
 from pipelines.jobs import lifecycle_job, sweep_job
@@ -27,6 +27,8 @@ def build_definitions(root: Path | str | None = None, **resource_config) -> Defi
         asset_checks=checks,
         jobs=[lifecycle_job, sweep_job, promote, rollback],
         schedules=[weekly_retrain],
+        # Also for materializations launched from the asset graph: one process per run holds the workspace lock.
+        executor=in_process_executor,
         resources={"squeezeflow": SqueezeflowResource(root=str(ws.root), **resource_config)},
     )
 

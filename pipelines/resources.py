@@ -1,13 +1,23 @@
-"""The one resource: a configured squeezeflow Lifecycle (workspace, parameter overrides, MLflow, DVC)."""
+"""The one resource: a configured squeezeflow Lifecycle (workspace, parameter overrides, MLflow, DVC).
 
+For every run that materializes stages it also holds the workspace (one run at a time, squeezeflow.runlock) and,
+when it takes over from a run that was killed, marks that run failed in Dagster and MLflow and removes its temp
+folders."""
+
+from contextlib import ExitStack
 from typing import Optional
 
-from dagster import ConfigurableResource, InitResourceContext
+from dagster import ConfigurableResource, DagsterRunStatus, InitResourceContext
 from pydantic import Field, PrivateAttr
 
 from squeezeflow.config import parse_override
 from squeezeflow.lifecycle import Lifecycle, Registry
 from squeezeflow.workspace import Workspace
+
+# These only move registry aliases (under their own lock): they need not wait for a training run.
+REGISTRY_JOBS = {"promote", "rollback"}
+UNFINISHED = {DagsterRunStatus.STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.CANCELING}
+
 
 class SqueezeflowResource(ConfigurableResource):
     root: Optional[str] = Field(None, description="workspace (DVC repo) folder; default: $SQUEEZEFLOW_ROOT or the project")
@@ -18,12 +28,40 @@ class SqueezeflowResource(ConfigurableResource):
     push: bool = Field(True, description="push each checkpoint to the DVC remote")
 
     _lifecycle: Optional[Lifecycle] = PrivateAttr(default=None)
+    _held: Optional[ExitStack] = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         overrides = dict(parse_override(item) for item in self.overrides)
         if self.recipe:
             overrides["compress.recipe"] = self.recipe
         self._lifecycle = Lifecycle(Workspace(self.root), overrides, self.tracking_uri, self.push)
+        run = getattr(context, "dagster_run", None) if context is not None else None
+        if run is not None and run.job_name not in REGISTRY_JOBS:
+            self._hold(context, run)
+
+    def _hold(self, context: InitResourceContext, run) -> None:
+        def say(line: str) -> None:
+            context.log.info(line)
+            print(line, flush=True)
+
+        stack = ExitStack()
+        held = stack.enter_context(self._lifecycle.hold(f"dagster job {run.job_name}", say=say))
+        self._held = stack
+        held.update(dagster_run_id=run.run_id, job=run.job_name)
+        crashed = held.crashed or {}
+        dead = crashed.get("dagster_run_id")
+        if dead and dead != run.run_id and context.instance is not None and not held.recovered:
+            old = context.instance.get_run_by_id(dead)
+            if old is not None and old.status in UNFINISHED:
+                context.instance.report_run_failed(old, f"killed (pid {crashed.get('pid')}); marked failed by run "
+                                                        f"{run.run_id}, which took over the workspace")
+        for note in self._lifecycle.recover(held):
+            say(f"[squeezeflow] recovered: {note}")
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._held is not None:
+            self._held.close()
+            self._held = None
 
     @property
     def lifecycle(self) -> Lifecycle:

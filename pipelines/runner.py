@@ -7,6 +7,7 @@ from pathlib import Path
 
 from dagster import AssetKey, DagsterInstance
 
+from squeezeflow.io import write_text
 from squeezeflow.summary import format_table, target_rows, write_summary
 from squeezeflow.workspace import Workspace
 
@@ -45,13 +46,39 @@ def _promotions(result) -> dict[str, dict]:
     return out
 
 
+def hold_workspace(ws: Workspace, command: str):
+    from squeezeflow.runlock import workspace_lock
+
+    return workspace_lock(ws.state_dir / "locks", command, say=lambda line: print(line, file=sys.stderr, flush=True))
+
+
 def _root_cause(error) -> str:
+    """The message of the innermost error; a bad-input error's message already names file, field and value."""
     while error.cause is not None:
         error = error.cause
-    return error.message.strip().splitlines()[-1]
+    line = error.message.strip().splitlines()[-1]
+    return line.split(": ", 1)[1] if error.cls_name == "SqueezeflowInputError" and ": " in line else line
 
 
-def run_lifecycle(ws: Workspace, overrides: list[str], targets: list[str], tracking_uri: str | None = None) -> int:
+def _full_errors(result) -> str:
+    parts = []
+    for e in result.get_step_failure_events():
+        err = e.event_specific_data.error if e.event_specific_data else None
+        while err is not None:
+            parts.append(f"--- {e.step_key}: {err.cls_name}\n{err.to_string()}")
+            err = err.cause
+    return "\n".join(parts)
+
+
+def _run_config(resource: dict, verbose: bool) -> dict:
+    # Dagster's console log carries every stack trace: shown with --verbose; otherwise one line per failure here,
+    # and the details in the run's log (Dagster UI) and in errors.log beside the summary.
+    level = "INFO" if verbose else "CRITICAL"
+    return {"resources": {"squeezeflow": {"config": resource}}, "loggers": {"console": {"config": {"log_level": level}}}}
+
+
+def run_lifecycle(ws: Workspace, overrides: list[str], targets: list[str], tracking_uri: str | None = None,
+                  verbose: bool = False) -> int:
     """Exit code: 0 all promoted, 3 a gate held a target back, 1 the run failed (data check, error)."""
     from pipelines.definitions import build_definitions
 
@@ -59,10 +86,10 @@ def run_lifecycle(ws: Workspace, overrides: list[str], targets: list[str], track
     if tracking_uri:
         resource["tracking_uri"] = tracking_uri
     job = build_definitions(ws.root).resolve_job_def("lifecycle")
-    run_config = {"resources": {"squeezeflow": {"config": resource}},
-                  "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    run_config = _run_config(resource, verbose)
     print(f"squeezeflow: lifecycle on {ws.root} (targets: {', '.join(targets)})", flush=True)
-    with DagsterInstance.get() as instance:
+    # Held before the Dagster instance is opened: two first runs must not create its storage at once either.
+    with hold_workspace(ws, "squeezeflow run"), DagsterInstance.get() as instance:
         result = job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False,
                                         asset_selection=_selection(ws, targets))
     gates, failed_checks = _check_results(result)
@@ -70,18 +97,26 @@ def run_lifecycle(ws: Workspace, overrides: list[str], targets: list[str], track
     by_name = {t: ws.targets[t].key for t in targets}
     rows = target_rows(ws, targets, {t: gates[k] for t, k in by_name.items() if k in gates},
                        {t: promotions[k] for t, k in by_name.items() if k in promotions})
+    # A failed blocking check also fails its step (DagsterAssetCheckFailedError): reported once, as the check.
     errors = [f"{e.step_key}: {_root_cause(e.event_specific_data.error)}"
-              for e in result.get_step_failure_events() if e.event_specific_data and e.event_specific_data.error]
+              for e in result.get_step_failure_events() if e.event_specific_data and e.event_specific_data.error
+              and e.event_specific_data.error.cls_name != "DagsterAssetCheckFailedError"]
     summary = {"dagster_run_id": result.run_id, "success": result.success, "workspace": str(ws.root),
                "targets": rows, "failed_checks": failed_checks, "errors": errors}
     path = write_summary(ws.state_dir / "runs" / result.run_id / "summary.json", summary)
-    print("\n" + format_table(rows))
+    if errors:
+        write_text(path.with_name("errors.log"), _full_errors(result))
+    if any(r["accuracy"] is not None for r in rows):
+        print("\n" + format_table(rows))
     for chk in failed_checks:
-        print(f"\ncheck '{chk['check']}' on {chk['asset']} FAILED:", file=sys.stderr)
-        for f in chk["failures"] if isinstance(chk["failures"], list) else [chk["failures"]]:
-            print(f"  {f.get('message', f) if isinstance(f, dict) else f}", file=sys.stderr)
+        found = chk["failures"] if isinstance(chk["failures"], list) else [chk["failures"]]
+        first = found[0].get("message", found[0]) if found and isinstance(found[0], dict) else (found[0] if found else "")
+        more = f" (and {len(found) - 1} more in {path})" if len(found) > 1 else ""
+        print(f"error: check '{chk['check']}' on {chk['asset']} failed: {first}{more}", file=sys.stderr)
     for err in errors:
         print(f"error: {err}", file=sys.stderr)
+    if errors:
+        print(f"details: {path.with_name('errors.log')} and the run's log in the Dagster UI", file=sys.stderr)
     print(f"\nsummary: {path}")
     print(f"Dagster UI (asset graph, runs, checks): ./sf ui dagster   -> http://127.0.0.1:3000/runs/{result.run_id}")
     print("MLflow UI (runs, lineage, registry):    ./sf ui mlflow    -> http://127.0.0.1:5000")
@@ -95,17 +130,16 @@ def run_lifecycle(ws: Workspace, overrides: list[str], targets: list[str], track
     return 0 if result.success else 1
 
 
-def run_sweep(ws: Workspace, overrides: list[str], tracking_uri: str | None = None) -> int:
+def run_sweep(ws: Workspace, overrides: list[str], tracking_uri: str | None = None, verbose: bool = False) -> int:
     """The Pareto sweep job (dataset -> pareto_sweep), in this process; prints the points. Exit 0 or 1."""
     from pipelines.definitions import build_definitions
     from squeezeflow.io import read_json
 
     resource = {"root": str(ws.root), "overrides": overrides, **({"tracking_uri": tracking_uri} if tracking_uri else {})}
     job = build_definitions(ws.root).resolve_job_def("sweep")
-    run_config = {"resources": {"squeezeflow": {"config": resource}},
-                  "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    run_config = _run_config(resource, verbose)
     print(f"squeezeflow: Pareto sweep on {ws.root}", flush=True)
-    with DagsterInstance.get() as instance:
+    with hold_workspace(ws, "squeezeflow sweep"), DagsterInstance.get() as instance:
         result = job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False)
     for e in result.get_step_failure_events():
         if e.event_specific_data and e.event_specific_data.error:

@@ -105,6 +105,16 @@ def parse_params(data: Any, source: str | Path) -> Params:
         raise from_pydantic(source, exc) from None
 
 
+def yaml_problem(exc: Exception) -> str:
+    """A YAML error on one line (where, and what), not PyYAML's multi-line excerpt of the file."""
+    mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+    if mark is None or not problem:
+        return " ".join(str(exc).split())
+    context, cmark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    where = f" (started at line {cmark.line + 1}, column {cmark.column + 1})" if context and cmark else ""
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" + (f", {context}{where}" if context else "")
+
+
 def load_params(path: Path) -> Params:
     path = Path(path)
     if not path.exists():
@@ -112,7 +122,7 @@ def load_params(path: Path) -> Params:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise SqueezeflowInputError(path, "<root>", None, f"not valid YAML: {exc}") from None
+        raise SqueezeflowInputError(path, "<root>", None, f"not valid YAML: {yaml_problem(exc)}") from None
     return parse_params(data, path)
 
 

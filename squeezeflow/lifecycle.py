@@ -18,7 +18,7 @@ from squeezeflow.errors import SqueezeflowInputError
 from squeezeflow.data.checks import DataCheckReport, DataCheckSpec, check_splits
 from squeezeflow.data.splits import expected_sizes
 from squeezeflow.gates import GateVerdict, evaluate_gate
-from squeezeflow.io import atomic_dir, read_json, sha256_file, write_json, write_text
+from squeezeflow.io import atomic_dir, read_json, sha256_file, sha256_tree, write_json, write_text
 from squeezeflow.stages import StageContext
 from squeezeflow.tracking import Tracker
 from squeezeflow.versioning import DvcStore
@@ -84,7 +84,11 @@ def run_stage_locally(ws: Workspace, name: str, params) -> dict:
     stage = ws.stages[name]
     with atomic_dir(ws.stage_dir(name)) as out:
         metrics = stage.run(StageContext(ws, params, out, stage.target))
-        write_json(out / METRICS, metrics)
+        # Timings vary run to run: outside the output, so identical inputs give identical DVC hashes.
+        write_json(out / METRICS, {k: v for k, v in metrics.items() if k not in stage.timings})
+        timings = {k: metrics[k] for k in stage.timings if k in metrics}
+        if timings:
+            write_json(ws.timings_path(name), {"output_sha256": sha256_tree(out), "values": timings})
     return metrics
 
 
@@ -98,6 +102,35 @@ class Lifecycle:
     def params(self):
         self.ws.state_dir.mkdir(parents=True, exist_ok=True)
         return self.ws.prepare(self.overrides)
+
+    # --- one run per workspace ------------------------------------------------------------------------------
+    def hold(self, command: str, wait: bool = True, say=print):
+        """The workspace lock (squeezeflow.runlock): every entry point that runs stages takes it."""
+        from squeezeflow.runlock import workspace_lock
+
+        return workspace_lock(self.ws.state_dir / "locks", command, wait=wait, say=say)
+
+    def recover(self, held) -> list[str]:
+        """Once the workspace is held: clean up after a run that was killed while it held it. Its temp folders
+        go; its MLflow runs are marked FAILED. DVC and the registry need nothing: a stage output is swapped in
+        whole and committed after, and a version is registered only after its gate. Returns what was done."""
+        from squeezeflow.runlock import describe, remove_temp_files
+
+        if held.recovered:
+            return []
+        held.recovered = True
+        notes = []
+        removed = remove_temp_files(self.ws.root, self.ws.artifacts_dir, self.ws.state_dir)
+        if removed:
+            notes.append(f"removed {len(removed)} half-written temp path(s): {', '.join(removed[:6])}")
+        crashed = held.crashed or {}
+        if crashed.get("dagster_run_id"):
+            why = f"killed while running ({describe(crashed)}); marked FAILED by the next run"
+            failed = self.tracker.fail_runs_of(crashed["dagster_run_id"], why)
+            notes.append(f"{describe(crashed)} was killed: marked {len(failed)} of its MLflow run(s) FAILED")
+        elif held.crashed is not None:
+            notes.append(f"{describe(crashed)} was killed before it started a pipeline run")
+        return notes
 
     @cached_property
     def dvc(self) -> DvcStore:
@@ -130,11 +163,12 @@ class Lifecycle:
         params, stage = self.params, self.ws.stages[name]
         t0 = time.perf_counter()
         out = self.ws.stage_dir(name)
-        reused = (out / METRICS).exists() and self.dvc.up_to_date(name)
+        reused = ((out / METRICS).exists() and self.dvc.up_to_date(name)
+                  and (not stage.needs_timings or self.ws.stage_timings(name) is not None))
         parent = self.parent_run(run_key)
         try:
             if reused:
-                metrics = read_json(out / METRICS)
+                metrics = self.ws.stage_metrics(name)
             else:
                 metrics = run_stage_locally(self.ws, name, params)
                 self.dvc.commit(name)
@@ -222,14 +256,19 @@ class Lifecycle:
         return parity(model, self.ws.stage_dir("exported") / "model.onnx", val), self.params.export.parity_atol
 
     def gate(self, target: str) -> GateVerdict:
-        """The absolute budgets only. Fails closed: missing or unreadable metrics give a failing verdict."""
+        """The absolute budgets and the majority-class baseline. Fails closed: missing or unreadable metrics or
+        splits give a failing verdict."""
+        from squeezeflow.gates.gate import majority_baseline
+
         budgets = self.ws.targets[target].budgets
         try:
-            metrics = read_json(self.ws.stage_dir(f"validate-{target}") / METRICS)
+            metrics = self.ws.stage_metrics(f"validate-{target}")
             teacher = read_json(self.ws.stage_dir("teacher") / METRICS)["test_accuracy"]
+            splits = Splits.load(self.ws.stage_dir("dataset"))
+            baseline = majority_baseline(splits.y["train"], splits.y["test"])
         except (OSError, ValueError, KeyError) as exc:
             return evaluate_gate({"error": str(exc)}, float("nan"), budgets)
-        return evaluate_gate(metrics, teacher, budgets)
+        return evaluate_gate(metrics, teacher, budgets, baseline)
 
     def model_name(self, target: str) -> str:
         """`<prefix>-<registry.model_name>-<target>`; the model name defaults to the dataset's (the .npz file's stem),
@@ -268,7 +307,7 @@ class Lifecycle:
         from squeezeflow.tracking import registry
 
         profile = self.ws.targets[target]
-        metrics = read_json(self.ws.stage_dir(f"validate-{target}") / METRICS)
+        metrics = self.ws.stage_metrics(f"validate-{target}")
         checks = list(self.gate(target).checks)
         champ = registry.champion(self.tracker, name)
         comparison, champ_info, notes = None, None, []
@@ -319,7 +358,7 @@ class Lifecycle:
 
         try:
             splits = Splits.load(self.ws.stage_dir("dataset"))
-            with tempfile.TemporaryDirectory(dir=self.ws.state_dir) as tmp:
+            with tempfile.TemporaryDirectory(prefix=".champion.", dir=self.ws.state_dir) as tmp:
                 champ_path = registry.download_onnx(self.tracker, name, version, Path(tmp) / "champion.onnx")
                 comparison = compare_models(champ_path, build, splits.x["test"], splits.y["test"], profile.measure,
                                             profile.regression)

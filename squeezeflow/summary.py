@@ -17,7 +17,7 @@ def target_rows(ws: Workspace, targets: list[str], gates: dict[str, dict], promo
     rows = []
     for t in targets:
         path = ws.stage_dir(f"validate-{t}") / "metrics.json"
-        m = read_json(path) if path.exists() else {}
+        m = ws.stage_metrics(f"validate-{t}") if path.exists() else {}
         gate = gates.get(t)
         promo = promotions.get(t)
         rows.append({

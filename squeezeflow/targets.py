@@ -9,6 +9,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from squeezeflow.config import yaml_problem
 from squeezeflow.errors import SqueezeflowInputError, from_pydantic
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -42,6 +43,9 @@ class Budgets(Strict):
     max_accuracy_drop: float = Field(description="points of test accuracy the target may lose vs the teacher", ge=0, le=100)
     max_latency_p95_ms: float = Field(gt=0)
     max_model_bytes: int = Field(gt=0)
+    min_gain_over_baseline: float = Field(0.1, ge=0, le=1, description="fraction of the majority-class baseline's "
+                                          "error the model must remove: accuracy >= base + this * (100 - base), base "
+                                          "= test accuracy of always predicting the train split's majority class")
 
 
 class RegressionSpec(Strict):
@@ -80,8 +84,10 @@ def load_target(path: Path) -> TargetProfile:
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise SqueezeflowInputError(path, "<root>", None, f"unreadable target profile: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise SqueezeflowInputError(path, "<root>", None, f"not valid YAML: {yaml_problem(exc)}") from None
+    except OSError as exc:
+        raise SqueezeflowInputError(path, "<file>", str(path), f"unreadable target profile: {exc}") from None
     if not isinstance(data, dict):
         raise SqueezeflowInputError(path, "<root>", data, "expected a mapping")
     try:

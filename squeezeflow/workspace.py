@@ -14,11 +14,12 @@ import yaml
 
 from squeezeflow.compression.recipe import Recipe, find_recipe, load_recipe
 from squeezeflow.config import Params, apply_overrides, load_params
-from squeezeflow.io import sha256_file, write_text
+from squeezeflow.io import read_json, sha256_file, sha256_tree, write_text
 from squeezeflow.stages import Stage, stage_graph
 from squeezeflow.targets import TargetProfile, load_targets
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+RESOLVED_PARAMS = ".squeezeflow/params.yaml"  # params.yaml + this run's flags: what stages and DVC read
 CODE_VERSIONS = ".squeezeflow/code_versions.yaml"
 RESOLVED_TARGETS = ".squeezeflow/targets.yaml"  # profiles with defaults filled in: what DVC compares
 RESOLVED_RECIPES = ".squeezeflow/recipes.yaml"  # main: the chosen recipe; sweep: the sweep's; validated, defaults filled
@@ -44,6 +45,22 @@ class Workspace:
     def stage_dir(self, stage: str) -> Path:
         return self.artifacts_dir / stage
 
+    def timings_path(self, stage: str) -> Path:
+        return self.state_dir / "timings" / f"{stage}.json"
+
+    def stage_timings(self, stage: str) -> dict | None:
+        """Measurements kept out of the stage's DVC output (they differ run to run; the output must not), valid
+        only for the output they were measured with."""
+        path, out = self.timings_path(stage), self.stage_dir(stage)
+        if not path.exists() or not out.is_dir():
+            return None
+        rec = read_json(path)
+        return rec["values"] if rec.get("output_sha256") == sha256_tree(out) else None
+
+    def stage_metrics(self, stage: str) -> dict:
+        """The stage's metrics.json plus its timings, when they belong to this output."""
+        return {**read_json(self.stage_dir(stage) / "metrics.json"), **(self.stage_timings(stage) or {})}
+
     def rel(self, path: Path) -> str:
         return Path(path).relative_to(self.root).as_posix()
 
@@ -56,7 +73,13 @@ class Workspace:
         return stage_graph(list(self.targets.values()))
 
     def params(self) -> Params:
+        """params.yaml as the user wrote it (never rewritten: flags apply to one run)."""
         return load_params(self.params_path)
+
+    def recorded_params(self) -> Params:
+        """The parameters of the last prepared run (params.yaml + its flags): what `dvc repro` runs with."""
+        path = self.root / RESOLVED_PARAMS
+        return load_params(path) if path.exists() else self.params()
 
     def recipe(self, params: Params) -> Recipe:
         """The recipe params name: the workspace's recipes/ first, then the shipped ones."""
@@ -79,11 +102,12 @@ class Workspace:
                 "sweep": {name: self.recipe(named(name)).to_dict() for name in params.sweep.recipes}}
 
     def prepare(self, overrides: dict[str, Any] | None = None) -> Params:
-        """Apply run-time overrides to params.yaml (as `dvc exp run -S` does) and regenerate dvc.yaml and the
-        code versions, so DVC sees exactly what this run will use. Writes only what changed."""
+        """Resolve params.yaml plus this run's overrides into .squeezeflow/params.yaml and regenerate dvc.yaml and
+        the code versions, so DVC sees exactly what this run uses; params.yaml itself stays as the user wrote it.
+        Writes only what changed."""
         params = apply_overrides(self.params(), overrides or {}) if overrides else self.params()
         recipes = self.resolved_recipes(params)  # validated before anything is written or run
-        self._write_if_changed(self.params_path, yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
+        self._write_if_changed(self.root / RESOLVED_PARAMS, yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
         versions = {name: stage.code_version() for name, stage in self.stages.items()}
         self._write_if_changed(self.root / CODE_VERSIONS, yaml.safe_dump(versions, sort_keys=True))
         resolved = {name: t.model_dump(mode="json") for name, t in self.targets.items()}
@@ -107,7 +131,7 @@ def input_fingerprints(params: Params) -> dict:
 
 
 def dvc_stage(ws: Workspace, stage: Stage) -> dict:
-    params: list = list(stage.params)
+    params: list = [{RESOLVED_PARAMS: list(stage.params)}] if stage.params else []
     if stage.target_params:
         params.append({RESOLVED_TARGETS: [f"{stage.target.name}.{k}" for k in stage.target_params]})
     if stage.recipe_params:
@@ -115,7 +139,7 @@ def dvc_stage(ws: Workspace, stage: Stage) -> dict:
     if stage.input_params:
         params.append({RESOLVED_INPUTS: list(stage.input_params)})
     params.append({CODE_VERSIONS: [stage.name]})
-    entry: dict = {"cmd": f"squeezeflow stage {stage.name}"}
+    entry: dict = {"cmd": f"squeezeflow --root . stage {stage.name}"}  # DVC runs it in the workspace
     if stage.description:
         entry["desc"] = stage.description
     if stage.deps:

@@ -26,6 +26,7 @@ from torch import nn
 
 from squeezeflow.compression.base import KIND_ORDER, TECHNIQUES, Applied, CompressContext, Technique
 from squeezeflow.compression.finetune import Finetune, FinetuneConfig
+from squeezeflow.config import yaml_problem
 from squeezeflow.errors import SqueezeflowInputError, from_pydantic
 
 TOP_LEVEL = {"name", "description", "steps", "finetune"}
@@ -149,7 +150,7 @@ def load_recipe(path: Path) -> Recipe:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise SqueezeflowInputError(path, "<root>", None, f"not valid YAML: {exc}") from None
+        raise SqueezeflowInputError(path, "<root>", None, f"not valid YAML: {yaml_problem(exc)}") from None
     return parse_recipe(data, path, default_name=path.stem)
 
 

@@ -1,12 +1,15 @@
 """Great Expectations 1.x checks on the dataset splits, run before any training.
 
-Each split becomes a per-row summary table (min, max, non-finite count, value count, label); the suite
-checks finiteness, the value range, label range, class coverage, shapes and split sizes.
+Each split becomes a per-row summary table (finite min and max, non-finite count, value count, label, row hash,
+duplicate-of-train flag, class count); the suite checks finiteness, the value range (given, a fixed magnitude cap,
+and the range learned from the train split), label range, class coverage and balance, that train is not constant,
+duplicates of train rows in val/test, shapes and split sizes.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +19,8 @@ import pandas as pd
 from squeezeflow.data.splits import SPLITS, Splits
 
 # Which user-facing field each summary column speaks for.
-FIELD_OF = {"row_min": "x", "row_max": "x", "n_nonfinite": "x", "n_values": "x", "y": "y", None: "split"}
+FIELD_OF = {"row_min": "x", "row_max": "x", "n_nonfinite": "x", "n_values": "x", "row_key": "x", "in_train": "x",
+            "y": "y", "class_count": "y", None: "split"}
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,15 @@ class DataCheckSpec:
     input_shape: tuple[int, ...]
     value_range: tuple[float, float] | None
     split_sizes: dict[str, int]
+    # Bounds that hold without the user giving a value range. Beyond ~1e6, float32 training (no input scaling:
+    # activations and gradients blow up) and int8 calibration (one scale over a huge range) break down.
+    max_abs: float = 1e6
+    # val/test values must lie within train's [min, max] widened by this many spans each side: generous, so only a
+    # split on another scale (e.g. raw 0..255 against 0..1) trips it, never the normal spread of a sample.
+    range_slack: float = 2.0
+    min_per_class: int = 2  # train samples per class: fewer and the class is unlearnable
+    # A few exact duplicates occur in real data; beyond this fraction of a split, its score measures memory.
+    max_duplicate_fraction: float = 0.1
 
 
 @dataclass
@@ -38,24 +51,43 @@ class DataCheckReport:
         return "; ".join(f["message"] for f in self.failures) or "all data expectations passed"
 
 
-def summary_frame(x: np.ndarray, y: np.ndarray) -> pd.DataFrame:
+def _row_keys(flat: np.ndarray) -> np.ndarray:
+    # + 0.0 turns -0.0 into 0.0, so equal rows hash equal; 64-bit hashes: collisions are negligible.
+    if not flat.shape[1]:
+        return np.zeros(len(flat), dtype=np.int64)
+    return pd.util.hash_pandas_object(pd.DataFrame(flat + 0.0), index=False).to_numpy().view(np.int64)
+
+
+def summary_frame(x: np.ndarray, y: np.ndarray, train_keys: np.ndarray | None = None) -> pd.DataFrame:
+    """One row per sample. `train_keys`: the train split's row hashes, to flag exact duplicates of train rows."""
     flat = x.reshape(len(x), -1).astype(np.float64)
     finite = np.isfinite(flat)
-    with np.errstate(invalid="ignore"):
-        # NaN-propagating on purpose: a row holding NaN shows up as null (caught by the finiteness check).
-        row_min, row_max = flat.min(axis=1) if flat.size else [], flat.max(axis=1) if flat.size else []
+    row_min = row_max = np.full(len(x), np.nan)
+    if flat.shape[1]:
+        # Over finite values only: NaN/inf are the finiteness check's to report (once); a row with no finite value
+        # shows up as null, which the range checks skip.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            fin = np.where(finite, flat, np.nan)
+            row_min, row_max = np.nanmin(fin, axis=1), np.nanmax(fin, axis=1)
+    labels = y.astype(np.int64)
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    keys = _row_keys(flat)
     return pd.DataFrame(
         {
             "row_min": row_min,
             "row_max": row_max,
             "n_nonfinite": (~finite).sum(axis=1),
             "n_values": np.full(len(x), flat.shape[1]),
-            "y": y.astype(np.int64),
+            "y": labels,
+            "class_count": counts[inverse.reshape(-1)] if len(labels) else np.zeros(0, dtype=np.int64),
+            "row_key": keys,
+            "in_train": np.isin(keys, train_keys).astype(np.int64) if train_keys is not None else np.zeros(len(x), np.int64),
         }
     )
 
 
-def _suite(spec: DataCheckSpec, split: str):
+def _suite(spec: DataCheckSpec, split: str, train_range: tuple[float, float] | None = None):
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
@@ -66,10 +98,33 @@ def _suite(spec: DataCheckSpec, split: str):
         lo, hi = spec.value_range
         add(gxe.ExpectColumnValuesToBeBetween(column="row_min", min_value=lo, meta={"why": f"values must be >= {lo}"}))
         add(gxe.ExpectColumnValuesToBeBetween(column="row_max", max_value=hi, meta={"why": f"values must be <= {hi}"}))
+    cap = (f"|values| must be <= {spec.max_abs:g}: float32 training and int8 calibration break down at such "
+           "magnitudes; rescale the data (e.g. standardize it)")
+    add(gxe.ExpectColumnValuesToBeBetween(column="row_min", min_value=-spec.max_abs, meta={"why": cap}))
+    add(gxe.ExpectColumnValuesToBeBetween(column="row_max", max_value=spec.max_abs, meta={"why": cap}))
+    if split != "train" and train_range is not None:
+        lo, hi = train_range
+        slack = spec.range_slack * (hi - lo)
+        why = (f"values must lie within the train split's range [{lo:.4g}, {hi:.4g}] widened by {spec.range_slack:g} "
+               f"spans each side ([{lo - slack:.4g}, {hi + slack:.4g}]): is this split on another scale than train?")
+        add(gxe.ExpectColumnValuesToBeBetween(column="row_min", min_value=lo - slack, meta={"why": why}))
+        add(gxe.ExpectColumnValuesToBeBetween(column="row_max", max_value=hi + slack, meta={"why": why}))
     add(gxe.ExpectColumnValuesToBeBetween(column="y", min_value=0, max_value=spec.num_classes - 1,
                                           meta={"why": f"labels must be in 0..{spec.num_classes - 1}"}))
     add(gxe.ExpectColumnDistinctValuesToContainSet(column="y", value_set=list(range(spec.num_classes)),
                                                    meta={"why": f"every class 0..{spec.num_classes - 1} must be present"}))
+    if split == "train":
+        add(gxe.ExpectColumnValuesToBeBetween(column="class_count", min_value=spec.min_per_class,
+                                              meta={"why": f"every class needs at least {spec.min_per_class} train samples"}))
+        # All rows identical <=> every feature constant: nothing to learn. Some constant features are normal.
+        add(gxe.ExpectColumnUniqueValueCountToBeBetween(column="row_key", min_value=2,
+                                                        meta={"why": "every feature is constant across the train split: "
+                                                                     "no information to learn from"}))
+    else:
+        frac = spec.max_duplicate_fraction
+        add(gxe.ExpectColumnValuesToBeInSet(column="in_train", value_set=[0], mostly=1 - frac,
+                                            meta={"why": f"at most {frac:.0%} of rows may be exact duplicates of train rows "
+                                                         "(leakage: the score would measure memory, not learning)"}))
     n_values = int(np.prod(spec.input_shape))
     add(gxe.ExpectColumnValuesToBeInSet(column="n_values", value_set=[n_values],
                                         meta={"why": f"every sample must have shape {spec.input_shape}"}))
@@ -83,7 +138,7 @@ def _first_nonfinite(x: np.ndarray) -> str:
     return str(bad.flat[0]) if bad.size else "nan"
 
 
-def _failure(spec: DataCheckSpec, split: str, res: Any, x: np.ndarray) -> dict[str, Any]:
+def _failure(spec: DataCheckSpec, split: str, res: Any, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     cfg = res.expectation_config
     column = cfg.kwargs.get("column")
     detail = res.result or {}
@@ -99,9 +154,17 @@ def _failure(spec: DataCheckSpec, split: str, res: Any, x: np.ndarray) -> dict[s
     why = (cfg.meta or {}).get("why", cfg.type)
     rows = f" ({count} rows)" if count else ""
     fld = FIELD_OF.get(column, "x")
+    # Where the summary column holds a count or a flag, report what it means instead.
     if column == "y" and cfg.type == "expect_column_distinct_values_to_contain_set":
         missing = sorted(set(range(spec.num_classes)) - set(value or []))
         value = f"missing classes {missing}"
+    elif column == "class_count":
+        labels, counts = np.unique(y, return_counts=True)
+        value = ", ".join(f"class {c}: {n} sample(s)" for c, n in zip(labels, counts) if n < spec.min_per_class)
+    elif column == "row_key":
+        value = f"{value} distinct row(s)"
+    elif column == "in_train":
+        value = f"{detail.get('unexpected_percent', float('nan')):.1f}% of rows duplicate train rows"
     return {
         "split": split,
         "expectation": cfg.type,
@@ -121,13 +184,17 @@ def check_splits(splits: Splits, spec: DataCheckSpec) -> DataCheckReport:
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
     batch_def = ctx.data_sources.add_pandas("squeezeflow").add_dataframe_asset("splits").add_batch_definition_whole_dataframe("all")
     report = DataCheckReport(passed=True)
+    # The bounds val/test are held to are learned from train (SPLITS starts with it).
+    train = summary_frame(splits.x["train"], splits.y["train"])
+    lo, hi = train["row_min"].min(), train["row_max"].max()  # NaN-skipping; NaN when train has no finite value
+    train_range = (float(lo), float(hi)) if np.isfinite(lo) and np.isfinite(hi) else None
     for split in SPLITS:
-        frame = summary_frame(splits.x[split], splits.y[split])
+        frame = train if split == "train" else summary_frame(splits.x[split], splits.y[split], train["row_key"].to_numpy())
         batch = batch_def.get_batch(batch_parameters={"dataframe": frame})
-        result = batch.validate(_suite(spec, split))
+        result = batch.validate(_suite(spec, split, train_range))
         report.evaluated += len(result.results)
         for res in result.results:
             if not res.success:
                 report.passed = False
-                report.failures.append(_failure(spec, split, res, splits.x[split]))
+                report.failures.append(_failure(spec, split, res, splits.x[split], splits.y[split]))
     return report

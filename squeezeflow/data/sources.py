@@ -70,6 +70,11 @@ def _npz(params: DatasetParams) -> Dataset:
     path = Path(params.path or "")
     if not path.is_file():
         raise SqueezeflowInputError(path, "dataset.path", str(path), "no such file")
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic != b"PK\x03\x04":  # else numpy guesses "pickled data" for any file that is not .npy/.npz
+        raise SqueezeflowInputError(path, "<file>", str(path), "not a .npz file (expected a zip archive of .npy "
+                                    f"arrays as numpy.savez writes; the file starts with {magic!r})")
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
@@ -90,4 +95,11 @@ def _npz(params: DatasetParams) -> Dataset:
     if len(y) == 0:
         raise SqueezeflowInputError(path, "x", "shape (0, ...)", "the dataset is empty")
     y = y.astype(np.int64)
+    ceiling = params.num_classes
+    bad = np.flatnonzero((y < 0) | (y >= ceiling if ceiling else False))
+    if bad.size:
+        i = int(bad[0])
+        allowed = f"0..{ceiling - 1}" if ceiling else "0..C-1 (non-negative)"
+        raise SqueezeflowInputError(path, "y", int(y[i]), f"labels must be in {allowed}: row {i} has {int(y[i])} "
+                                    f"({bad.size} such row(s))")
     return Dataset("npz", str(path.resolve()), x.astype(np.float32), y, _num_classes(params, y), params.value_range)

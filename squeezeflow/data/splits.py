@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,8 +35,13 @@ class Splits:
     def load(cls, directory: Path) -> "Splits":
         x, y = {}, {}
         for s in SPLITS:
-            with np.load(Path(directory) / f"{s}.npz", allow_pickle=False) as f:
-                x[s], y[s] = f["x"], f["y"]
+            path = Path(directory) / f"{s}.npz"
+            try:
+                with np.load(path, allow_pickle=False) as f:
+                    x[s], y[s] = f["x"], f["y"]
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+                raise SqueezeflowInputError(path, "<file>", str(path), "missing or unreadable split (run the dataset "
+                                            f"stage again): {type(exc).__name__}: {exc}") from None
         return cls(x, y)
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+
 from squeezeflow.targets import Budgets
 
 
@@ -29,13 +31,39 @@ def _finite(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def evaluate_gate(metrics: dict, teacher_accuracy: float, budgets: Budgets) -> GateVerdict:
-    """Every value must be present and finite, and within its budget; anything else fails."""
+def majority_baseline(y_train: np.ndarray, y_test: np.ndarray) -> float:
+    """Test accuracy in points of always predicting the train split's most frequent class; NaN if a split is empty."""
+    if not len(y_train) or not len(y_test):
+        return float("nan")
+    labels, counts = np.unique(y_train, return_counts=True)
+    hits = int(np.sum(np.asarray(y_test) == labels[counts.argmax()]))
+    return hits * 100.0 / len(y_test)  # not mean() * 100: 0.9 * 100 != 90.0 in floats
+
+
+def _baseline_check(acc, base, gain: float) -> dict:
+    # Teacher and student can both sit at chance (e.g. unscaled data): only the baseline tells.
+    need = base + gain * (100.0 - base) if _finite(base) else float("nan")
+    ok = _finite(acc) and _finite(need) and acc >= need
+    if _finite(acc) and _finite(need):
+        message = (f"accuracy_over_baseline {acc:.4g}% {'reaches' if ok else 'is below'} the required {need:.4g}% "
+                   f"(majority-class baseline {base:.4g}% plus {gain * 100:.3g}% of its error)")
+    else:
+        message = (f"accuracy_over_baseline: accuracy {acc!r} or majority-class baseline {base!r} is missing or not "
+                   "a number: fail closed")
+    return {"name": "accuracy_over_baseline", "value": acc, "budget": need, "baseline": base, "passed": ok,
+            "message": message}
+
+
+def evaluate_gate(metrics: dict, teacher_accuracy: float, budgets: Budgets,
+                  baseline_accuracy: float | None = None) -> GateVerdict:
+    """Every value must be present and finite, and within its budget; anything else fails. `baseline_accuracy`:
+    the majority-class baseline in points (see `majority_baseline`); None fails the baseline check."""
     acc, p95, size = metrics.get("accuracy"), metrics.get("latency_p95_ms"), metrics.get("model_bytes")
     drop = teacher_accuracy - acc if _finite(acc) and _finite(teacher_accuracy) else float("nan")
     checks = [
         _check("accuracy_drop", drop, budgets.max_accuracy_drop, _finite(drop) and drop <= budgets.max_accuracy_drop, " pts"),
         _check("latency_p95_ms", p95, budgets.max_latency_p95_ms, _finite(p95) and p95 <= budgets.max_latency_p95_ms, " ms"),
         _check("model_bytes", size, budgets.max_model_bytes, _finite(size) and size <= budgets.max_model_bytes, " B"),
+        _baseline_check(acc, baseline_accuracy, budgets.min_gain_over_baseline),
     ]
     return GateVerdict(all(c["passed"] for c in checks), checks)

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from squeezeflow.export.onnx import INPUT
+from squeezeflow.export.onnx import INPUT, check_onnx_file
 from squeezeflow.io import atomic_path
 from squeezeflow.targets import BuildSpec
 
@@ -39,6 +39,7 @@ class OrtFp32(Builder):
     def build(self, source: Path, dest: Path, spec: BuildSpec, calibration: np.ndarray) -> dict:
         import onnxruntime as ort
 
+        check_onnx_file(source)
         with atomic_path(dest) as tmp:
             opts = ort.SessionOptions()
             opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[spec.optimization_level])
@@ -98,6 +99,7 @@ class OrtInt8Qdq(Builder):
 
         methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                    "percentile": CalibrationMethod.Percentile}
+        check_onnx_file(source)
         samples = calibration[: spec.calibration_samples]
         with tempfile.TemporaryDirectory() as tmpdir, atomic_path(dest) as tmp:
             prepped = Path(tmpdir) / "prepped.onnx"

@@ -42,6 +42,8 @@ class Stage:
     input_params: tuple[str, ...] = ()  # fingerprints of user files this stage reads (.squeezeflow/inputs.yaml)
     artifacts: tuple[str, ...] = ()  # files of its output logged to MLflow as artifacts
     code: tuple[str, ...] = ()  # modules whose source is this stage's code version
+    timings: tuple[str, ...] = ()  # metrics that are wall-clock measurements: kept out of the DVC output
+    needs_timings: bool = False  # rerun (not reuse) an output whose timings are lost: something reads them
     target: TargetProfile | None = None
     description: str = ""
 

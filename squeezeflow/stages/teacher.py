@@ -36,4 +36,5 @@ def run(ctx: StageContext) -> dict:
 
 
 STAGE = Stage("teacher", run, deps=("dataset",), params=("seed", "teacher"),
-              code=("squeezeflow.models", "squeezeflow.training"), description="the big teacher model")
+              code=("squeezeflow.models", "squeezeflow.training"), description="the big teacher model",
+              timings=("train_seconds",))

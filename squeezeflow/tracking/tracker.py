@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import fcntl
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,22 @@ def _numeric(metrics: dict) -> dict[str, float]:
     return {k: float(v) for k, v in flatten(metrics).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
+@contextmanager
+def _store_init_lock(tracking_uri: str):
+    """A file lock beside a SQLite store while it is opened for the first time in this process."""
+    if not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    db = Path(tracking_uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(f"{db.name}.init.lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 class Tracker:
     """Explicit run ids through MlflowClient: no global active-run state to leak between stages."""
 
@@ -32,12 +50,14 @@ class Tracker:
 
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-        exp = self.client.get_experiment_by_name(experiment)
-        if exp is None:
-            location = artifact_location.resolve().as_uri() if artifact_location else None
-            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
-        else:
-            self.experiment_id = exp.experiment_id
+        # The first access creates (or upgrades) a SQLite store; two processes doing it at once corrupt it.
+        with _store_init_lock(tracking_uri):
+            exp = self.client.get_experiment_by_name(experiment)
+            if exp is None:
+                location = artifact_location.resolve().as_uri() if artifact_location else None
+                self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+            else:
+                self.experiment_id = exp.experiment_id
 
     def parent_run(self, run_key: str, params: dict, tags: dict[str, str]) -> str:
         """Find or create the parent run of a pipeline run (every stage asks; the first creates it)."""
@@ -78,6 +98,18 @@ class Tracker:
             warnings.simplefilter("ignore", UserWarning)
             ds = mlflow.data.from_numpy(features=x, targets=y, source=source, name=name)
         self.client.log_inputs(run_id, datasets=[DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])])
+
+    def fail_runs_of(self, run_key: str, why: str) -> list[str]:
+        """Mark what a killed pipeline run left behind as FAILED: its runs still RUNNING, and its pipeline run
+        (ended after each stage, so it reads FINISHED between stages). Returns their ids."""
+        exps = [e.experiment_id for e in self.client.search_experiments()]
+        runs = [r for r in self.client.search_runs(exps, filter_string=f"tags.`{RUN_KEY_TAG}` = '{run_key}'",
+                                                    max_results=1000)
+                if r.info.status == "RUNNING" or r.data.tags.get(STAGE_TAG) == "pipeline"]
+        for run in runs:
+            self.client.set_tag(run.info.run_id, "squeezeflow.error", why[:5000])
+            self.client.set_terminated(run.info.run_id, status="FAILED")
+        return [r.info.run_id for r in runs]
 
     def end(self, run_id: str, failed: bool = False) -> None:
         self.client.set_terminated(run_id, status="FAILED" if failed else "FINISHED")

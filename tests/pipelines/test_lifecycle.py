@@ -190,11 +190,24 @@ def test_a_failing_absolute_budget_leaves_the_previous_champion(first_run):
     set_target(ws, "cpu-fp32", budgets={"max_latency_p95_ms": 50.0})
 
 
+def test_a_chance_level_model_is_never_promoted(first_run):
+    ws, _, _ = first_run
+    # Every other gate is wide open: only the majority-class baseline stands between this model and promotion.
+    set_target(ws, "cpu-fp32", regression={"max_accuracy_drop": 100.0, "max_latency_increase": 100.0},
+               budgets={"max_accuracy_drop": 100.0})
+    add_recipe(ws, "chance", student_hidden=[1], epochs=1)
+    row, failed = blocked_run(ws, ["compress.recipe=chance"])
+    assert [chk["name"] for chk in failed] == ["accuracy_over_baseline"]
+    assert failed[0]["value"] < failed[0]["budget"]
+    assert any("baseline" in r for r in row["gate_reasons"])
+
+
 def test_a_less_accurate_challenger_is_blocked_against_the_champion(first_run):
     ws, _, _ = first_run
-    # Only accuracy against the champion is under test here: the latency threshold is wide.
+    # Only accuracy against the champion is under test here: the latency threshold is wide, and neither the
+    # drop from the teacher nor the majority-class baseline applies.
     set_target(ws, "cpu-fp32", regression={"max_accuracy_drop": 0.5, "max_latency_increase": 5.0},
-               budgets={"max_accuracy_drop": 100.0})  # and not the drop from the teacher
+               budgets={"max_accuracy_drop": 100.0, "min_gain_over_baseline": 0.0})
     add_recipe(ws, "worse", student_hidden=[4], epochs=1)
     row, failed = blocked_run(ws, ["compress.recipe=worse"])
     assert [chk["name"] for chk in failed] == ["accuracy_vs_champion"]

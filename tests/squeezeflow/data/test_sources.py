@@ -49,8 +49,12 @@ def test_malformed_npz_names_file_field_and_value(tmp_path, arrays, field, value
 def test_unreadable_and_missing_files(tmp_path):
     garbage = tmp_path / "garbage.npz"
     garbage.write_bytes(b"not a zip")
-    with pytest.raises(SqueezeflowInputError, match="not a readable .npz"):
+    with pytest.raises(SqueezeflowInputError, match="not a .npz file") as err:
         load_dataset(DatasetParams(name="npz", path=str(garbage)))
+    assert "pickled" not in str(err.value)  # numpy's guess for any non-zip file; misleading
+    (tmp_path / "cut.npz").write_bytes(b"PK\x03\x04" + b"\0" * 40)  # a zip header, then nothing readable
+    with pytest.raises(SqueezeflowInputError, match="not a readable .npz"):
+        load_dataset(DatasetParams(name="npz", path=str(tmp_path / "cut.npz")))
     with pytest.raises(SqueezeflowInputError, match="no such file"):
         load_dataset(DatasetParams(name="npz", path=str(tmp_path / "absent.npz")))
 
@@ -58,3 +62,13 @@ def test_unreadable_and_missing_files(tmp_path):
 def test_unknown_dataset_name():
     with pytest.raises(SqueezeflowInputError, match="dataset.name.*imagenet"):
         load_dataset(DatasetParams(name="imagenet"))
+
+
+@pytest.mark.parametrize("bad,allowed", [(-1, "0..C-1"), (10, "0..9")])
+def test_a_label_out_of_range_names_its_row_and_value(tmp_path, bad, allowed):
+    y = np.repeat(np.arange(10), 5)
+    y[7] = bad
+    path = tmp_path / "labels.npz"
+    np.savez(path, x=np.zeros((50, 3), np.float32), y=y)
+    with pytest.raises(SqueezeflowInputError, match=f"field 'y' = {bad}: labels must be in {allowed}.*row 7"):
+        load_dataset(DatasetParams(name="npz", path=str(path), num_classes=10 if bad == 10 else None))

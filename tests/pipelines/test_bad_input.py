@@ -1,0 +1,255 @@
+"""Bad-input catalogue, through the CLI: data files, recipes, targets, params, and corrupt checkpoints and ONNX files
+read by `squeezeflow stage` (the command `dvc repro` runs). Every case must exit non-zero with exactly one `error:`
+line naming the file (or the command-line option), the field and the value, print no stack trace, train nothing,
+register nothing and leave params.yaml as it was.
+
+Most cases fail before any run starts (exit 2). A few data files load but fail the Great Expectations data check
+inside the run (exit 1): those run a Dagster job each, so there are only three of them."""
+
+from __future__ import annotations
+
+import functools
+import io
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from pipelines.cli import main
+from tests.conftest import write_target
+
+GARBAGE = bytes(range(256)) * 8
+
+
+@functools.cache
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return (d.images / 16.0).astype(np.float32), d.target.astype(np.int64)
+
+
+def _npz_bytes(**arrays) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+@functools.cache
+def _model_file(kind: str) -> bytes:
+    """A real (untrained) digits model as a squeezeflow checkpoint ("pt") or an ONNX export ("onnx")."""
+    from squeezeflow.export import export_onnx
+    from squeezeflow.models import ModelSpec, build_model, save_checkpoint
+
+    spec = ModelSpec("mlp", (8, 8), 10, (16,))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"model.{kind}"
+        if kind == "pt":
+            save_checkpoint(path, build_model(spec), spec)
+        else:
+            export_onnx(build_model(spec), spec.input_shape, path, 17)
+        return path.read_bytes()
+
+
+def _torch_bytes(obj) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+# --- setups: each writes its bad input and returns the CLI arguments (after --root) ----------------------------------
+def npz(make=None, raw: bytes | None = None, extra: tuple[str, ...] = ()):
+    """`run --npz data.npz`, the file written from make(x, y) -> arrays (or raw bytes); None: no file at all."""
+    def setup(ws: Path) -> list[str]:
+        path = ws.parent / "data.npz"
+        if make is not None or raw is not None:
+            path.write_bytes(raw if raw is not None else _npz_bytes(**make(*map(np.copy, _digits()))))
+        return ["run", "--npz", str(path), *extra]
+    return setup
+
+
+def relabel(y: np.ndarray, rows: dict[int, int]) -> np.ndarray:
+    for i, v in rows.items():
+        y[i] = v
+    return y
+
+
+def recipe(text: str):
+    def setup(ws: Path) -> list[str]:
+        (ws / "recipes" / "bad.yaml").write_text(text)
+        return ["run", "--recipe", "bad"]
+    return setup
+
+
+def target(text: str | None = None, extra: dict | None = None, argv=("run",), **kw):
+    """device_targets/cpu-fp32.yaml replaced: by `text`, or by write_target's profile with kw and `extra` keys."""
+    def setup(ws: Path) -> list[str]:
+        path = write_target(ws / "device_targets", "cpu-fp32", **kw)
+        if text is not None:
+            path.write_text(text)
+        elif extra:
+            path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), **extra}))
+        return list(argv)
+    return setup
+
+
+def params(text: str):
+    def setup(ws: Path) -> list[str]:
+        (ws / "params.yaml").write_text(text)
+        return ["run"]
+    return setup
+
+
+def args(*argv: str):
+    return lambda ws: list(argv)
+
+
+def stage(name: str, files: dict[str, bytes | Callable[[], bytes]], dataset: bool = True):
+    """`stage <name>` after writing artifacts/<rel> files (a real dataset first, by `stage dataset`, if asked)."""
+    def setup(ws: Path) -> list[str]:
+        if dataset:
+            assert main(["--root", str(ws), "stage", "dataset"]) == 0
+        for rel, data in files.items():
+            path = ws / "artifacts" / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data() if callable(data) else data)
+        return ["stage", name]
+    return setup
+
+
+def case(id: str, setup, *needles: str, rc: int = 2):
+    return pytest.param(setup, needles, rc, id=id)
+
+
+def half(kind: str) -> Callable[[], bytes]:
+    """A real model file cut off mid-write."""
+    return lambda: _model_file(kind)[: len(_model_file(kind)) // 2]
+
+
+CASES = [
+    # data files: read and split by `run --npz`, before any run starts
+    case("npz-missing", npz(), "data.npz", "field 'dataset.path'", "no such file"),
+    case("npz-random-bytes", npz(raw=GARBAGE), "data.npz", "field '<file>'", "not a .npz file"),
+    case("npz-truncated", npz(raw=_npz_bytes(x=np.zeros((50, 4), np.float32))[:200]), "data.npz", "field '<file>'",
+         "not a readable .npz file"),
+    case("npz-no-x", npz(lambda x, y: {"y": y}), "data.npz", "field 'x' = None", "missing array 'x'"),
+    case("npz-no-y", npz(lambda x, y: {"x": x}), "data.npz", "field 'y' = None", "missing array 'y'"),
+    case("npz-int-x", npz(lambda x, y: {"x": (x * 16).astype(np.int64), "y": y}), "data.npz", "field 'x' = 'int64'"),
+    case("npz-1d-x", npz(lambda x, y: {"x": x[:, 0, 0], "y": y}), "data.npz", "field 'x' = 'shape (1797,)'"),
+    case("npz-float-y", npz(lambda x, y: {"x": x, "y": y.astype(np.float32)}), "data.npz", "field 'y' = 'float32'"),
+    case("npz-length-mismatch", npz(lambda x, y: {"x": x, "y": y[:-1]}), "data.npz", "field 'y' = 'shape (1796,)'"),
+    case("npz-empty", npz(lambda x, y: {"x": x[:0], "y": y[:0]}), "data.npz", "field 'x' = 'shape (0, ...)'", "empty"),
+    case("npz-label-negative", npz(lambda x, y: {"x": x, "y": relabel(y, {5: -1})}), "data.npz", "field 'y' = -1",
+         "row 5"),
+    case("npz-label-too-big",
+         npz(lambda x, y: {"x": x, "y": relabel(y, {7: 10})}, extra=("--set", "dataset.num_classes=10")),
+         "data.npz", "field 'y' = 10", "0..9"),
+    case("npz-class-with-2-samples", npz(lambda x, y: {"x": x, "y": relabel(np.where(y == 9, 8, y), {0: 9, 1: 9})}),
+         "data.npz", "field 'y' = 9", "2 sample(s)"),
+    # data files that load but fail the data check inside the run (the dataset stage only: exit 1)
+    case("npz-nan", npz(lambda x, y: {"x": np.where(np.arange(x.size).reshape(x.shape) == 99, np.nan, x), "y": y}),
+         "data.npz", "field 'x' = nan", "finite", rc=1),
+    case("npz-huge-values", npz(lambda x, y: {"x": x * np.float32(1e30), "y": y}), "data.npz", "field 'x' = 9.3",
+         "e+29", "|values| must be <= 1e+06", rc=1),
+    case("npz-constant-features", npz(lambda x, y: {"x": np.ones_like(x), "y": y}), "data.npz",
+         "field 'x' = 1 distinct row(s)", "constant", rc=1),
+    # recipes
+    case("recipe-unknown-name", args("run", "--recipe", "no-such-recipe"), "field 'compress.recipe' = 'no-such-recipe'",
+         "no such recipe"),
+    case("recipe-missing-file", lambda ws: ["run", "--recipe", str(ws.parent / "gone.yaml")], "gone.yaml",
+         "field '<file>'", "no such recipe file"),
+    case("recipe-unknown-technique", recipe("steps:\n  - {technique: shrink-ray}\n"), "bad.yaml",
+         "field 'steps[0].technique' = 'shrink-ray'", "unknown technique"),
+    case("recipe-unknown-step-key", recipe("steps:\n  - {technique: prune-magnitude, sparsty: 0.5}\n"), "bad.yaml",
+         "field 'steps[0].sparsty' = 0.5"),
+    case("recipe-unknown-top-key", recipe("stepz: []\nsteps:\n  - {technique: prune-magnitude}\n"), "bad.yaml",
+         "field 'stepz' = []", "unknown recipe key"),
+    case("recipe-invalid-yaml", recipe("steps: [{technique: distill\n"), "bad.yaml", "field '<root>' = None",
+         "not valid YAML: line 2, column 1"),
+    case("recipe-out-of-range", recipe("steps:\n  - {technique: prune-magnitude, sparsity: 1.5}\n"), "bad.yaml",
+         "field 'steps[0].sparsity' = 1.5"),
+    # device targets
+    case("target-unknown", args("run", "--target", "gpu-h100"), "--target", "field 'targets' = 'gpu-h100'",
+         "unknown target"),
+    case("target-unknown-key", target(extra={"budgetz": {"max_model_bytes": 1}}), "cpu-fp32.yaml",
+         "field 'budgetz' = {'max_model_bytes': 1}", "not permitted"),
+    case("target-unknown-builder", target(builder="tensorrt"), "cpu-fp32.yaml", "field 'build.builder' = 'tensorrt'",
+         "unknown builder"),
+    case("target-negative-budget", target(max_latency_p95_ms=-1), "cpu-fp32.yaml",
+         "field 'budgets.max_latency_p95_ms' = -1", "greater than 0"),
+    case("target-name-mismatch", target(extra={"name": "cpu-fp33"}), "cpu-fp32.yaml", "field 'name' = 'cpu-fp33'"),
+    case("target-invalid-yaml", target("build: [\n"), "cpu-fp32.yaml", "field '<root>' = None",
+         "not valid YAML: line 2, column 1"),
+    # params: the file and the command line
+    case("set-unknown-key", args("run", "--set", "teacher.epochs=5"), "command line", "field 'teacher.epochs' = 5",
+         "unknown parameter"),
+    case("set-out-of-range", args("run", "--set", "teacher.train.epochs=0"), "command line",
+         "field 'teacher.train.epochs' = 0", "greater than or equal to 1"),
+    case("set-malformed", args("run", "--set", "nonsense"), "--set", "field '<override>' = 'nonsense'", "KEY=VALUE"),
+    case("dataset-unknown", args("run", "--dataset", "imagenet"), "command line", "field 'dataset.name' = 'imagenet'"),
+    case("params-invalid-yaml", params("teacher: {arch: mlp\n"), "params.yaml", "field '<root>' = None",
+         "not valid YAML: line 2, column 1"),
+    case("params-unknown-key", params("teacher: {epochz: 3}\n"), "params.yaml", "field 'teacher.epochz' = 3"),
+    case("params-wrong-type", params("split: {val: lots}\n"), "params.yaml", "field 'split.val' = 'lots'"),
+    # corrupt stage inputs, through `squeezeflow stage` (what `dvc repro` runs)
+    case("ckpt-garbage", stage("compressed", {"teacher/model.pt": GARBAGE}), "teacher/model.pt", "field '<file>'",
+         "not a readable squeezeflow checkpoint"),
+    case("ckpt-truncated",
+         stage("finetuned", {"teacher/model.pt": lambda: _model_file("pt"), "compressed/model.pt": half("pt")}),
+         "compressed/model.pt", "field '<file>'", "not a readable squeezeflow checkpoint"),
+    case("ckpt-empty", stage("exported", {"finetuned/model.pt": b""}, dataset=False), "finetuned/model.pt",
+         "field '<file>'", "an empty file"),
+    case("ckpt-pickled-object", stage("exported", {"finetuned/model.pt": lambda: _torch_bytes({"x": Path("/")})},
+                                      dataset=False), "finetuned/model.pt", "field '<file>'", "Unsupported global"),
+    case("ckpt-foreign-dict", stage("exported", {"finetuned/model.pt": lambda: _torch_bytes({"w": torch.zeros(2)})},
+                                    dataset=False), "finetuned/model.pt", "field 'layers' = None",
+         "not a squeezeflow checkpoint"),
+    case("ckpt-missing", stage("exported", {}, dataset=False), "finetuned/model.pt", "field '<file>'",
+         "no such checkpoint file"),
+    case("onnx-garbage", stage("build-cpu-fp32", {"exported/model.onnx": GARBAGE}), "exported/model.onnx",
+         "field '<file>'", "not a valid ONNX model"),
+    case("onnx-empty", stage("build-cpu-int8", {"exported/model.onnx": b""}), "exported/model.onnx", "field '<file>'",
+         "an empty file"),
+    case("onnx-truncated", stage("build-cpu-int8", {"exported/model.onnx": half("onnx")}), "exported/model.onnx",
+         "field '<file>'", "not a valid ONNX model"),
+    case("onnx-missing", stage("build-cpu-fp32", {}), "exported/model.onnx", "field '<file>'",
+         "no such ONNX model file"),
+    case("onnx-built-garbage", stage("validate-cpu-fp32", {"build-cpu-fp32/model.onnx": GARBAGE}),
+         "build-cpu-fp32/model.onnx", "field '<file>'", "not a model ONNX Runtime can load (INVALID_PROTOBUF"),
+    case("stage-bad-target", target(builder="tensorrt", argv=("stage", "dataset")), "cpu-fp32.yaml",
+         "field 'build.builder' = 'tensorrt'"),
+]
+
+
+def _listing(ws: Path) -> set[str]:
+    root = ws / "artifacts"
+    return {p.relative_to(root).as_posix() for p in root.rglob("*")} if root.exists() else set()
+
+
+@pytest.mark.parametrize("setup, needles, rc", CASES)
+def test_bad_input_is_one_clear_error(workspace, capsys, monkeypatch, setup, needles, rc):
+    monkeypatch.setenv("SQUEEZEFLOW_ROOT", str(workspace))  # the CLI sets it (setdefault): keep it to this test
+    argv = setup(workspace)
+    capsys.readouterr()
+    before, params_bytes = _listing(workspace), (workspace / "params.yaml").read_bytes()
+
+    assert main(["--root", str(workspace), *argv]) == rc
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    errors = err.strip().splitlines()  # one message, one line: nothing else on stderr
+    assert len(errors) == 1 and errors[0].startswith("error: "), err
+    assert all(n in errors[0] for n in needles), errors[0]
+
+    new = _listing(workspace) - before  # nothing trained: in-run, only the dataset stage ran
+    assert not new if rc == 2 else {p.split("/")[0] for p in new} == {"dataset"}, new
+    assert (workspace / "params.yaml").read_bytes() == params_bytes
+    db = workspace / ".squeezeflow" / "mlflow.db"
+    if db.exists():
+        from mlflow import MlflowClient
+
+        uri = f"sqlite:///{db}"
+        assert MlflowClient(tracking_uri=uri, registry_uri=uri).search_registered_models() == []
