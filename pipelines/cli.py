@@ -78,6 +78,8 @@ def cmd_run(args) -> int:
             make_splits(load_dataset(params.dataset, "--npz" if args.npz else str(ws.params_path)), params.split,
                         params.seed)
     except SqueezeflowInputError as exc:
+        if args.recipe and exc.field == "compress.recipe" and exc.source == "params.yaml":
+            exc = SqueezeflowInputError("--recipe", exc.field, exc.value, exc.problem)  # where the value came from
         print(f"error: {exc}", file=sys.stderr)
         return 2
     from pipelines.runner import run_lifecycle

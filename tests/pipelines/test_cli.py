@@ -8,7 +8,7 @@ from pipelines.cli import main
     (["run", "--target", "gpu-h100"], "field 'targets' = 'gpu-h100'"),
     (["run", "--set", "teacher.train.epochs=0"], "teacher.train.epochs"),
     (["run", "--set", "nonsense"], "expected KEY=VALUE"),
-    (["run", "--recipe", "no-such-recipe"], "field 'compress.recipe' = 'no-such-recipe'"),
+    (["run", "--recipe", "no-such-recipe"], "--recipe: field 'compress.recipe' = 'no-such-recipe'"),
     (["run", "--recipe", "bad"], "field 'steps[1].sparsity' = 1.5"),
     (["run", "--recipe", "backwards"], "field 'steps[1].technique' = 'distill'"),
     (["sweep", "--set", "sweep.recipes=[bad]"], "field 'steps[1].sparsity' = 1.5"),
