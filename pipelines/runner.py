@@ -8,6 +8,7 @@ from pathlib import Path
 from dagster import AssetKey, DagsterInstance
 
 from squeezeflow.io import write_text
+from squeezeflow.stats import resolution_warning
 from squeezeflow.summary import format_table, target_rows, write_summary
 from squeezeflow.workspace import Workspace
 
@@ -108,6 +109,12 @@ def run_lifecycle(ws: Workspace, overrides: list[str], targets: list[str], track
         write_text(path.with_name("errors.log"), _full_errors(result))
     if any(r["accuracy"] is not None for r in rows):
         print("\n" + format_table(rows))
+    for r in rows:
+        budget = ws.targets[r["target"]].budgets.max_accuracy_drop
+        small = r["accuracy"] is not None and resolution_warning(r["test_samples"] or 0, r["accuracy"], budget,
+                                                                   r["target"])
+        if small:
+            print(f"warning: {small}", file=sys.stderr)
     for chk in failed_checks:
         found = chk["failures"] if isinstance(chk["failures"], list) else [chk["failures"]]
         first = found[0].get("message", found[0]) if found and isinstance(found[0], dict) else (found[0] if found else "")

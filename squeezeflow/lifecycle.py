@@ -20,6 +20,7 @@ from squeezeflow.data.splits import expected_sizes
 from squeezeflow.gates import GateVerdict, evaluate_gate
 from squeezeflow.io import atomic_dir, read_json, sha256_file, sha256_tree, write_json, write_text
 from squeezeflow.stages import StageContext
+from squeezeflow.stats import resolution_warning
 from squeezeflow.tracking import Tracker
 from squeezeflow.versioning import DvcStore
 from squeezeflow.workspace import Workspace
@@ -312,6 +313,10 @@ class Lifecycle:
         champ = registry.champion(self.tracker, name)
         comparison, champ_info, notes = None, None, []
         data_md5 = self.dvc.hashes().get("dataset", "")
+        small = resolution_warning(int(metrics.get("test_samples", 0)), float(metrics.get("accuracy", 0.0)),
+                                   profile.budgets.max_accuracy_drop, target)
+        if small:
+            notes.append(small)
         if champ is not None and champ.tags.get("squeezeflow.dvc.dataset", data_md5) != data_md5:
             notes.append("the data (or its split) changed since the champion was trained: some of these test samples "
                          "may have been in its training split, which favours the champion")

@@ -7,7 +7,7 @@ from pathlib import Path
 from squeezeflow.io import read_json, write_json
 from squeezeflow.workspace import Workspace
 
-COLUMNS = [("target", "{}"), ("accuracy", "{:.2f}"), ("teacher", "{:.2f}"), ("bytes", "{:,}"), ("p50 ms", "{:.3f}"),
+COLUMNS = [("target", "{}"), ("accuracy", "{:.2f}"), ("95% CI", "{}"), ("teacher", "{:.2f}"), ("bytes", "{:,}"), ("p50 ms", "{:.3f}"),
            ("p95 ms", "{:.3f}"), ("thrpt/s", "{:,.0f}"), ("gate", "{}"), ("promoted", "{}"), ("model URI", "{}")]
 
 
@@ -21,13 +21,19 @@ def target_rows(ws: Workspace, targets: list[str], gates: dict[str, dict], promo
         gate = gates.get(t)
         promo = promotions.get(t)
         rows.append({
-            "target": t, "accuracy": m.get("accuracy"), "teacher": teacher, "bytes": m.get("model_bytes"),
+            "target": t, "accuracy": m.get("accuracy"), "95% CI": _interval(m), "teacher": teacher,
+            "bytes": m.get("model_bytes"), "test_samples": m.get("test_samples"),
             "p50 ms": m.get("latency_p50_ms"), "p95 ms": m.get("latency_p95_ms"), "thrpt/s": m.get("throughput_per_s"),
             "gate": "not run" if gate is None else ("pass" if gate["passed"] else "FAIL"),
             "gate_reasons": [] if gate is None else gate.get("reasons", []),
             "promoted": _promoted(promo), "model URI": promo["model_uri"] if promo else "-",
         })
     return rows
+
+
+def _interval(m: dict) -> str | None:
+    low, high = m.get("accuracy_ci95_low"), m.get("accuracy_ci95_high")
+    return f"[{low:.1f}, {high:.1f}]" if low is not None and high is not None else None
 
 
 def _promoted(promo: dict | None) -> str:

@@ -17,7 +17,7 @@ from squeezeflow.config import TrainParams
 from squeezeflow.data import Splits
 from squeezeflow.evaluate import deploy_and_measure
 from squeezeflow.io import atomic_path
-from squeezeflow.models import ModelSpec, build_model
+from squeezeflow.models import ModelSpec, Standardize, build_model, with_input_norm
 from squeezeflow.targets import TargetProfile
 from squeezeflow.training import fit, seed_everything
 
@@ -60,13 +60,15 @@ def pareto_front(points: list[Point]) -> list[Point]:
 
 def run_sweep(spec: ModelSpec, train: TrainParams, scales: tuple[float, ...], recipes: list[Recipe], splits: Splits,
               target: TargetProfile, workdir: Path, seed: int, log: Callable[[str], None] = print,
-              opset: int = 17) -> list[Point]:
+              opset: int = 17, normalize: bool = True) -> list[Point]:
     trn, val = (splits.x["train"], splits.y["train"]), (splits.x["val"], splits.y["val"])
     points = []
     for scale in scales:
         tspec = scaled(spec, scale)
         seed_everything(seed)
         teacher = build_model(tspec)
+        if normalize:
+            teacher = with_input_norm(teacher, Standardize.fit(trn[0]))
         fit(teacher, trn, val, train, seed, desc=f"teacher x{scale:g}")
         teacher.eval()
         points.append(_point(scale, "teacher", teacher, tspec, splits, target, workdir, opset))

@@ -50,10 +50,9 @@ class CompressContext:
         """Supervised (or custom-loss) training that keeps pruned weights at exactly zero."""
         from squeezeflow.compression.prune import apply_masks, weight_masks
         from squeezeflow.training import fit
-        from squeezeflow.training.loop import _ce
 
         masks = weight_masks(model)
-        return fit(model, self.train, self.val, params, self.seed, desc=desc, loss_fn=loss_fn or _ce,
+        return fit(model, self.train, self.val, params, self.seed, desc=desc, loss_fn=loss_fn,
                    after_step=lambda: apply_masks(masks))
 
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from squeezeflow.compression.base import Applied, CompressContext, Technique, TechniqueConfig, register_technique
 from squeezeflow.config import TrainParams
-from squeezeflow.models import ARCHS, ModelSpec, build_model
+from squeezeflow.models import ARCHS, ModelSpec, build_model, input_norm, with_input_norm
 from squeezeflow.training import accuracy, distillation_loss, seed_everything
 
 
@@ -89,7 +89,7 @@ class Distill(Technique):
         teacher = model.eval()  # the model so far (the trained teacher when this is the first step)
         spec = cfg.student.spec(ctx.teacher_spec)
         seed_everything(ctx.seed)
-        student = build_model(spec)
+        student = with_input_norm(build_model(spec), input_norm(teacher))
         kd = kd_loss_fn(teacher, cfg)
         if cfg.hint_weight > 0:
             probe = torch.as_tensor(ctx.train[0][:2])

@@ -14,7 +14,7 @@ from torch import nn
 from squeezeflow.compression.base import Applied, CompressContext, Technique, TechniqueConfig, register_technique
 from squeezeflow.compression.distill import StudentSpec
 from squeezeflow.config import TrainParams
-from squeezeflow.models import build_model
+from squeezeflow.models import build_model, input_norm, with_input_norm
 from squeezeflow.training import accuracy, seed_everything
 
 
@@ -61,8 +61,9 @@ class OnlineDistill(Technique):
         cfg: OnlineDistillConfig = self.config
         spec = cfg.student.spec(ctx.teacher_spec)
         seed_everything(ctx.seed)
-        student = build_model(spec)
-        peer = build_model(spec if cfg.peer == "student" else ctx.teacher_spec)
+        norm = input_norm(ctx.teacher)
+        student = with_input_norm(build_model(spec), norm)
+        peer = with_input_norm(build_model(spec if cfg.peer == "student" else ctx.teacher_spec), norm)
         cohort = Cohort(student, peer)
         result = ctx.fit(cohort, cfg.train, desc="online-distill", loss_fn=cohort.loss(cfg))
         return Applied(student.eval(), {"epochs": result.epochs_run, "val_accuracy": result.best_val_accuracy,

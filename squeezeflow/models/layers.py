@@ -8,8 +8,11 @@ checkpoint loads with `torch.load(weights_only=True)`.
 
 from __future__ import annotations
 
+import copy
 from typing import Callable
 
+import numpy as np
+import torch
 from torch import nn
 
 # type name -> (module class, module -> constructor kwargs)
@@ -49,6 +52,49 @@ register_layer("maxpool1d", nn.MaxPool1d, _pool)
 register_layer("maxpool2d", nn.MaxPool2d, _pool)
 register_layer("avgpool1d", nn.AdaptiveAvgPool1d, lambda m: {"output_size": m.output_size})
 register_layer("avgpool2d", nn.AdaptiveAvgPool2d, lambda m: {"output_size": m.output_size})
+
+
+class Standardize(nn.Module):
+    """(x - mean) / std per input feature, with the train split's statistics as buffers: the deployed model (and
+    its ONNX: Sub, Div) takes raw inputs exactly as the user's data has them. ONNX Runtime's int8 quantizer leaves
+    Sub and Div in float, so calibration and quantization see the normalized activations."""
+
+    def __init__(self, shape: tuple[int, ...] | list[int]):
+        super().__init__()
+        self.shape = tuple(shape)
+        self.register_buffer("mean", torch.zeros(self.shape))
+        self.register_buffer("std", torch.ones(self.shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def describe(self) -> dict:
+        return {"shape": list(self.shape)}
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> "Standardize":
+        """Statistics in float64 (raw values may be large); a constant feature keeps std 1 (it becomes 0)."""
+        flat = np.asarray(x, dtype=np.float64)
+        mean, std = flat.mean(axis=0), flat.std(axis=0)
+        std = np.where(std > 1e-8 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+        layer = cls(x.shape[1:])
+        layer.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        layer.std.copy_(torch.as_tensor(std, dtype=torch.float32))
+        return layer
+
+
+register_layer("standardize", Standardize)
+
+
+def input_norm(model: nn.Sequential) -> Standardize | None:
+    return model[0] if len(model) and isinstance(model[0], Standardize) else None
+
+
+def with_input_norm(model: nn.Sequential, norm: Standardize | None) -> nn.Sequential:
+    """The model behind a copy of `norm` (a student inherits its teacher's input statistics)."""
+    if norm is None or input_norm(model) is not None:
+        return model
+    return nn.Sequential(copy.deepcopy(norm), *model)
 
 
 def _type_name(module: nn.Module) -> str:

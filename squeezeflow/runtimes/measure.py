@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from squeezeflow.export.onnx import INPUT, OUTPUT, session
+from squeezeflow.stats import wilson_interval
 from squeezeflow.targets import MeasureSpec
 
 
@@ -36,8 +37,12 @@ def measure(model_path: Path, x: np.ndarray, y: np.ndarray, spec: MeasureSpec) -
         sess.run([OUTPUT], {INPUT: batch})
         reps += 1
     elapsed = time.perf_counter() - t0
+    correct = int((logits.argmax(1) == y).sum())
+    low, high = wilson_interval(correct, len(y))
     return {
         "accuracy": float((logits.argmax(1) == y).mean() * 100.0),
+        "accuracy_ci95_low": low,
+        "accuracy_ci95_high": high,
         "model_bytes": Path(model_path).stat().st_size,
         "model_gzip_bytes": gzip_bytes(model_path),
         "latency_p50_ms": float(np.percentile(times, 50) * 1e3),

@@ -27,7 +27,8 @@ def run(ctx: StageContext) -> dict:
                      p.teacher.dropout, dict(p.teacher.extra))
     with tempfile.TemporaryDirectory() as work:
         points = run_sweep(spec, p.teacher.train, p.sweep.teacher_scales, recipes, Splits.load(ctx.input("dataset")),
-                           ctx.ws.targets[p.sweep.target], Path(work), p.seed, opset=p.export.opset)
+                           ctx.ws.targets[p.sweep.target], Path(work), p.seed, opset=p.export.opset,
+                           normalize=p.teacher.normalize == "feature")
     write_json(ctx.out / "points.json", [asdict(pt) for pt in points])
     plot_front(points, ctx.out / "pareto.png", f"{p.dataset.name}: teacher size x recipe on {p.sweep.target}")
     front = [pt for pt in points if pt.on_front]

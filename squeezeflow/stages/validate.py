@@ -16,6 +16,6 @@ def run(ctx: StageContext) -> dict:
 
 def stage_for(target: TargetProfile) -> Stage:
     return Stage(f"validate-{target.name}", run, deps=("dataset", f"build-{target.name}"),
-                 target_params=("runtime", "measure"), code=("squeezeflow.runtimes.measure",), target=target,
+                 target_params=("runtime", "measure"), code=("squeezeflow.runtimes.measure", "squeezeflow.stats"), target=target,
                  timings=("latency_p50_ms", "latency_p95_ms", "throughput_per_s"), needs_timings=True,
                  description=f"{target.name} on-device validation")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -45,15 +46,61 @@ def _ce(logits: torch.Tensor, _x: torch.Tensor, y: torch.Tensor) -> torch.Tensor
     return F.cross_entropy(logits, y)
 
 
+def _optimizer(model: nn.Module, params: TrainParams) -> torch.optim.Optimizer:
+    cls = torch.optim.AdamW if params.optimizer == "adamw" else torch.optim.Adam
+    return cls(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+
+
+def _scheduler(opt: torch.optim.Optimizer, params: TrainParams, total_steps: int):
+    """Per-step learning rate. None: constant."""
+    if params.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=params.lr, total_steps=max(total_steps, 2),
+                                                   pct_start=max(params.warmup, 1e-3), anneal_strategy="cos")
+    if params.schedule == "cosine":
+        warm = max(1, int(total_steps * params.warmup))
+
+        def factor(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total_steps - warm))))
+
+        return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    return None
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(accuracy in percent, mean cross-entropy)."""
+    logits = torch.as_tensor(predict_logits(model, x))
+    yt = torch.as_tensor(y)
+    return float((logits.argmax(1) == yt).float().mean() * 100.0), float(F.cross_entropy(logits, yt))
+
+
 def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
-        params: TrainParams, seed: int, desc: str, loss_fn: LossFn = _ce,
+        params: TrainParams, seed: int, desc: str, loss_fn: LossFn | None = None,
         after_step: Callable[[], None] | None = None) -> FitResult:
-    """Adam with early stopping on validation accuracy; the best weights are restored at the end."""
+    """Train with params' optimizer and schedule; keep the checkpoint with the best validation accuracy or loss
+    (params.select), stop after `patience` epochs without one, and restore it at the end."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
+    if loss_fn is None:
+        smoothing = params.label_smoothing
+
+        def loss_fn(logits, _x, y):
+            return F.cross_entropy(logits, y, label_smoothing=smoothing)
+
     xt, yt = torch.as_tensor(train[0], dtype=torch.float32), torch.as_tensor(train[1])
-    opt = torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
-    best_acc, best_epoch, best_state, epoch = accuracy(model, *val), 0, copy.deepcopy(model.state_dict()), 0
+    opt = _optimizer(model, params)
+    steps_per_epoch = math.ceil(len(xt) / params.batch_size)
+    sched = _scheduler(opt, params, params.epochs * steps_per_epoch)
+
+    def score(acc: float, loss: float) -> float:  # higher is better
+        if params.select == "last":
+            return float(epoch)
+        return acc if params.select == "val_accuracy" else -loss
+
+    acc, loss, epoch = *evaluate(model, *val), 0
+    best, best_acc, best_epoch, best_state, epoch = score(acc, loss), acc, 0, copy.deepcopy(model.state_dict()), 0
     bar = tqdm(range(1, params.epochs + 1), desc=desc, unit="epoch", leave=True, disable=None, dynamic_ncols=True)
     for epoch in bar:
         model.train()
@@ -61,15 +108,17 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
         for i in range(0, len(order), params.batch_size):
             idx = order[i : i + params.batch_size]
             opt.zero_grad()
-            loss = loss_fn(model(xt[idx]), xt[idx], yt[idx])
-            loss.backward()
+            batch_loss = loss_fn(model(xt[idx]), xt[idx], yt[idx])
+            batch_loss.backward()
             opt.step()
+            if sched is not None:
+                sched.step()
             if after_step:
                 after_step()
-        acc = accuracy(model, *val)
-        if acc > best_acc:
-            best_acc, best_epoch, best_state = acc, epoch, copy.deepcopy(model.state_dict())
-        bar.set_postfix(val_acc=f"{acc:.2f}", best=f"{best_acc:.2f}")
+        acc, loss = evaluate(model, *val)
+        if score(acc, loss) > best:
+            best, best_acc, best_epoch, best_state = score(acc, loss), acc, epoch, copy.deepcopy(model.state_dict())
+        bar.set_postfix(val_acc=f"{acc:.2f}", val_loss=f"{loss:.3f}", best_epoch=best_epoch)
         if epoch - best_epoch >= params.patience:
             break
     bar.close()

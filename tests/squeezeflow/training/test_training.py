@@ -1,5 +1,7 @@
 import numpy as np
+import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from squeezeflow.config import TrainParams
 from squeezeflow.models import ModelSpec, build_model
@@ -28,3 +30,56 @@ def test_fit_learns_and_restores_the_best_epoch():
     res = fit(m, (x[:200], y[:200]), (x[200:], y[200:]), TrainParams(epochs=30, patience=5, lr=1e-2), 0, "t")
     assert res.best_val_accuracy > 90
     assert accuracy(m, x[200:], y[200:]) == res.best_val_accuracy
+
+
+def _rates(params: TrainParams, n: int = 128) -> list[float]:
+    """The learning rate at every step of a fit, recorded from inside the optimizer."""
+    x, y = _blobs(n)
+    m = build_model(ModelSpec("mlp", (4,), 3, (8,)))
+    seen: list[float] = []
+    hook = register_optimizer_step_pre_hook(
+        lambda opt, args, kwargs: seen.append(opt.param_groups[0]["lr"]))
+    try:
+        fit(m, (x, y), (x[:32], y[:32]), params, 0, "t")
+    finally:
+        hook.remove()
+    return seen
+
+
+def test_one_cycle_warms_up_to_the_peak_then_anneals():
+    params = TrainParams(epochs=10, patience=100, lr=0.01, batch_size=32, schedule="onecycle", warmup=0.2,
+                         select="last")
+    rates = _rates(params)
+    assert len(rates) == 10 * 4
+    peak = int(np.argmax(rates))
+    assert 6 <= peak <= 9  # 20% of 40 steps
+    assert max(rates) == pytest.approx(0.01, rel=1e-3)
+    assert rates[0] < 0.001 and rates[-1] < 1e-4
+
+
+def test_cosine_warms_up_linearly_then_decays_to_zero():
+    rates = _rates(TrainParams(epochs=10, patience=100, lr=0.01, batch_size=32, schedule="cosine", warmup=0.25))
+    assert rates[:10] == pytest.approx([0.01 * (i + 1) / 10 for i in range(10)])
+    assert all(a >= b for a, b in zip(rates[10:], rates[11:])) and rates[-1] < 1e-4
+
+
+def test_last_keeps_the_final_weights_and_never_stops_early():
+    x, y = _blobs()
+    seed_everything(0)
+    m = build_model(ModelSpec("mlp", (4,), 3, (16,)))
+    params = TrainParams(epochs=12, patience=1, lr=1e-2, schedule="onecycle", optimizer="adamw", select="last")
+    res = fit(m, (x[:200], y[:200]), (x[200:], y[200:]), params, 0, "t")
+    assert res.epochs_run == 12 and res.best_epoch == 12
+
+
+def test_label_smoothing_keeps_predictions_less_confident():
+    x, y = _blobs()
+    probs = {}
+    for smoothing in (0.0, 0.3):
+        seed_everything(0)
+        m = build_model(ModelSpec("mlp", (4,), 3, (16,)))
+        fit(m, (x, y), (x[:50], y[:50]), TrainParams(epochs=30, patience=100, lr=1e-2, label_smoothing=smoothing,
+                                                     select="last"), 0, "t")
+        with torch.no_grad():
+            probs[smoothing] = torch.softmax(m(torch.as_tensor(x)), 1).max(1).values.mean().item()
+    assert probs[0.3] < probs[0.0] - 0.05
