@@ -36,7 +36,7 @@ from squeezeflow.data.sources import load_dataset  # noqa: E402
 from squeezeflow.data.splits import make_splits  # noqa: E402
 from squeezeflow.evaluate import deploy_and_measure  # noqa: E402
 from squeezeflow.export import export_onnx  # noqa: E402
-from squeezeflow.models import ModelSpec, build_model  # noqa: E402
+from squeezeflow.models import ModelSpec, Standardize, build_model, with_input_norm  # noqa: E402
 from squeezeflow.models.flops import flops, parameter_counts  # noqa: E402
 from squeezeflow.runtimes import measure  # noqa: E402
 from squeezeflow.targets import load_targets  # noqa: E402
@@ -99,6 +99,8 @@ class Bench:
                                p.hidden, p.dropout, dict(p.extra))
         seed_everything(self.params.seed)
         self.tmodel = build_model(self.tspec)
+        if p.normalize == "feature":  # as the teacher stage does
+            self.tmodel = with_input_norm(self.tmodel, Standardize.fit(self.splits.x["train"]))
         train = p.train.model_copy(update={"epochs": 3}) if self.quick else p.train
         fit(self.tmodel, self.train, self.val, train, self.params.seed, desc="teacher")
         self.tmodel.eval()
