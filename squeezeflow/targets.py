@@ -28,6 +28,9 @@ class BuildSpec(Strict):
     symmetric_activations: bool = False
     calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
     calibration_samples: int = Field(256, ge=1, le=100_000)
+    max_val_accuracy_drop: float = Field(0.5, ge=0, le=100, description="int8: points of validation accuracy the "
+                                         "quantized build may lose against the fp32 export before it backs off "
+                                         "(per-channel, more calibration samples, sensitive layers left in float)")
 
 
 class MeasureSpec(Strict):

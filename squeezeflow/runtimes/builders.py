@@ -22,10 +22,15 @@ def register_builder(cls: type["Builder"]) -> type["Builder"]:
     return cls
 
 
+Validation = tuple[np.ndarray, np.ndarray]
+
+
 class Builder:
     name: ClassVar[str]
 
-    def build(self, source: Path, dest: Path, spec: BuildSpec, calibration: np.ndarray) -> dict:
+    def build(self, source: Path, dest: Path, spec: BuildSpec, calibration: np.ndarray,
+              validation: Validation | None = None) -> dict:
+        """Write the target's model to `dest`. `validation` (x, y): a builder that can lose accuracy checks it."""
         raise NotImplementedError
 
 
@@ -38,7 +43,8 @@ class OrtFp32(Builder):
 
     name = "ort-fp32"
 
-    def build(self, source: Path, dest: Path, spec: BuildSpec, calibration: np.ndarray) -> dict:
+    def build(self, source: Path, dest: Path, spec: BuildSpec, calibration: np.ndarray,
+              validation: Validation | None = None) -> dict:
         import onnxruntime as ort
 
         check_onnx_file(source)
@@ -95,26 +101,81 @@ class OrtInt8Qdq(Builder):
 
     name = "ort-int8-qdq"
 
-    def build(self, source: Path, dest: Path, spec: BuildSpec, calibration: np.ndarray) -> dict:
-        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-        from onnxruntime.quantization.shape_inference import quant_pre_process
-
-        methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                   "percentile": CalibrationMethod.Percentile}
+    def build(self, source: Path, dest: Path, spec: BuildSpec, calibration: np.ndarray,
+              validation: Validation | None = None) -> dict:
+        """Quantize as configured; if that loses more than `max_val_accuracy_drop` points of validation accuracy
+        against the fp32 export, back off step by step and ship the first attempt within it (or, failing all,
+        the most accurate one: the gate then judges it)."""
         check_onnx_file(source)
-        samples = calibration[: spec.calibration_samples]
-        with tempfile.TemporaryDirectory() as tmpdir, atomic_path(dest) as tmp:
+        with tempfile.TemporaryDirectory() as tmpdir:
             prepped = Path(tmpdir) / "prepped.onnx"
-            quant_pre_process(str(source), str(prepped), skip_symbolic_shape=True)
-            _widen_int2(prepped)
-            with _quiet_axis_warnings():
-                quantize_static(str(prepped), str(tmp), _Calibration(samples), quant_format=QuantFormat.QDQ,
-                                per_channel=spec.per_channel,
-                                activation_type=QuantType.QInt8 if spec.symmetric_activations else QuantType.QUInt8,
-                                weight_type=QuantType.QInt8, calibrate_method=methods[spec.calibration_method],
-                                extra_options={"ActivationSymmetric": spec.symmetric_activations})
-        return {"calibration_samples": int(len(samples)), "per_channel": spec.per_channel,
-                "calibration_method": spec.calibration_method, "prequantized_weights": _integer_weights(source)}
+            _prepare(source, prepped)
+            reference = _val_accuracy(source, validation)
+            tried = []
+            for i, (label, attempt) in enumerate(_backoff(spec, prepped, len(calibration))):
+                out = Path(tmpdir) / f"attempt{i}.onnx"
+                _quantize(prepped, out, attempt, calibration, spec)
+                drop = reference - _val_accuracy(out, validation)
+                tried.append({"label": label, "settings": attempt, "drop": drop, "path": out})
+                if drop <= spec.max_val_accuracy_drop:
+                    break
+            best = min(tried, key=lambda t: t["drop"])  # the first attempt within budget, or the least lossy one
+            with atomic_path(dest) as tmp:
+                tmp.write_bytes(best["path"].read_bytes())
+        chosen = best["settings"]
+        return {"calibration_samples": int(min(len(calibration), chosen["calibration_samples"])),
+                "per_channel": chosen["per_channel"], "calibration_method": spec.calibration_method,
+                "prequantized_weights": _integer_weights(source), "float_nodes": chosen["nodes_to_exclude"],
+                "val_accuracy_drop": round(best["drop"], 4), "backoff": [t["label"] for t in tried],
+                "within_val_budget": best["drop"] <= spec.max_val_accuracy_drop}
+
+
+def _prepare(source: Path, prepped: Path) -> None:
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    quant_pre_process(str(source), str(prepped), skip_symbolic_shape=True)
+    _widen_int2(prepped)
+
+
+def _backoff(spec: BuildSpec, prepped: Path, available: int):
+    """(label, settings) from the configured build to the most conservative: per-channel weights and every training
+    sample up to 2048 for calibration, then the first, then also the last compute layer left in float (the input and
+    classifier layers are the usual sensitive ones)."""
+    import onnx
+
+    compute = [n.name for n in onnx.load(str(prepped)).graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    base = {"per_channel": spec.per_channel, "calibration_samples": spec.calibration_samples, "nodes_to_exclude": []}
+    yield "as configured", base
+    more = dict(base, per_channel=True, calibration_samples=max(spec.calibration_samples, min(available, 2048)))
+    if more != base:
+        yield "per-channel, more calibration samples", more
+    kept: list[str] = []
+    for node in dict.fromkeys(compute[:1] + compute[-1:]):  # first, then last (once if they are the same)
+        kept = kept + [node]
+        yield f"{', '.join(kept)} left in float", dict(more, nodes_to_exclude=kept)
+
+
+def _quantize(prepped: Path, out: Path, attempt: dict, calibration: np.ndarray, spec: BuildSpec) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+               "percentile": CalibrationMethod.Percentile}
+    with _quiet_axis_warnings():
+        quantize_static(str(prepped), str(out), _Calibration(calibration[: attempt["calibration_samples"]]),
+                        quant_format=QuantFormat.QDQ, per_channel=attempt["per_channel"],
+                        activation_type=QuantType.QInt8 if spec.symmetric_activations else QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, calibrate_method=methods[spec.calibration_method],
+                        nodes_to_exclude=list(attempt["nodes_to_exclude"]),
+                        extra_options={"ActivationSymmetric": spec.symmetric_activations})
+
+
+def _val_accuracy(path: Path, validation: Validation | None) -> float:
+    if validation is None:
+        return 0.0
+    from squeezeflow.export.onnx import onnx_logits
+
+    x, y = validation
+    return float((onnx_logits(path, x).argmax(1) == y).mean() * 100.0)
 
 
 @contextmanager

@@ -10,9 +10,10 @@ from squeezeflow.targets import TargetProfile
 
 def run(ctx: StageContext) -> dict:
     spec = ctx.target.build
-    calibration = Splits.load(ctx.input("dataset")).x["train"]
+    splits = Splits.load(ctx.input("dataset"))
     dest = ctx.out / "model.onnx"
-    info = BUILDERS[spec.builder]().build(ctx.input("exported") / "model.onnx", dest, spec, calibration)
+    info = BUILDERS[spec.builder]().build(ctx.input("exported") / "model.onnx", dest, spec, splits.x["train"],
+                                          (splits.x["val"], splits.y["val"]))
     return {"builder": spec.builder, "model_bytes": dest.stat().st_size, **info}
 
 

@@ -92,3 +92,41 @@ def test_calibration_methods_give_different_ranges_and_all_work(exported, tmp_pa
     # bins and passes no option to raise them: one candidate threshold, the full range, so entropy == MinMax.
     # If this starts failing, ORT has changed: update docs/techniques.md.
     assert scales["entropy"] == scales["minmax"]
+
+
+def _outlier_model(tmp_path):
+    """Labels from two small features; a third, ignored by the weights, spans +-1e4. Quantizing the first layer's
+    input to int8 over that range rounds the small features to zero: chance accuracy, unless it stays in float."""
+    rng = np.random.default_rng(0)
+    x = np.zeros((600, 3), np.float32)
+    x[:, :2] = rng.normal(size=(600, 2)) * 0.05
+    x[:, 2] = rng.uniform(-1e4, 1e4, 600)
+    y = (x[:, 0] + x[:, 1] > 0).astype(np.int64)
+    first, last = torch.nn.Linear(3, 4), torch.nn.Linear(4, 2)
+    with torch.no_grad():
+        first.weight.copy_(torch.tensor([[1.0, 1, 0], [-1, -1, 0], [1, 0, 0], [0, 1, 0]]))
+        first.bias.zero_()
+        last.weight.copy_(torch.tensor([[-1.0, 1, 0, 0], [1, -1, 0, 0]]))
+        last.bias.zero_()
+    model = torch.nn.Sequential(first, torch.nn.ReLU(), last).eval()
+    path = tmp_path / "outlier.onnx"
+    export_onnx(model, (3,), path, 17)
+    assert (onnx_logits(path, x).argmax(1) == y).mean() == 1.0
+    return path, x, y
+
+
+def test_int8_backs_off_until_it_keeps_its_validation_accuracy(tmp_path):
+    src, x, y = _outlier_model(tmp_path)
+    spec = BuildSpec(builder="ort-int8-qdq", calibration_samples=64)
+    naive = BUILDERS["ort-int8-qdq"]().build(src, tmp_path / "naive.onnx", spec, x[:300])  # no validation: no check
+    assert naive["backoff"] == ["as configured"]
+    assert (onnx_logits(tmp_path / "naive.onnx", x[300:]).argmax(1) == y[300:]).mean() < 0.75
+
+    info = BUILDERS["ort-int8-qdq"]().build(src, tmp_path / "int8.onnx", spec, x[:300], (x[300:450], y[300:450]))
+    assert info["backoff"][:2] == ["as configured", "per-channel, more calibration samples"]
+    assert len(info["float_nodes"]) >= 1 and info["within_val_budget"]
+    assert info["val_accuracy_drop"] <= 0.5
+    held_out = (onnx_logits(tmp_path / "int8.onnx", x[450:]).argmax(1) == y[450:]).mean()
+    assert held_out >= 0.97  # on samples the back-off never saw
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "int8.onnx")).graph.node}
+    assert "QuantizeLinear" in ops  # still an int8 model, only the sensitive layer is left in float
