@@ -42,10 +42,6 @@ def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
     return float((predict_logits(model, x).argmax(1) == y).mean() * 100.0)
 
 
-def _ce(logits: torch.Tensor, _x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(logits, y)
-
-
 def _optimizer(model: nn.Module, params: TrainParams) -> torch.optim.Optimizer:
     cls = torch.optim.AdamW if params.optimizer == "adamw" else torch.optim.Adam
     return cls(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
