@@ -73,10 +73,12 @@ class TeacherTrainParams(TrainParams):
 
 
 class TeacherParams(Strict):
-    """Train big: a wide CNN (channels per block) by default; the recipe makes it small."""
+    """Train big: a wide model; the recipe makes it small. `auto` picks a CNN for images and 1-D signals, an MLP
+    for tabular features (models.choose_arch); no `hidden`, that architecture's default size."""
 
-    arch: str = "cnn"
-    hidden: tuple[int, ...] = (128, 256, 256)
+    arch: str = "auto"
+    hidden: tuple[int, ...] | None = Field(None, description="channels per block (cnn) or widths (mlp); "
+                                           "null: cnn 128-256-256, mlp 512-512")
     dropout: float = Field(0.1, ge=0, lt=1)
     extra: dict[str, int | float | str] = {}
     normalize: Literal["feature", "none"] = Field("feature", description="standardize each input feature with "

@@ -16,26 +16,35 @@ from torch import nn
 
 from squeezeflow.compression.base import Applied, CompressContext, Technique, TechniqueConfig, register_technique
 from squeezeflow.config import TrainParams
-from squeezeflow.models import ARCHS, ModelSpec, build_model, input_norm, with_input_norm
+from squeezeflow.models import ARCHS, DEFAULT_HIDDEN, ModelSpec, build_model, input_norm, with_input_norm
 from squeezeflow.training import accuracy, distillation_loss, seed_everything
 
 
 class StudentSpec(TechniqueConfig):
-    arch: str = "mlp"
-    hidden: tuple[int, ...] = Field((64,), description="widths (mlp) or channels (cnn) of the student")
+    """The student: by default the teacher's architecture at `width` of its size (a CNN teacher's 128-256-256
+    channels become 16-32-32, an MLP's 512-512 widths 64-64), so one recipe fits images, signals and tables."""
+
+    arch: str | None = Field(None, description="null: the teacher's architecture")
+    hidden: tuple[int, ...] | None = Field(None, description="widths (mlp) or channels (cnn); null: `width` times "
+                                           "the teacher's (or the architecture's default)")
+    width: float = Field(0.125, gt=0, le=4, description="fraction of the teacher's hidden sizes, when hidden is null")
     dropout: float = Field(0.0, ge=0, lt=1)
     extra: dict[str, int | float | str] = {}
 
     @model_validator(mode="after")
     def _known(self) -> "StudentSpec":
-        if self.arch not in ARCHS:
+        if self.arch is not None and self.arch not in ARCHS:
             raise ValueError(f"unknown architecture '{self.arch}'; known: {sorted(ARCHS)}")
-        if any(h < 1 for h in self.hidden):
+        if self.hidden is not None and (not self.hidden or any(h < 1 for h in self.hidden)):
             raise ValueError(f"every width must be >= 1, got {list(self.hidden)}")
         return self
 
     def spec(self, like: ModelSpec) -> ModelSpec:
-        return ModelSpec(self.arch, like.input_shape, like.num_classes, self.hidden, self.dropout, dict(self.extra))
+        arch = self.arch or like.arch
+        base = like.hidden if arch == like.arch else DEFAULT_HIDDEN.get(arch, (64,))
+        hidden = self.hidden or tuple(max(4, round(h * self.width)) for h in base)
+        extra = dict(self.extra) if self.extra or arch != like.arch else dict(like.extra)
+        return ModelSpec(arch, like.input_shape, like.num_classes, hidden, self.dropout, extra)
 
 
 class SoftTargets(TechniqueConfig):

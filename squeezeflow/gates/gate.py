@@ -54,14 +54,30 @@ def _baseline_check(acc, base, gain: float) -> dict:
             "message": message}
 
 
+def _drop_check(drop: float, budget: float, n) -> dict:
+    """Accuracy on n test samples moves in steps of 100/n points: a drop is counted from the first whole sample
+    beyond the budget, so on 25 samples (4 points each) one sample more or less than the teacher is not read as a
+    regression, while two are (measured: benchmarks/RESULTS.md, external data)."""
+    step = 100.0 / n if _finite(n) and n > 0 else 0.0
+    allowed = budget + step
+    ok = _finite(drop) and drop <= allowed + 1e-9
+    check = _check("accuracy_drop", drop, allowed, ok, " pts")
+    check.update(budget_configured=budget, resolution=step)
+    if step and _finite(drop):
+        check["message"] += f" ({budget:g} pts plus one test sample of {int(n)}: {step:.3g} pts)"
+    return check
+
+
 def evaluate_gate(metrics: dict, teacher_accuracy: float, budgets: Budgets,
                   baseline_accuracy: float | None = None) -> GateVerdict:
     """Every value must be present and finite, and within its budget; anything else fails. `baseline_accuracy`:
-    the majority-class baseline in points (see `majority_baseline`); None fails the baseline check."""
+    the majority-class baseline in points (see `majority_baseline`); None fails the baseline check. The teacher
+    is measured on the same `test_samples` test samples as the model: the accuracy drop may reach the budget plus
+    one sample's worth."""
     acc, p95, size = metrics.get("accuracy"), metrics.get("latency_p95_ms"), metrics.get("model_bytes")
     drop = teacher_accuracy - acc if _finite(acc) and _finite(teacher_accuracy) else float("nan")
     checks = [
-        _check("accuracy_drop", drop, budgets.max_accuracy_drop, _finite(drop) and drop <= budgets.max_accuracy_drop, " pts"),
+        _drop_check(drop, budgets.max_accuracy_drop, metrics.get("test_samples")),
         _check("latency_p95_ms", p95, budgets.max_latency_p95_ms, _finite(p95) and p95 <= budgets.max_latency_p95_ms, " ms"),
         _check("model_bytes", size, budgets.max_model_bytes, _finite(size) and size <= budgets.max_model_bytes, " B"),
         _baseline_check(acc, baseline_accuracy, budgets.min_gain_over_baseline),

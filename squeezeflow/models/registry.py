@@ -4,6 +4,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+import numpy as np
 from torch import nn
 
 
@@ -37,6 +38,36 @@ def register_arch(name: str):
         return fn
 
     return add
+
+
+# A teacher's size when params.yaml names no hidden sizes: channels per block (cnn), widths (mlp).
+DEFAULT_HIDDEN: dict[str, tuple[int, ...]] = {"cnn": (128, 256, 256), "mlp": (512, 512)}
+
+
+def choose_arch(x: np.ndarray) -> str:
+    """'auto': a CNN where neighbouring inputs belong together (images; 1-D signals), an MLP for tabular features.
+    A 1-D input counts as a signal when neighbouring features correlate at least twice as strongly as features do
+    on average (measured: signals 3.2-3.9x, tabular data 1.15-1.3x); convolutions over a tabular file's column
+    order cost 3-6 points on held-out data (benchmarks/RESULTS.md)."""
+    if x.ndim > 2:
+        return "cnn"
+    if x.shape[1] < 8:
+        return "mlp"
+    z = x.astype(np.float64)
+    z = z[:, z.std(0) > 0]
+    if z.shape[1] < 8:
+        return "mlp"
+    c = np.abs(np.corrcoef(z, rowvar=False))
+    d = c.shape[0]
+    neighbours = float(np.mean(np.diagonal(c, 1)))
+    average = float((c.sum() - d) / (d * d - d))
+    return "cnn" if neighbours >= 2 * average else "mlp"
+
+
+def resolve_arch(arch: str, hidden: tuple[int, ...] | None, x_train: np.ndarray) -> tuple[str, tuple[int, ...]]:
+    """'auto' becomes the architecture `choose_arch` picks; no hidden sizes, that architecture's default."""
+    arch = choose_arch(x_train) if arch == "auto" else arch
+    return arch, tuple(hidden) if hidden else DEFAULT_HIDDEN.get(arch, (64,))
 
 
 def build_model(spec: ModelSpec) -> nn.Module:

@@ -11,8 +11,8 @@ from squeezeflow.compression.recipe import parse_recipe
 from squeezeflow.data import Splits
 from squeezeflow.errors import SqueezeflowInputError
 from squeezeflow.io import read_json, write_json
-from squeezeflow.models import ModelSpec
 from squeezeflow.stages.base import Stage, StageContext
+from squeezeflow.stages.teacher import teacher_spec
 from squeezeflow.sweep import plot_front, run_sweep
 from squeezeflow.workspace import RESOLVED_RECIPES
 
@@ -23,10 +23,10 @@ def run(ctx: StageContext) -> dict:
         raise SqueezeflowInputError("params.yaml", "sweep.target", p.sweep.target,
                                     f"no such device target; known: {sorted(ctx.ws.targets)}")
     recipes = [parse_recipe(r, RESOLVED_RECIPES) for r in ctx.ws.recorded_recipes()["sweep"].values()]
-    spec = ModelSpec(p.teacher.arch, tuple(meta["input_shape"]), meta["num_classes"], p.teacher.hidden,
-                     p.teacher.dropout, dict(p.teacher.extra))
+    splits = Splits.load(ctx.input("dataset"))
+    spec = teacher_spec(p.teacher, meta, splits.x["train"])
     with tempfile.TemporaryDirectory() as work:
-        points = run_sweep(spec, p.teacher.train, p.sweep.teacher_scales, recipes, Splits.load(ctx.input("dataset")),
+        points = run_sweep(spec, p.teacher.train, p.sweep.teacher_scales, recipes, splits,
                            ctx.ws.targets[p.sweep.target], Path(work), p.seed, opset=p.export.opset,
                            normalize=p.teacher.normalize == "feature")
     write_json(ctx.out / "points.json", [asdict(pt) for pt in points])

@@ -6,7 +6,8 @@ import time
 
 from squeezeflow.data import Splits
 from squeezeflow.io import read_json
-from squeezeflow.models import ModelSpec, Standardize, build_model, save_checkpoint, with_input_norm
+from squeezeflow.config import TeacherParams
+from squeezeflow.models import ModelSpec, Standardize, build_model, resolve_arch, save_checkpoint, with_input_norm
 from squeezeflow.stages.base import Stage, StageContext
 from squeezeflow.stats import wilson_interval
 from squeezeflow.training import accuracy, seed_everything, fit
@@ -16,10 +17,16 @@ def data_meta(ctx: StageContext) -> dict:
     return read_json(ctx.input("dataset") / "metrics.json")
 
 
+def teacher_spec(p: TeacherParams, meta: dict, x_train) -> ModelSpec:
+    """The teacher's architecture, `auto` resolved on the train split."""
+    arch, hidden = resolve_arch(p.arch, p.hidden, x_train)
+    return ModelSpec(arch, tuple(meta["input_shape"]), meta["num_classes"], hidden, p.dropout, dict(p.extra))
+
+
 def run(ctx: StageContext) -> dict:
     meta, splits = data_meta(ctx), Splits.load(ctx.input("dataset"))
     p = ctx.params.teacher
-    spec = ModelSpec(p.arch, tuple(meta["input_shape"]), meta["num_classes"], p.hidden, p.dropout, dict(p.extra))
+    spec = teacher_spec(p, meta, splits.x["train"])
     seed_everything(ctx.params.seed)
     model = build_model(spec)
     if p.normalize == "feature":
@@ -36,6 +43,8 @@ def run(ctx: StageContext) -> dict:
         "epochs": result.epochs_run,
         "best_epoch": result.best_epoch,
         "parameters": sum(p.numel() for p in model.parameters()),
+        "arch": spec.arch,
+        "hidden": list(spec.hidden),
         "train_seconds": time.perf_counter() - t0,
     }
 

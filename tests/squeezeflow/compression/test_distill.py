@@ -7,7 +7,7 @@ from pydantic import ValidationError
 from squeezeflow.compression.distill import Distill, DistillConfig, StudentSpec, features, kd_loss_fn
 from squeezeflow.compression.distill_online import OnlineDistill, OnlineDistillConfig, mutual_kl
 from squeezeflow.compression.distill_self import SelfDistill, SelfDistillConfig, fresh_copy
-from squeezeflow.models import describe
+from squeezeflow.models import ModelSpec, describe
 from squeezeflow.training import accuracy
 from tests.squeezeflow.compression.conftest import FAST
 
@@ -84,3 +84,18 @@ def test_bad_configs_are_rejected():
                 {"student": {"hidden": [0]}}, {"studnet": {}}):
         with pytest.raises(ValidationError):
             DistillConfig.model_validate(bad)
+
+
+def test_the_student_is_the_teachers_architecture_at_a_fraction_of_its_size():
+    cnn = ModelSpec("cnn", (8, 8), 10, (128, 256, 256), 0.1, {"kernel": 5})
+    assert StudentSpec().spec(cnn) == ModelSpec("cnn", (8, 8), 10, (16, 32, 32), 0.0, {"kernel": 5})
+    mlp = ModelSpec("mlp", (30,), 2, (512, 512))
+    assert StudentSpec(width=0.25).spec(mlp).hidden == (128, 128)
+    assert StudentSpec(width=0.001).spec(mlp).hidden == (4, 4)  # never narrower than 4
+    assert StudentSpec(arch="mlp", hidden=(64,)).spec(cnn) == ModelSpec("mlp", (8, 8), 10, (64,))
+    assert StudentSpec(arch="mlp").spec(cnn).hidden == (64, 64)  # another family: a fraction of its default size
+
+
+def test_an_empty_student_hidden_list_is_rejected():
+    with pytest.raises(ValidationError, match="width"):
+        DistillConfig.model_validate({"student": {"hidden": []}})

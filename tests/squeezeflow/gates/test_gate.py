@@ -85,3 +85,20 @@ def test_baseline_check_renders_in_the_report():
     v = evaluate_gate({**GOOD, "accuracy": 9.0}, 9.0, BUDGETS, BASE)
     md = report_markdown(gate_report("cpu-fp32", "m", {"sha256": "ab" * 32}, None, v.checks, None, "r"))
     assert "| accuracy_over_baseline | 9 |  | 19 | **FAIL** |" in md
+
+
+@pytest.mark.parametrize("n, lost, passes", [
+    (25, 1, True),     # 4 pts: the budget (1 pt) plus one sample of 25
+    (25, 2, False),    # 8 pts: a second sample is a regression
+    (1000, 11, True),  # 1.1 pts: 1000 samples resolve the budget, 0.1 pt of slack
+    (1000, 12, False),  # 1.2 pts > 1.1
+])
+def test_the_drop_budget_allows_one_test_sample_beyond_it(n, lost, passes):
+    teacher = 100.0 * (n - 1) / n
+    # teacher and student on the same n samples: the student misses `lost` more
+    student = 100.0 * (n - 1 - lost) / n
+    v = evaluate_gate({**GOOD, "accuracy": student, "test_samples": n}, teacher, BUDGETS, BASE)
+    drop = next(c for c in v.checks if c["name"] == "accuracy_drop")
+    assert drop["passed"] is passes and drop["budget_configured"] == 1.0
+    assert drop["resolution"] == pytest.approx(100.0 / n)
+    assert f"one test sample of {n}" in drop["message"]
