@@ -38,7 +38,7 @@ from squeezeflow.export import export_onnx  # noqa: E402
 from squeezeflow.models import ModelSpec, Standardize, build_model, load_checkpoint, with_input_norm  # noqa: E402
 from squeezeflow.runtimes import measure  # noqa: E402
 from squeezeflow.stats import wilson_interval  # noqa: E402
-from squeezeflow.targets import MeasureSpec  # noqa: E402
+from squeezeflow.runtimes import MeasureSpec  # noqa: E402
 from squeezeflow.workspace import Workspace  # noqa: E402
 
 MEASURE = MeasureSpec(threads=1, warmup=50, iterations=2000, throughput_batch=256)
@@ -96,7 +96,7 @@ def prune_and_quantize(teacher, x_train, y_train, shape, out: Path) -> Path:
     from onnxruntime.quantization import quantize_static
     from torch.nn.utils import prune
 
-    from squeezeflow.runtimes.builders import _Calibration
+    from squeezeflow.runtimes.ort_int8 import _Calibration
 
     model = copy.deepcopy(teacher)
     params = [(m, "weight") for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d))]

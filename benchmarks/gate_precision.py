@@ -28,7 +28,8 @@ from squeezeflow.export import export_onnx
 from squeezeflow.export.onnx import INPUT, OUTPUT, session
 from squeezeflow.gates import compare_models, interleaved_latency, latency_ratio, paired_accuracy, regression_checks
 from squeezeflow.models import ModelSpec, build_model
-from squeezeflow.targets import MeasureSpec, RegressionSpec
+from squeezeflow.runtimes import MeasureSpec
+from squeezeflow.targets import RegressionSpec
 
 # the default recipe's student (16-32-32 CNN) on digits: what a champion on cpu-fp32 looks like
 CHAMPION = ModelSpec("cnn", (8, 8), 10, (16, 32, 32))

@@ -131,7 +131,7 @@ class Bench:
     def ort_baselines(self) -> None:
         from onnxruntime.quantization import quantize_dynamic, quantize_static
 
-        from squeezeflow.runtimes.builders import _Calibration
+        from squeezeflow.runtimes.ort_int8 import _Calibration
 
         counts = {**parameter_counts(self.tmodel), "flops": flops(self.tmodel, self.tspec.input_shape)}
         for name, fn in (("ORT quantize_dynamic (defaults)", lambda src, dst: quantize_dynamic(src, dst)),

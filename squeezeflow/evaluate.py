@@ -12,7 +12,7 @@ from squeezeflow.data import Splits
 from squeezeflow.export import export_onnx
 from squeezeflow.models import ModelSpec
 from squeezeflow.models.flops import flops, parameter_counts
-from squeezeflow.runtimes import BUILDERS, measure
+from squeezeflow.runtimes import build_artifact, measure
 from squeezeflow.targets import TargetProfile
 
 
@@ -22,6 +22,6 @@ def deploy_and_measure(model: nn.Module, spec: ModelSpec, splits: Splits, workdi
     workdir.mkdir(parents=True, exist_ok=True)
     exported, built = workdir / "exported.onnx", workdir / "model.onnx"
     export_onnx(model, spec.input_shape, exported, opset)
-    BUILDERS[target.build.builder]().build(exported, built, target.build, splits.x["train"])
+    build_artifact(target.build, exported, built, splits.x["train"], (splits.x["val"], splits.y["val"]))
     return {**measure(built, splits.x["test"], splits.y["test"], target.measure), **parameter_counts(model),
             "flops": flops(model, spec.input_shape), "exported_bytes": exported.stat().st_size}

@@ -7,39 +7,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, SerializeAsAny, ValidationError
 
-from squeezeflow.config import yaml_problem
+from squeezeflow.config import Strict, yaml_problem
 from squeezeflow.errors import SqueezeflowInputError, from_pydantic
+from squeezeflow.runtimes import BuilderConfig, MeasureSpec, parse_build_config
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class BuildSpec(Strict):
-    """How the exported ONNX model becomes this target's artifact (a registered builder's name + options)."""
-
-    builder: str = Field(description="a registered builder, e.g. ort-fp32 or ort-int8-qdq")
-    optimization_level: Literal["basic", "extended", "all"] = "extended"
-    per_channel: bool = True
-    symmetric_activations: bool = False
-    calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
-    calibration_samples: int = Field(256, ge=1, le=100_000)
-    max_val_accuracy_drop: float = Field(0.5, ge=0, le=100, description="int8: points of validation accuracy the "
-                                         "quantized build may lose against the fp32 export before it backs off "
-                                         "(per-channel, more calibration samples, sensitive layers left in float)")
-
-
-class MeasureSpec(Strict):
-    threads: int = Field(1, ge=1, le=256)
-    warmup: int = Field(20, ge=0)
-    iterations: int = Field(200, ge=10, le=1_000_000)
-    throughput_batch: int = Field(256, ge=1)
-    session_options: dict[str, str] = Field(default_factory=dict, description="ONNX Runtime session config entries "
-                                            "the deployed runtime uses, e.g. session.disable_quant_qdq: '1'")
 
 
 class Budgets(Strict):
@@ -70,7 +44,7 @@ class TargetProfile(Strict):
     name: str
     description: str = ""
     runtime: Literal["onnxruntime"] = "onnxruntime"
-    build: BuildSpec
+    build: SerializeAsAny[BuilderConfig] = Field(description="a registered builder's name and its own options")
     measure: MeasureSpec = MeasureSpec()
     budgets: Budgets
     regression: RegressionSpec = RegressionSpec()
@@ -94,19 +68,15 @@ def load_target(path: Path) -> TargetProfile:
     if not isinstance(data, dict):
         raise SqueezeflowInputError(path, "<root>", data, "expected a mapping")
     try:
-        profile = TargetProfile.model_validate(data)
+        # The builder named in `build:` parses that section: an option it does not take is an error here.
+        build = parse_build_config(data["build"], path) if "build" in data else None
+        profile = TargetProfile.model_validate({**data, **({"build": build} if build is not None else {})})
     except ValidationError as exc:
         raise from_pydantic(path, exc) from None
     if profile.name != path.stem:
         raise SqueezeflowInputError(path, "name", profile.name, f"must equal the file name '{path.stem}'")
     if not NAME_RE.match(profile.name):
         raise SqueezeflowInputError(path, "name", profile.name, "use lowercase letters, digits and '-'")
-    from squeezeflow.runtimes import BUILDERS  # late: builders import onnxruntime
-
-    if profile.build.builder not in BUILDERS:
-        raise SqueezeflowInputError(
-            path, "build.builder", profile.build.builder, f"unknown builder; known: {sorted(BUILDERS)}"
-        )
     return profile
 
 

@@ -30,7 +30,7 @@ TINY_RECIPE = {
 def write_target(directory: Path, name: str, builder: str = "ort-fp32", **budgets) -> Path:
     spec = {
         "name": name,
-        "build": {"builder": builder, "calibration_samples": 64},
+        "build": {"builder": builder, **({"calibration_samples": 64} if builder == "ort-int8-qdq" else {})},
         "measure": {"threads": 1, "warmup": 2, "iterations": 20, "throughput_batch": 32},
         # Room for the tiny recipe (it drops ~15-20 points from its 64-unit teacher, in ~6 kB and ~0.05 ms), not for
         # anything: a 2x larger drop, a 1000x slower or a 300x bigger model fails. Regression thresholds: defaults.

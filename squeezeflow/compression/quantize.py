@@ -18,7 +18,7 @@ from pydantic import Field
 from torch import nn
 
 from squeezeflow.compression.base import Applied, CompressContext, Technique, TechniqueConfig, register_technique
-from squeezeflow.compression.quant_layers import ActQuant, WeightQuant, is_quantized, quantizable, to_quant
+from squeezeflow.models.quant_layers import ActQuant, WeightQuant, is_quantized, quantizable, to_quant
 from squeezeflow.training import accuracy
 
 Bits = Literal[8, 4, 2, 1]

@@ -24,7 +24,7 @@ import torch
 from onnx import helper, numpy_helper, version_converter
 from torch import nn
 
-from squeezeflow.compression.quant_layers import ActQuant, QParams, is_quantized, to_float
+from squeezeflow.models.quant_layers import ActQuant, QParams, is_quantized, to_float
 
 # bits -> (signed container, unsigned container, the opset whose DequantizeLinear takes them)
 CONTAINERS = {8: (np.int8, np.uint8, 13), 4: (ml_dtypes.int4, ml_dtypes.uint4, 21),

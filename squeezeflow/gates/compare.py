@@ -15,7 +15,8 @@ import numpy as np
 
 from squeezeflow.export.onnx import INPUT, OUTPUT, session
 from squeezeflow.gates.gate import _finite
-from squeezeflow.targets import MeasureSpec, RegressionSpec
+from squeezeflow.runtimes import MeasureSpec
+from squeezeflow.targets import RegressionSpec
 
 _BOOT_CELLS = 4_000_000  # bootstrap resamples are drawn in blocks of at most this many indices, to bound memory
 Runner = Callable[[np.ndarray], object]  # one model call on a batch-1 input

@@ -114,8 +114,6 @@ def describe(model: nn.Sequential) -> list[dict]:
 
 
 def rebuild(layers: list[dict]) -> nn.Sequential:
-    if any(d.get("type") not in LAYERS for d in layers):
-        import squeezeflow.compression  # noqa: F401  (registers the layers techniques add, e.g. quantized ones)
     modules = []
     for d in layers:
         kwargs = dict(d)

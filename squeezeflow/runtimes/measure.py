@@ -8,9 +8,22 @@ from pathlib import Path
 
 import numpy as np
 
+from pydantic import Field
+
+from squeezeflow.config import Strict
 from squeezeflow.export.onnx import INPUT, OUTPUT, session
 from squeezeflow.stats import wilson_interval
-from squeezeflow.targets import MeasureSpec
+
+
+class MeasureSpec(Strict):
+    """How a target's runtime is measured (the `measure:` section of its YAML)."""
+
+    threads: int = Field(1, ge=1, le=256)
+    warmup: int = Field(20, ge=0)
+    iterations: int = Field(200, ge=10, le=1_000_000)
+    throughput_batch: int = Field(256, ge=1)
+    session_options: dict[str, str] = Field(default_factory=dict, description="ONNX Runtime session config entries "
+                                            "the deployed runtime uses, e.g. session.disable_quant_qdq: '1'")
 
 
 def gzip_bytes(path: Path) -> int:

@@ -16,5 +16,5 @@ def run(ctx: StageContext) -> dict:
     return {"model_bytes": path.stat().st_size, **parity(model, path, val)}
 
 
-STAGE = Stage("exported", run, deps=("dataset", "finetuned"), params=("export",), code=("squeezeflow.export", "squeezeflow.compression.quant_layers"),
+STAGE = Stage("exported", run, deps=("dataset", "finetuned"), params=("export",), code=("squeezeflow.export", "squeezeflow.models.quant_layers"),
               description="ONNX model")

@@ -3,7 +3,7 @@ import torch
 from pydantic import ValidationError
 
 from squeezeflow.compression.qat import Qat, QatConfig
-from squeezeflow.compression.quant_layers import is_quantized
+from squeezeflow.models.quant_layers import is_quantized
 from squeezeflow.compression.quantize import Quantize, QuantizeConfig
 from squeezeflow.config import TrainParams
 from squeezeflow.training import accuracy

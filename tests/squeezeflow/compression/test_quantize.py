@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from torch import nn
 
 from squeezeflow.compression import TECHNIQUES, CompressContext
-from squeezeflow.compression.quant_layers import ActQuant, QuantLinear, is_quantized
+from squeezeflow.models.quant_layers import ActQuant, QuantLinear, is_quantized
 from squeezeflow.compression.quantize import Quantize, QuantizeConfig
 from squeezeflow.compression.recipe import parse_recipe
 from squeezeflow.config import DatasetParams, SplitParams, TrainParams

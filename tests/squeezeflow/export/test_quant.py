@@ -6,11 +6,11 @@ import torch
 from onnx import TensorProto, numpy_helper
 from torch import nn
 
-from squeezeflow.compression.quant_layers import ActQuant, WeightQuant, quantizable, to_quant
+from squeezeflow.models.quant_layers import ActQuant, WeightQuant, quantizable, to_quant
 from squeezeflow.export import export_onnx, onnx_logits, parity
 from squeezeflow.models import ModelSpec, build_model
-from squeezeflow.runtimes import BUILDERS
-from squeezeflow.targets import BuildSpec
+from squeezeflow.runtimes import builder_for
+from squeezeflow.runtimes.ort_int8 import OrtInt8QdqConfig
 
 T = TensorProto
 SIGNED = {8: T.INT8, 4: T.INT4, 2: T.INT2, 1: T.INT2}
@@ -206,7 +206,7 @@ def test_int8_target_builder_keeps_integer_weights_and_quantizes_activations(tmp
     src, out = tmp_path / "q.onnx", tmp_path / "int8.onnx"
     export_onnx(model, (8, 8), src, opset=17)
     x = inputs((8, 8), 300)
-    info = BUILDERS["ort-int8-qdq"]().build(src, out, BuildSpec(builder="ort-int8-qdq", calibration_samples=100), x)
+    info = builder_for(OrtInt8QdqConfig(calibration_samples=100)).build(src, out, x)
     assert info["prequantized_weights"] == 2
     built = onnx.load(str(out))
     onnx.checker.check_model(built, full_check=True)

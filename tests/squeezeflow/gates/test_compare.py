@@ -8,7 +8,8 @@ import torch
 from squeezeflow.export import export_onnx
 from squeezeflow.gates import compare_models, interleaved_latency, latency_ratio, paired_accuracy, regression_checks
 from squeezeflow.models import ModelSpec, build_model
-from squeezeflow.targets import MeasureSpec, RegressionSpec
+from squeezeflow.runtimes import MeasureSpec
+from squeezeflow.targets import RegressionSpec
 
 SPEC = RegressionSpec()
 

@@ -6,8 +6,8 @@ import torch
 
 from squeezeflow.export import export_onnx, onnx_logits
 from squeezeflow.models import ModelSpec, Standardize, build_model, describe, input_norm, rebuild, with_input_norm
-from squeezeflow.runtimes import BUILDERS
-from squeezeflow.targets import BuildSpec
+from squeezeflow.runtimes import builder_for
+from squeezeflow.runtimes.ort_int8 import OrtInt8QdqConfig
 
 
 def raw_tabular(n=400, seed=0):
@@ -58,7 +58,7 @@ def test_onnx_takes_raw_inputs_and_int8_quantizes_only_after_the_normalization(t
         np.testing.assert_allclose(onnx_logits(src, x), model(torch.as_tensor(x)).numpy(), rtol=1e-4, atol=1e-4)
 
     int8 = tmp_path / "int8.onnx"
-    BUILDERS["ort-int8-qdq"]().build(src, int8, BuildSpec(builder="ort-int8-qdq"), x)
+    builder_for(OrtInt8QdqConfig()).build(src, int8, x)
     graph = onnx.load(str(int8)).graph
     sub, div = (next(n for n in graph.node if n.op_type == op) for op in ("Sub", "Div"))
     quantized = {n.input[0] for n in graph.node if n.op_type == "QuantizeLinear"}

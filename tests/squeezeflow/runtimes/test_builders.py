@@ -5,8 +5,9 @@ import torch
 
 from squeezeflow.export import export_onnx, onnx_logits
 from squeezeflow.models import ModelSpec, build_model
-from squeezeflow.runtimes import BUILDERS, measure
-from squeezeflow.targets import BuildSpec, MeasureSpec
+from squeezeflow.runtimes import MeasureSpec, builder_for, measure
+from squeezeflow.runtimes.ort_fp32 import OrtFp32Config
+from squeezeflow.runtimes.ort_int8 import OrtInt8QdqConfig
 
 
 @pytest.fixture(scope="module")
@@ -22,14 +23,14 @@ def exported(tmp_path_factory):
 def test_fp32_build_keeps_outputs(exported, tmp_path):
     src, x = exported
     out = tmp_path / "fp32.onnx"
-    BUILDERS["ort-fp32"]().build(src, out, BuildSpec(builder="ort-fp32"), x)
+    builder_for(OrtFp32Config()).build(src, out, x)
     np.testing.assert_allclose(onnx_logits(out, x), onnx_logits(src, x), atol=1e-5)
 
 
 def test_int8_build_is_qdq_smaller_and_close(exported, tmp_path):
     src, x = exported
     out = tmp_path / "int8.onnx"
-    info = BUILDERS["ort-int8-qdq"]().build(src, out, BuildSpec(builder="ort-int8-qdq", calibration_samples=100), x)
+    info = builder_for(OrtInt8QdqConfig(calibration_samples=100)).build(src, out, x)
     ops = {n.op_type for n in onnx.load(str(out)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops and info["calibration_samples"] == 100
     assert out.stat().st_size < src.stat().st_size / 2
@@ -63,8 +64,8 @@ def _qdq_params(path):
 def test_int8_granularity_and_symmetry_follow_the_target(exported, tmp_path, per_channel, symmetric):
     src, x = exported
     out = tmp_path / "q.onnx"
-    BUILDERS["ort-int8-qdq"]().build(src, out, BuildSpec(builder="ort-int8-qdq", per_channel=per_channel,
-                                                         symmetric_activations=symmetric, calibration_samples=64), x)
+    cfg = OrtInt8QdqConfig(per_channel=per_channel, symmetric_activations=symmetric, calibration_samples=64)
+    builder_for(cfg).build(src, out, x)
     weight_scales, act_zp = _qdq_params(out)
     assert weight_scales and all(s == ((64,) if per_channel else ()) or s == ((10,) if per_channel else ())
                                  for s in weight_scales)
@@ -80,8 +81,7 @@ def test_calibration_methods_give_different_ranges_and_all_work(exported, tmp_pa
     scales = {}
     for method in ("minmax", "entropy", "percentile"):
         out = tmp_path / f"{method}.onnx"
-        BUILDERS["ort-int8-qdq"]().build(src, out, BuildSpec(builder="ort-int8-qdq", calibration_method=method,
-                                                             calibration_samples=128), x)
+        builder_for(OrtInt8QdqConfig(calibration_method=method, calibration_samples=128)).build(src, out, x)
         graph = onnx.load(str(out)).graph
         inits = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
         scales[method] = sorted(float(inits[n.input[1]]) for n in graph.node
@@ -117,12 +117,12 @@ def _outlier_model(tmp_path):
 
 def test_int8_backs_off_until_it_keeps_its_validation_accuracy(tmp_path):
     src, x, y = _outlier_model(tmp_path)
-    spec = BuildSpec(builder="ort-int8-qdq", calibration_samples=64)
-    naive = BUILDERS["ort-int8-qdq"]().build(src, tmp_path / "naive.onnx", spec, x[:300])  # no validation: no check
+    spec = OrtInt8QdqConfig(calibration_samples=64)
+    naive = builder_for(spec).build(src, tmp_path / "naive.onnx", x[:300])  # no validation: no check
     assert naive["backoff"] == ["as configured"]
     assert (onnx_logits(tmp_path / "naive.onnx", x[300:]).argmax(1) == y[300:]).mean() < 0.75
 
-    info = BUILDERS["ort-int8-qdq"]().build(src, tmp_path / "int8.onnx", spec, x[:300], (x[300:450], y[300:450]))
+    info = builder_for(spec).build(src, tmp_path / "int8.onnx", x[:300], (x[300:450], y[300:450]))
     assert info["backoff"][:2] == ["as configured", "per-channel, more calibration samples"]
     assert len(info["float_nodes"]) >= 1 and info["within_val_budget"]
     assert info["val_accuracy_drop"] <= 0.5

@@ -1,4 +1,4 @@
-"""Builders turn the exported ONNX model into a target's deployable file. Add one by registering a class."""
+"""ONNX Runtime, static int8 in QDQ form: calibrated on training samples, checked on the validation split."""
 
 from __future__ import annotations
 
@@ -6,54 +6,14 @@ import logging
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import ClassVar
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from squeezeflow.export.onnx import INPUT, check_onnx_file
 from squeezeflow.io import atomic_path
-from squeezeflow.targets import BuildSpec
-
-BUILDERS: dict[str, type["Builder"]] = {}
-
-
-def register_builder(cls: type["Builder"]) -> type["Builder"]:
-    BUILDERS[cls.name] = cls
-    return cls
-
-
-Validation = tuple[np.ndarray, np.ndarray]
-
-
-class Builder:
-    name: ClassVar[str]
-
-    def build(self, source: Path, dest: Path, spec: BuildSpec, calibration: np.ndarray,
-              validation: Validation | None = None) -> dict:
-        """Write the target's model to `dest`. `validation` (x, y): a builder that can lose accuracy checks it."""
-        raise NotImplementedError
-
-
-_LEVELS = {"basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
-
-
-@register_builder
-class OrtFp32(Builder):
-    """ONNX Runtime graph optimisations applied once, offline, and saved: sessions load the optimised graph."""
-
-    name = "ort-fp32"
-
-    def build(self, source: Path, dest: Path, spec: BuildSpec, calibration: np.ndarray,
-              validation: Validation | None = None) -> dict:
-        import onnxruntime as ort
-
-        check_onnx_file(source)
-        with atomic_path(dest) as tmp:
-            opts = ort.SessionOptions()
-            opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[spec.optimization_level])
-            opts.optimized_model_filepath = str(tmp)
-            ort.InferenceSession(str(source), opts, providers=["CPUExecutionProvider"])
-        return {"optimization_level": spec.optimization_level}
+from squeezeflow.runtimes.base import Builder, BuilderConfig, Validation, register_builder
 
 
 class _Calibration:
@@ -93,19 +53,30 @@ def _widen_int2(path: Path) -> None:
         onnx.save(proto, str(path))
 
 
+class OrtInt8QdqConfig(BuilderConfig):
+    builder: Literal["ort-int8-qdq"] = "ort-int8-qdq"
+    per_channel: bool = True
+    symmetric_activations: bool = False
+    calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    calibration_samples: int = Field(256, ge=1, le=100_000)
+    max_val_accuracy_drop: float = Field(0.5, ge=0, le=100, description="points of validation accuracy the "
+                                         "quantized build may lose against the fp32 export before it backs off "
+                                         "(per-channel, more calibration samples, sensitive layers left in float)")
+
+
 @register_builder
 class OrtInt8Qdq(Builder):
     """Static int8 quantization in QDQ form, calibrated on training samples. Weights the export already stores as
     integers (a quantize/qat/mixed-precision recipe) are kept as they are: ONNX Runtime's quantizer recognises
     DequantizeLinear weights and adds only the activation (and int32 bias) quantization."""
 
-    name = "ort-int8-qdq"
+    name, Config = "ort-int8-qdq", OrtInt8QdqConfig
 
-    def build(self, source: Path, dest: Path, spec: BuildSpec, calibration: np.ndarray,
-              validation: Validation | None = None) -> dict:
+    def build(self, source: Path, dest: Path, calibration: np.ndarray, validation: Validation | None = None) -> dict:
         """Quantize as configured; if that loses more than `max_val_accuracy_drop` points of validation accuracy
         against the fp32 export, back off step by step and ship the first attempt within it (or, failing all,
         the most accurate one: the gate then judges it)."""
+        spec = self.config
         check_onnx_file(source)
         with tempfile.TemporaryDirectory() as tmpdir:
             prepped = Path(tmpdir) / "prepped.onnx"
@@ -137,7 +108,7 @@ def _prepare(source: Path, prepped: Path) -> None:
     _widen_int2(prepped)
 
 
-def _backoff(spec: BuildSpec, prepped: Path, available: int):
+def _backoff(spec: OrtInt8QdqConfig, prepped: Path, available: int):
     """(label, settings) from the configured build to the most conservative: per-channel weights and every training
     sample up to 2048 for calibration, then the first, then also the last compute layer left in float (the input and
     classifier layers are the usual sensitive ones)."""
@@ -155,7 +126,7 @@ def _backoff(spec: BuildSpec, prepped: Path, available: int):
         yield f"{', '.join(kept)} left in float", dict(more, nodes_to_exclude=kept)
 
 
-def _quantize(prepped: Path, out: Path, attempt: dict, calibration: np.ndarray, spec: BuildSpec) -> None:
+def _quantize(prepped: Path, out: Path, attempt: dict, calibration: np.ndarray, spec: OrtInt8QdqConfig) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from squeezeflow.compression import prunable_weights
-from squeezeflow.compression.quant_layers import (ActQuant, QuantConv1d, QuantConv2d, QuantLinear, WeightQuant,
+from squeezeflow.models.quant_layers import (ActQuant, QuantConv1d, QuantConv2d, QuantLinear, WeightQuant,
                                                   quantize_weight, to_float, to_quant)
 from squeezeflow.models import describe, load_checkpoint, save_checkpoint
 from squeezeflow.models.registry import ModelSpec
