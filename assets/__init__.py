@@ -1,7 +1,16 @@
-"""The lifecycle's Dagster assets and checks: thin adapters over squeezeflow.lifecycle."""
+"""The lifecycle's Dagster assets and checks, generated from the stage registry: thin adapters over
+squeezeflow.lifecycle."""
 
-from assets.core import core_assets, core_checks
-from assets.sweep import pareto_sweep
-from assets.targets import target_assets
+from assets.stages import asset_key, stage_assets
+from assets.targets import TARGET_STEPS, target_assets
 
-__all__ = ["core_assets", "core_checks", "pareto_sweep", "target_assets"]
+__all__ = ["asset_key", "stage_assets", "TARGET_STEPS", "target_assets", "lifecycle_assets"]
+
+
+def lifecycle_assets(ws) -> list:
+    """Every stage's asset (per-target ones once per profile in device_targets/), then each target's candidate and
+    promoted assets."""
+    assets = stage_assets(ws.stages)
+    for target in ws.targets.values():
+        assets += target_assets(target, ws.stages)
+    return assets

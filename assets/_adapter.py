@@ -1,25 +1,37 @@
-"""What every stage asset does: run (or reuse) its stage, say one line, attach path, hash and metrics."""
+"""What every stage asset does: run (or reuse) its stage, say one line, attach path, hash, metrics and pictures."""
 
 from __future__ import annotations
+
+import base64
 
 from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue
 
 from squeezeflow.lifecycle import StageOutcome
 
 
-def stage_metadata(outcome: StageOutcome) -> dict:
+def metadata_values(values: dict) -> dict:
+    """Plain values as Dagster metadata: lists and dicts as JSON, None as an empty string."""
+    return {k: MetadataValue.json(v) if isinstance(v, (list, dict)) else ("" if v is None else v)
+            for k, v in values.items()}
+
+
+def stage_metadata(outcome: StageOutcome, stage=None) -> dict:
     meta = {
         "path": MetadataValue.path(str(outcome.path)),
         "dvc_md5": outcome.md5 or "",
         "reused": outcome.reused,
         "seconds": round(outcome.seconds, 3),
         "mlflow_run_id": outcome.mlflow_run_id or "",
+        **metadata_values(outcome.metrics),
     }
-    for k, v in outcome.metrics.items():
-        if isinstance(v, (list, dict)):
-            meta[k] = MetadataValue.json(v)
-        else:
-            meta[k] = "" if v is None else v
+    pngs = [a for a in (stage.artifacts if stage else ()) if a.endswith(".png")]
+    for artifact in pngs:  # plots shown in the UI, as in MLflow
+        if (outcome.path / artifact).exists():
+            png = base64.b64encode((outcome.path / artifact).read_bytes()).decode()
+            key = "plot" if len(pngs) == 1 else f"plot_{artifact.removesuffix('.png')}"
+            meta[key] = MetadataValue.md(f"![{artifact}](data:image/png;base64,{png})")
+    if stage is not None and stage.report:
+        meta.update({k: MetadataValue.md(v) for k, v in stage.report(outcome.path).items()})
     return meta
 
 
@@ -30,9 +42,14 @@ def stage_line(outcome: StageOutcome) -> str:
     return f"[squeezeflow] {outcome.stage:<22} {how:<26} {outcome.seconds:6.1f}s  {shown}"
 
 
-def run_stage(context: AssetExecutionContext, squeezeflow, stage: str) -> MaterializeResult:
-    outcome = squeezeflow.lifecycle.run_stage(stage, context.run_id)
-    line = stage_line(outcome)
+def say(context: AssetExecutionContext, line: str) -> None:
     context.log.info(line)
     print(line, flush=True)  # the terminal's line per stage; captured into compute logs under the UI
-    return MaterializeResult(metadata=stage_metadata(outcome), data_version=DataVersion(outcome.md5 or "none"))
+
+
+def run_stage(context: AssetExecutionContext, squeezeflow, stage: str) -> MaterializeResult:
+    lifecycle = squeezeflow.lifecycle
+    outcome = lifecycle.run_stage(stage, context.run_id)
+    say(context, stage_line(outcome))
+    return MaterializeResult(metadata=stage_metadata(outcome, lifecycle.ws.stages[stage]),
+                             data_version=DataVersion(outcome.md5 or "none"))

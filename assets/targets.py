@@ -1,35 +1,25 @@
-"""One chain per hardware target, built from its YAML profile: build -> validated -> candidate (+ gate) -> promoted."""
+"""The end of each hardware target's chain: candidate (gate + registration) -> promoted."""
 
 from dagster import (AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, AssetKey,
                      MaterializeResult, MetadataValue, asset)
 
-from assets._adapter import run_stage
-from assets.core import dataset, exported, teacher
+from assets._adapter import say
+from assets.stages import asset_key, target_group
 from pipelines.resources import SqueezeflowResource
+from squeezeflow.stages import Stage, stage_name
 from squeezeflow.targets import TargetProfile
 
-
-def _say(context: AssetExecutionContext, line: str) -> None:
-    context.log.info(line)
-    print(line, flush=True)  # the terminal's line per stage; captured into compute logs under the UI
+TARGET_STEPS = ("candidate", "promoted")  # after the target's stages: gate + registration, then promotion
 
 
-def target_assets(target: TargetProfile) -> tuple[list, list]:
+def target_assets(target: TargetProfile, stages: dict[str, Stage]) -> list:
+    """The registry's per-target stages (build, validated) come from assets.stages; these two close the chain."""
     name, key = target.name, target.key
-    group = f"target_{key}"
+    group = target_group(key)
     candidate_key = AssetKey([key, "candidate"])
+    validated = asset_key(stages[stage_name("validate", name)])
 
-    @asset(key=AssetKey([key, "build"]), group_name=group, deps=[dataset, exported], kinds={"onnx", "dvc"},
-           description=f"{name}: {target.build.builder} build of the exported model. {target.description}")
-    def build(context: AssetExecutionContext, squeezeflow: SqueezeflowResource):
-        return run_stage(context, squeezeflow, f"build-{name}")
-
-    @asset(key=AssetKey([key, "validated"]), group_name=group, deps=[build, dataset], kinds={"onnxruntime", "dvc"},
-           description=f"{name}: accuracy, bytes, latency p50/p95 and throughput through the target's runtime.")
-    def validated(context: AssetExecutionContext, squeezeflow: SqueezeflowResource):
-        return run_stage(context, squeezeflow, f"validate-{name}")
-
-    @asset(key=candidate_key, group_name=group, deps=[validated, teacher], kinds={"mlflow"},
+    @asset(key=candidate_key, group_name=group, deps=[validated, AssetKey("teacher")], kinds={"mlflow"},
            check_specs=[AssetCheckSpec("gate", asset=candidate_key, blocking=True,
                                        description=f"{name}: absolute budgets, and no regression against the "
                                        "current champion measured side by side (confidence intervals)")],
@@ -39,9 +29,9 @@ def target_assets(target: TargetProfile) -> tuple[list, list]:
         cand = squeezeflow.lifecycle.evaluate_candidate(name, context.run_id)
         verdict = "gate passed" if cand.passed else "gate FAILED"
         how = "registered" if cand.new else "already registered"
-        _say(context, f"[squeezeflow] candidate-{name:<12} {verdict}, {how} as {cand.model_name} v{cand.version}")
+        say(context, f"[squeezeflow] {stage_name('candidate', name):<22} {verdict}, {how} as {cand.model_name} v{cand.version}")
         for reason in cand.reasons:
-            _say(context, f"[squeezeflow]   {name}: {reason}")
+            say(context, f"[squeezeflow]   {name}: {reason}")
         meta = {"model_name": cand.model_name, "version": cand.version, "new_version": cand.new,
                 "gate_report": cand.report_uri}
         check_meta = {"version": cand.version, "report_uri": cand.report_uri,
@@ -60,11 +50,11 @@ def target_assets(target: TargetProfile) -> tuple[list, list]:
         what = {"champion": "new champion", "challenger": "challenger (waits for a person)"}.get(result.alias, "unchanged")
         if not result.new_version:
             what = f"unchanged ({result.alias or 'no alias'})"
-        _say(context, f"[squeezeflow] promote-{name:<14} {what:<33} {result.model_uri}")
+        say(context, f"[squeezeflow] {stage_name('promote', name):<22} {what:<33} {result.model_uri}")
         return MaterializeResult(metadata={
             "model_uri": result.model_uri, "model_name": result.model_name, "version": result.version,
             "alias": result.alias or "(unchanged)", "new_version": result.new_version,
             "previous_champion": result.previous_champion or "none",
             "promoted_by": "squeezeflow (auto)" if result.alias == "champion" and result.new_version else ""})
 
-    return [build, validated, candidate, promoted], []
+    return [candidate, promoted]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from dagster import Definitions, in_process_executor
 
-from assets import core_assets, core_checks, pareto_sweep, target_assets
+from assets import lifecycle_assets
 from pipelines.jobs import lifecycle_job, sweep_job
 from pipelines.promotion import promote, rollback
 from pipelines.resources import SqueezeflowResource
@@ -15,16 +15,10 @@ from squeezeflow.workspace import Workspace
 
 
 def build_definitions(root: Path | str | None = None, **resource_config) -> Definitions:
-    """One chain of target assets per YAML file in the workspace's device_targets/."""
+    """The stage registry's assets (checks inside them), one chain per YAML file in device_targets/."""
     ws = Workspace(root)
-    assets, checks = [*core_assets, pareto_sweep], list(core_checks)
-    for target in ws.targets.values():
-        chain, chain_checks = target_assets(target)
-        assets += chain
-        checks += chain_checks
     return Definitions(
-        assets=assets,
-        asset_checks=checks,
+        assets=lifecycle_assets(ws),
         jobs=[lifecycle_job, sweep_job, promote, rollback],
         schedules=[weekly_retrain],
         # Also for materializations launched from the asset graph: one process per run holds the workspace lock.

@@ -12,15 +12,13 @@ from squeezeflow.stats import resolution_warning
 from squeezeflow.summary import format_table, target_rows, write_summary
 from squeezeflow.workspace import Workspace
 
-CORE = ["dataset", "teacher", "compressed", "finetuned", "exported"]
-
-
 def _selection(ws: Workspace, targets: list[str]) -> list[AssetKey]:
-    keys = [AssetKey(k) for k in CORE]
-    for t in targets:
-        key = ws.targets[t].key
-        keys += [AssetKey([key, n]) for n in ("build", "validated", "candidate", "promoted")]
-    return keys
+    """The main line of the stage registry, with only the chosen targets' chains."""
+    from assets import TARGET_STEPS, asset_key
+
+    keys = [asset_key(s) for s in ws.stages.values()
+            if s.group == "lifecycle" and (s.target is None or s.target.name in targets)]
+    return keys + [AssetKey([ws.targets[t].key, step]) for t in targets for step in TARGET_STEPS]
 
 
 def _check_results(result) -> tuple[dict[str, dict], list[dict]]:
@@ -153,7 +151,7 @@ def run_sweep(ws: Workspace, overrides: list[str], tracking_uri: str | None = No
             print(f"error: {e.step_key}: {_root_cause(e.event_specific_data.error)}", file=sys.stderr)
     if not result.success:
         return 1
-    from assets.sweep import front_table
+    from squeezeflow.sweep import front_table
 
     out = ws.stage_dir("sweep")
     print("\n" + front_table(read_json(out / "points.json")))

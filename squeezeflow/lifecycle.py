@@ -5,6 +5,8 @@ Orchestrators call these; this module knows nothing about Dagster.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import subprocess
 import time
@@ -15,11 +17,9 @@ from typing import Any
 
 from squeezeflow.data import Splits
 from squeezeflow.errors import SqueezeflowInputError
-from squeezeflow.data.checks import DataCheckReport, DataCheckSpec, check_splits
-from squeezeflow.data.splits import expected_sizes
 from squeezeflow.gates import GateVerdict, evaluate_gate
 from squeezeflow.io import atomic_dir, read_json, sha256_file, sha256_tree, write_json, write_text
-from squeezeflow.stages import StageContext
+from squeezeflow.stages import Verdict, stage_name
 from squeezeflow.stats import resolution_warning
 from squeezeflow.tracking import Tracker
 from squeezeflow.versioning import DvcStore
@@ -84,7 +84,7 @@ def run_stage_locally(ws: Workspace, name: str, params) -> dict:
     """Run one stage into a temp folder and swap it into place; returns its metrics."""
     stage = ws.stages[name]
     with atomic_dir(ws.stage_dir(name)) as out:
-        metrics = stage.run(StageContext(ws, params, out, stage.target))
+        metrics = stage.run(ws.context(name, params, out))
         # Timings vary run to run: outside the output, so identical inputs give identical DVC hashes.
         write_json(out / METRICS, {k: v for k, v in metrics.items() if k not in stage.timings})
         timings = {k: metrics[k] for k in stage.timings if k in metrics}
@@ -194,8 +194,8 @@ class Lifecycle:
         tags = {"squeezeflow.reused": str(reused).lower(), f"squeezeflow.dvc.{name}": md5 or "",
                 **{f"squeezeflow.dvc.{d}": self.dvc.hashes().get(d, "") for d in stage.deps}}
         child = self.tracker.stage_run(parent, run_key, name, metrics, tags, sections)
-        if name == "dataset":
-            self._log_dataset_input(parent, child, metrics)
+        if stage.logs_data:
+            self._log_dataset_input(parent, child, out, metrics)
         for artifact in stage.artifacts:
             if (out / artifact).exists():
                 self.tracker.client.log_artifact(child, str(out / artifact))
@@ -204,57 +204,38 @@ class Lifecycle:
         self.tracker.end(parent)
         return StageOutcome(name, out, metrics, reused, md5, time.perf_counter() - t0, child)
 
-    def _log_dataset_input(self, parent: str, child: str, meta: dict) -> None:
-        splits = Splits.load(self.ws.stage_dir("dataset"))
+    def _log_dataset_input(self, parent: str, child: str, out: Path, meta: dict) -> None:
+        splits = Splits.load(out)
         for run_id in (parent, child):
             for split in ("train", "val", "test"):
                 self.tracker.log_dataset(run_id, f"{meta['name']}-{split}", meta["source"], splits.x[split],
                                          splits.y[split], context=split)
 
     # --- checks, gate, promotion ---------------------------------------------------------------------------
-    def check_data(self, run_key: str | None = None) -> DataCheckReport:
-        """Great Expectations on the splits, recorded on the pipeline's MLflow run (lineage)."""
-        report = self._cached_data_check()
-        if run_key:
-            verdict = f"passed ({report.evaluated} expectations)" if report.passed else f"failed: {report.message()}"
-            self.tracker.set_tags(self.parent_run(run_key), {"squeezeflow.data_check": verdict[:5000],
-                                                             "squeezeflow.data_check.engine": "great_expectations"})
-        return report
-
-    def _cached_data_check(self) -> DataCheckReport:
-        """The verdict is kept per (data hash, split params, check code): an unchanged dataset is not re-validated,
-        which spares the warm re-run GX's import and run."""
-        from squeezeflow.stages.base import Stage
-        from squeezeflow.data import checks
-
-        md5 = self.dvc.hashes().get("dataset")
-        key = Stage("data-check", check_splits).code_version() + f"-{md5}-{self.params.split.val}-{self.params.split.test}"
-        cached = self.ws.state_dir / "data-checks" / f"{key}.json"
-        if md5 and self.dvc.up_to_date("dataset") and cached.exists():
-            return checks.DataCheckReport(**read_json(cached))
-        report = self._check_data()
-        write_json(cached, asdict(report))
-        return report
-
-    def _check_data(self) -> DataCheckReport:
-        meta = read_json(self.ws.stage_dir("dataset") / METRICS)
-        spec = DataCheckSpec(
-            source=meta["source"],
-            num_classes=meta["num_classes"],
-            input_shape=tuple(meta["input_shape"]),
-            value_range=tuple(meta["value_range"]) if meta.get("value_range") else None,
-            split_sizes=expected_sizes(meta["samples"], self.params.split),
-        )
-        return check_splits(Splits.load(self.ws.stage_dir("dataset")), spec)
-
-    def check_parity(self) -> tuple[dict, float]:
-        """ONNX Runtime vs torch on the val split, recomputed from the files on disk."""
-        from squeezeflow.export import parity
-        from squeezeflow.models import load_checkpoint
-
-        model, _ = load_checkpoint(self.ws.stage_dir("finetuned") / "model.pt")
-        val = Splits.load(self.ws.stage_dir("dataset")).x["val"]
-        return parity(model, self.ws.stage_dir("exported") / "model.onnx", val), self.params.export.parity_atol
+    def run_check(self, stage: str, run_key: str | None = None) -> Verdict:
+        """The stage's blocking check, on the files on disk. Its verdict is kept per (check code, DVC hashes of the
+        stage and its deps, the stage's params): unchanged data is not re-validated, which spares the warm re-run
+        GX's import and run. A check that declares a tag records its verdict on the pipeline's MLflow run."""
+        st = self.ws.stages[stage]
+        check = st.check
+        hashes = self.dvc.hashes()
+        key_parts = [check.code_version(), *(hashes.get(d, "") for d in (stage, *st.deps)),
+                     json.dumps(self.params.model_dump(mode="json"), sort_keys=True)]
+        key = hashlib.sha256("|".join(key_parts).encode()).hexdigest()[:24]
+        cached = self.ws.state_dir / "checks" / f"{check.name}-{key}.json"
+        if all(hashes.get(d) for d in (stage, *st.deps)) and self.dvc.up_to_date(stage) and cached.exists():
+            verdict = Verdict(**read_json(cached))
+        else:
+            inputs = {d: self.ws.stage_dir(d) for d in (stage, *st.deps)}
+            verdict = check.run(inputs, self.params)
+            write_json(cached, asdict(verdict))
+        if run_key and check.tag:
+            shown = verdict.metadata.get("tag_value") or ("passed" if verdict.passed else f"failed: {verdict.message}")
+            tags = {check.tag: str(shown)[:5000]}
+            if verdict.metadata.get("engine"):
+                tags[f"{check.tag}.engine"] = str(verdict.metadata["engine"])
+            self.tracker.set_tags(self.parent_run(run_key), tags)
+        return verdict
 
     def gate(self, target: str) -> GateVerdict:
         """The absolute budgets and the majority-class baseline. Fails closed: missing or unreadable metrics or
@@ -263,7 +244,7 @@ class Lifecycle:
 
         budgets = self.ws.targets[target].budgets
         try:
-            metrics = self.ws.stage_metrics(f"validate-{target}")
+            metrics = self.ws.stage_metrics(stage_name("validate", target))
             teacher = read_json(self.ws.stage_dir("teacher") / METRICS)["test_accuracy"]
             splits = Splits.load(self.ws.stage_dir("dataset"))
             baseline = majority_baseline(splits.y["train"], splits.y["test"])
@@ -292,7 +273,7 @@ class Lifecycle:
         registered again: its recorded verdict stands."""
         from squeezeflow.tracking import registry
 
-        build = self.ws.stage_dir(f"build-{target}") / "model.onnx"
+        build = self.ws.stage_dir(stage_name("build", target)) / "model.onnx"
         name, sha = self.model_name(target), sha256_file(build)
         existing = registry.version_with_sha(self.tracker, name, sha)
         if existing is not None:
@@ -308,7 +289,7 @@ class Lifecycle:
         from squeezeflow.tracking import registry
 
         profile = self.ws.targets[target]
-        metrics = self.ws.stage_metrics(f"validate-{target}")
+        metrics = self.ws.stage_metrics(stage_name("validate", target))
         checks = list(self.gate(target).checks)
         champ = registry.champion(self.tracker, name)
         comparison, champ_info, notes = None, None, []
@@ -331,7 +312,7 @@ class Lifecycle:
         write_json(out / "gate_report.json", report)
         write_text(out / "gate_report.md", md)
         parent = self.parent_run(run_key)
-        gate_run = self.tracker.stage_run(parent, run_key, f"gate-{target}", _gate_metrics(report),
+        gate_run = self.tracker.stage_run(parent, run_key, stage_name("gate", target), _gate_metrics(report),
                                           {"squeezeflow.gate": report["verdict"], "squeezeflow.target": target,
                                            "squeezeflow.gate_champion": f"v{str(champ.version)}" if champ else "none"})
         for f in ("gate_report.json", "gate_report.md"):
@@ -393,7 +374,7 @@ class Lifecycle:
             alias = "champion" if current is not None and str(current.version) == cand.version else ""
             return Promotion(cand.model_name, cand.version, uri, alias, False, str(current.version) if current else None)
         parent = self.parent_run(run_key)
-        child = self.tracker.stage_run(parent, run_key, f"promote-{target}", {},
+        child = self.tracker.stage_run(parent, run_key, stage_name("promote", target), {},
                                        {**self.lineage_tags(run_key), registry.TARGET_TAG: target,
                                         "squeezeflow.model_uri": uri, "squeezeflow.promotion": self.ws.targets[target].promotion})
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from squeezeflow.io import read_json, write_json
+from squeezeflow.naming import stage_name
 from squeezeflow.workspace import Workspace
 
 COLUMNS = [("target", "{}"), ("accuracy", "{:.2f}"), ("95% CI", "{}"), ("teacher", "{:.2f}"), ("bytes", "{:,}"), ("p50 ms", "{:.3f}"),
@@ -16,8 +17,8 @@ def target_rows(ws: Workspace, targets: list[str], gates: dict[str, dict], promo
     teacher = read_json(teacher_path)["test_accuracy"] if teacher_path.exists() else None
     rows = []
     for t in targets:
-        path = ws.stage_dir(f"validate-{t}") / "metrics.json"
-        m = ws.stage_metrics(f"validate-{t}") if path.exists() else {}
+        path = ws.stage_dir(stage_name("validate", t)) / "metrics.json"
+        m = ws.stage_metrics(stage_name("validate", t)) if path.exists() else {}
         gate = gates.get(t)
         promo = promotions.get(t)
         rows.append({

@@ -47,6 +47,15 @@ def scaled(spec: ModelSpec, scale: float) -> ModelSpec:
                      spec.dropout, dict(spec.extra))
 
 
+def front_table(points: list[dict]) -> str:
+    """The sweep's points as a Markdown table, the front first."""
+    rows = ["| teacher | recipe | accuracy % | gzip bytes | p50 us | front |", "|---|---|---|---|---|---|"]
+    for p in sorted(points, key=lambda p: (-p["on_front"], -p["accuracy"])):
+        rows.append(f"| x{p['teacher_scale']:g} | {p['recipe']} | {p['accuracy']:.2f} | {p['gzip_bytes']} | "
+                    f"{p['latency_p50_ms'] * 1e3:.1f} | {'yes' if p['on_front'] else ''} |")
+    return "\n".join(rows)
+
+
 def dominates(a: Point, b: Point) -> bool:
     no_worse = a.accuracy >= b.accuracy and a.gzip_bytes <= b.gzip_bytes and a.latency_p50_ms <= b.latency_p50_ms
     better = a.accuracy > b.accuracy or a.gzip_bytes < b.gzip_bytes or a.latency_p50_ms < b.latency_p50_ms

@@ -14,16 +14,12 @@ import yaml
 
 from squeezeflow.compression.recipe import Recipe, find_recipe, load_recipe
 from squeezeflow.config import Params, apply_overrides, load_params
-from squeezeflow.io import read_json, sha256_file, sha256_tree, write_text
-from squeezeflow.stages import Stage, stage_graph
+from squeezeflow.io import read_json, sha256_tree, write_text
+from squeezeflow.stages import Stage, StageContext, stage_graph
 from squeezeflow.targets import TargetProfile, load_targets
+from squeezeflow.versioning.resolved import ARTIFACTS, RESOLVED_PARAMS, RESOLVED_RECIPES, render_dvc_yaml, resolved_files
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-RESOLVED_PARAMS = ".squeezeflow/params.yaml"  # params.yaml + this run's flags: what stages and DVC read
-CODE_VERSIONS = ".squeezeflow/code_versions.yaml"
-RESOLVED_TARGETS = ".squeezeflow/targets.yaml"  # profiles with defaults filled in: what DVC compares
-RESOLVED_RECIPES = ".squeezeflow/recipes.yaml"  # main: the chosen recipe; sweep: the sweep's; validated, defaults filled
-RESOLVED_INPUTS = ".squeezeflow/inputs.yaml"  # content hashes of user files (a .npz changed in place must retrain)
 SHIPPED_RECIPES = PROJECT_ROOT / "recipes"
 
 
@@ -37,7 +33,7 @@ class Workspace:
 
     params_path = property(lambda self: self.root / "params.yaml")
     targets_dir = property(lambda self: self.root / "device_targets")
-    artifacts_dir = property(lambda self: self.root / "artifacts")
+    artifacts_dir = property(lambda self: self.root / ARTIFACTS)
     state_dir = property(lambda self: self.root / ".squeezeflow")
     dvc_yaml_path = property(lambda self: self.root / "dvc.yaml")
     recipes_dir = property(lambda self: self.root / "recipes")
@@ -107,49 +103,18 @@ class Workspace:
         Writes only what changed."""
         params = apply_overrides(self.params(), overrides or {}) if overrides else self.params()
         recipes = self.resolved_recipes(params)  # validated before anything is written or run
-        self._write_if_changed(self.root / RESOLVED_PARAMS, yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
-        versions = {name: stage.code_version() for name, stage in self.stages.items()}
-        self._write_if_changed(self.root / CODE_VERSIONS, yaml.safe_dump(versions, sort_keys=True))
-        resolved = {name: t.model_dump(mode="json") for name, t in self.targets.items()}
-        self._write_if_changed(self.root / RESOLVED_TARGETS, yaml.safe_dump(resolved, sort_keys=True))
-        self._write_if_changed(self.root / RESOLVED_RECIPES, yaml.safe_dump(recipes, sort_keys=False))
-        self._write_if_changed(self.root / RESOLVED_INPUTS, yaml.safe_dump(input_fingerprints(params), sort_keys=True))
-        self._write_if_changed(self.dvc_yaml_path, render_dvc_yaml(self))
+        for rel, text in resolved_files(params, self.stages, self.targets, recipes).items():
+            self._write_if_changed(self.root / rel, text)
+        self._write_if_changed(self.dvc_yaml_path, render_dvc_yaml(self.stages))
         return params
+
+    def context(self, name: str, params: Params, out: Path) -> StageContext:
+        """What stage `name` gets to run: its parameters, its deps' outputs, recipes and targets; nothing else."""
+        stage = self.stages[name]
+        return StageContext(params, out, {d: self.stage_dir(d) for d in stage.deps}, stage.target, self.targets,
+                            self.recorded_recipes(), str(self.params_path), str(self.root / RESOLVED_RECIPES))
 
     @staticmethod
     def _write_if_changed(path: Path, text: str) -> None:
         if not path.exists() or path.read_text() != text:
             write_text(path, text)
-
-
-def input_fingerprints(params: Params) -> dict:
-    """The user's data file by content: params name the file, DVC must also see what is in it."""
-    path = Path(params.dataset.path) if params.dataset.name == "npz" and params.dataset.path else None
-    digest = sha256_file(path) if path is not None and path.is_file() else None
-    return {"dataset": {"file": str(path) if path else None, "sha256": digest}}
-
-
-def dvc_stage(ws: Workspace, stage: Stage) -> dict:
-    params: list = [{RESOLVED_PARAMS: list(stage.params)}] if stage.params else []
-    if stage.target_params:
-        params.append({RESOLVED_TARGETS: [f"{stage.target.name}.{k}" for k in stage.target_params]})
-    if stage.recipe_params:
-        params.append({RESOLVED_RECIPES: list(stage.recipe_params)})
-    if stage.input_params:
-        params.append({RESOLVED_INPUTS: list(stage.input_params)})
-    params.append({CODE_VERSIONS: [stage.name]})
-    entry: dict = {"cmd": f"squeezeflow --root . stage {stage.name}"}  # DVC runs it in the workspace
-    if stage.description:
-        entry["desc"] = stage.description
-    if stage.deps:
-        entry["deps"] = [ws.rel(ws.stage_dir(d)) for d in stage.deps]
-    entry["params"] = params
-    entry["outs"] = [ws.rel(ws.stage_dir(stage.name))]
-    return entry
-
-
-def render_dvc_yaml(ws: Workspace) -> str:
-    body = {"stages": {name: dvc_stage(ws, s) for name, s in ws.stages.items()}}
-    header = "# Generated from squeezeflow/stages by `squeezeflow dvc-yaml` (and by every run): do not edit.\n"
-    return header + yaml.safe_dump(body, sort_keys=False)

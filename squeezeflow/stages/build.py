@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from squeezeflow.data import Splits
 from squeezeflow.runtimes import build_artifact
-from squeezeflow.stages.base import Stage, StageContext
-from squeezeflow.targets import TargetProfile
+from squeezeflow.stages.base import Stage, StageContext, register_stage
 
 
 def run(ctx: StageContext) -> dict:
@@ -14,6 +13,6 @@ def run(ctx: StageContext) -> dict:
                           splits.x["train"], (splits.x["val"], splits.y["val"]))
 
 
-def stage_for(target: TargetProfile) -> Stage:
-    return Stage(f"build-{target.name}", run, deps=("dataset", "exported"), target_params=("runtime", "build"),
-                 code=("squeezeflow.runtimes",), target=target, description=f"{target.name} build")
+STAGE = register_stage(Stage(
+    "build", run, deps=("dataset", "exported"), target_params=("runtime", "build"), code=("squeezeflow.runtimes",),
+    per_target=True, kinds=("onnx", "dvc"), description="build of the exported model with the target's builder"))

@@ -6,7 +6,7 @@ from squeezeflow.compression import CompressContext, sparsity
 from squeezeflow.data import Splits
 from squeezeflow.io import write_json, write_yaml
 from squeezeflow.models import load_checkpoint, save_checkpoint
-from squeezeflow.stages.base import Stage, StageContext
+from squeezeflow.stages.base import Stage, StageContext, register_stage
 from squeezeflow.training import accuracy
 
 
@@ -36,6 +36,9 @@ def run(ctx: StageContext) -> dict:
                       for r in report}}
 
 
-STAGE = Stage("compressed", run, deps=("dataset", "teacher"), params=("seed", "compress"), recipe_params=("main.name", "main.steps"),
-              code=("squeezeflow.models", "squeezeflow.training", "squeezeflow.compression"),
-              artifacts=("recipe.yaml", "steps.json"), description="the recipe's compression steps")
+STAGE = register_stage(Stage(
+    "compressed", run, deps=("dataset", "teacher"), params=("seed", "compress"),
+    recipe_params=("main.name", "main.steps"), code=("squeezeflow.models", "squeezeflow.training",
+                                                     "squeezeflow.compression"),
+    artifacts=("recipe.yaml", "steps.json"), kinds=("pytorch", "dvc"),
+    description="The recipe's compression steps (distillation, pruning, factorization, quantization)."))

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from squeezeflow.data import load_dataset, make_splits
-from squeezeflow.stages.base import Stage, StageContext
+from squeezeflow.stages.base import Check, Stage, StageContext, Verdict, register_stage
 
 
 def run(ctx: StageContext) -> dict:
-    data = load_dataset(ctx.params.dataset, source=str(ctx.ws.params_path))
+    data = load_dataset(ctx.params.dataset, source=ctx.params_source)
     splits = make_splits(data, ctx.params.split, ctx.params.seed)
     splits.save(ctx.out)
     return {
@@ -21,5 +21,28 @@ def run(ctx: StageContext) -> dict:
     }
 
 
-STAGE = Stage("dataset", run, params=("seed", "dataset", "split"), input_params=("dataset",), code=("squeezeflow.data",),
-              description="dataset splits (train/val/test .npz)")
+def data_expectations(inputs, params) -> Verdict:
+    """Great Expectations on the splits (squeezeflow.data.checks)."""
+    from squeezeflow.data import Splits
+    from squeezeflow.data.checks import DataCheckSpec, check_splits
+    from squeezeflow.data.splits import expected_sizes
+    from squeezeflow.io import read_json
+
+    meta = read_json(inputs["dataset"] / "metrics.json")
+    spec = DataCheckSpec(source=meta["source"], num_classes=meta["num_classes"], input_shape=tuple(meta["input_shape"]),
+                         value_range=tuple(meta["value_range"]) if meta.get("value_range") else None,
+                         split_sizes=expected_sizes(meta["samples"], params.split))
+    report = check_splits(Splits.load(inputs["dataset"]), spec)
+    verdict = f"passed ({report.evaluated} expectations)" if report.passed else f"failed: {report.message()}"
+    return Verdict(report.passed, report.message(), {"expectations_evaluated": report.evaluated,
+                                                     "failures": report.failures, "engine": "great_expectations",
+                                                     "tag_value": verdict})
+
+
+STAGE = register_stage(Stage(
+    "dataset", run, params=("seed", "dataset", "split"), input_params=("dataset",), code=("squeezeflow.data",),
+    description="Dataset loaded and split train/val/test by seed (DVC-tracked).", kinds=("numpy", "dvc"), logs_data=True,
+    check=Check("data_expectations", data_expectations, tag="squeezeflow.data_check", description=(
+        "Great Expectations: finite values in range, |x| <= 1e6, val/test within train's range, train not constant, "
+        "labels 0..C-1, every class in every split with >= 2 in train, <= 10% of val/test rows duplicating train "
+        "rows, consistent shapes, split sizes as configured."))))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from squeezeflow.data import Splits
 from squeezeflow.export import export_onnx, parity
 from squeezeflow.models import load_checkpoint
-from squeezeflow.stages.base import Stage, StageContext
+from squeezeflow.stages.base import Check, Stage, StageContext, Verdict, register_stage
 
 
 def run(ctx: StageContext) -> dict:
@@ -16,5 +16,20 @@ def run(ctx: StageContext) -> dict:
     return {"model_bytes": path.stat().st_size, **parity(model, path, val)}
 
 
-STAGE = Stage("exported", run, deps=("dataset", "finetuned"), params=("export",), code=("squeezeflow.export", "squeezeflow.models.quant_layers"),
-              description="ONNX model")
+def onnx_matches_torch(inputs, params) -> Verdict:
+    """ONNX Runtime vs torch on the val split, recomputed from the files on disk."""
+    model, _ = load_checkpoint(inputs["finetuned"] / "model.pt")
+    val = Splits.load(inputs["dataset"]).x["val"]
+    result, atol = parity(model, inputs["exported"] / "model.onnx", val), params.export.parity_atol
+    passed = result["max_abs_diff"] <= atol and result["argmax_agreement"] == 1.0
+    message = (f"max |onnx - torch| {result['max_abs_diff']:.3g} (atol {atol:g}), argmax agreement "
+               f"{result['argmax_agreement']:.4f}")
+    return Verdict(passed, message, {**result, "atol": atol})
+
+
+STAGE = register_stage(Stage(
+    "exported", run, deps=("dataset", "finetuned"), params=("export",),
+    code=("squeezeflow.export", "squeezeflow.models.quant_layers"), kinds=("onnx", "dvc"),
+    description="torch -> ONNX, onnx.checker passed.",
+    check=Check("onnx_matches_torch", onnx_matches_torch, description="ONNX Runtime outputs match torch's on the "
+                "val split.")))

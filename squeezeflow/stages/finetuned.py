@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from squeezeflow.io import write_yaml
 from squeezeflow.models import load_checkpoint, save_checkpoint
-from squeezeflow.stages.base import Stage, StageContext
+from squeezeflow.stages.base import Stage, StageContext, register_stage
 from squeezeflow.stages.compressed import compress_context, model_stats
 from squeezeflow.training import accuracy
 
@@ -21,7 +21,8 @@ def run(ctx: StageContext) -> dict:
             "finetune_epochs": result.get("epochs", 0), "val_accuracy": result.get("val_accuracy")}
 
 
-STAGE = Stage("finetuned", run, deps=("dataset", "teacher", "compressed"), params=("seed",),
-              recipe_params=("main.finetune",), artifacts=("recipe-finetune.yaml",),
-              code=("squeezeflow.models", "squeezeflow.training", "squeezeflow.compression"),
-              description="recovery fine-tuning of the compressed model")
+STAGE = register_stage(Stage(
+    "finetuned", run, deps=("dataset", "teacher", "compressed"), params=("seed",),
+    recipe_params=("main.finetune",), artifacts=("recipe-finetune.yaml",),
+    code=("squeezeflow.models", "squeezeflow.training", "squeezeflow.compression"), kinds=("pytorch", "dvc"),
+    description="Recovery fine-tuning of the compressed model; pruned weights stay zero."))

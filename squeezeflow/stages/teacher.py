@@ -8,7 +8,7 @@ from squeezeflow.data import Splits
 from squeezeflow.io import read_json
 from squeezeflow.config import TeacherParams
 from squeezeflow.models import ModelSpec, Standardize, build_model, resolve_arch, save_checkpoint, with_input_norm
-from squeezeflow.stages.base import Stage, StageContext
+from squeezeflow.stages.base import Stage, StageContext, register_stage
 from squeezeflow.stats import wilson_interval
 from squeezeflow.training import accuracy, seed_everything, fit
 
@@ -49,6 +49,7 @@ def run(ctx: StageContext) -> dict:
     }
 
 
-STAGE = Stage("teacher", run, deps=("dataset",), params=("seed", "teacher"),
-              code=("squeezeflow.models", "squeezeflow.training", "squeezeflow.stats"), description="the big teacher model",
-              timings=("train_seconds",))
+STAGE = register_stage(Stage(
+    "teacher", run, deps=("dataset",), params=("seed", "teacher"),
+    code=("squeezeflow.models", "squeezeflow.training", "squeezeflow.stats"), timings=("train_seconds",),
+    description="Train big: the teacher (inputs standardized inside it, the strong schedule).", kinds=("pytorch", "dvc")))

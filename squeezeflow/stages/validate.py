@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from squeezeflow.data import Splits
 from squeezeflow.runtimes import measure
-from squeezeflow.stages.base import Stage, StageContext
-from squeezeflow.targets import TargetProfile
+from squeezeflow.stages.base import Stage, StageContext, register_stage, stage_name
 
 
 def run(ctx: StageContext) -> dict:
     splits = Splits.load(ctx.input("dataset"))
-    model = ctx.input(f"build-{ctx.target.name}") / "model.onnx"
+    model = ctx.input(stage_name("build", ctx.target.name)) / "model.onnx"
     return measure(model, splits.x["test"], splits.y["test"], ctx.target.measure)
 
 
-def stage_for(target: TargetProfile) -> Stage:
-    return Stage(f"validate-{target.name}", run, deps=("dataset", f"build-{target.name}"),
-                 target_params=("runtime", "measure"), code=("squeezeflow.runtimes.measure", "squeezeflow.stats"), target=target,
-                 timings=("latency_p50_ms", "latency_p95_ms", "throughput_per_s"), needs_timings=True,
-                 description=f"{target.name} on-device validation")
+STAGE = register_stage(Stage(
+    "validate", run, deps=("dataset", "build"), target_params=("runtime", "measure"),
+    code=("squeezeflow.runtimes.measure", "squeezeflow.stats"), per_target=True, asset="validated",
+    timings=("latency_p50_ms", "latency_p95_ms", "throughput_per_s"), needs_timings=True, kinds=("onnxruntime", "dvc"),
+    description="on-device validation: accuracy, bytes, latency p50/p95 and throughput through the target's runtime"))

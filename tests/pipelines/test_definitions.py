@@ -8,7 +8,8 @@ from dagster import AssetKey
 
 from pipelines.definitions import build_definitions
 from squeezeflow.errors import SqueezeflowInputError
-from squeezeflow.workspace import Workspace, render_dvc_yaml
+from squeezeflow.versioning.resolved import render_dvc_yaml
+from squeezeflow.workspace import Workspace
 from tests.conftest import make_workspace, write_target
 
 
@@ -40,7 +41,7 @@ def test_a_bad_profile_fails_the_code_location_with_a_clear_message(workspace):
 
 def test_committed_dvc_yaml_is_generated_from_the_stage_registry(project_root):
     # dvc.yaml has one source of truth: regenerate it with `./sf dvc-yaml` after changing stages or targets.
-    assert (project_root / "dvc.yaml").read_text() == render_dvc_yaml(Workspace(project_root))
+    assert (project_root / "dvc.yaml").read_text() == render_dvc_yaml(Workspace(project_root).stages)
 
 
 def test_committed_params_are_valid(project_root):

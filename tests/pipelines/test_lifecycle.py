@@ -307,4 +307,5 @@ def test_pareto_sweep_logs_its_plot_to_mlflow_and_dagster(env):
     assert {"pareto.png", "points.json"} <= {a.path for a in c.list_artifacts(run.info.run_id)}
     with DagsterInstance.get() as instance:
         mat = instance.get_latest_materialization_event(AssetKey("pareto_sweep")).asset_materialization
-    assert mat.metadata["plot"].value.startswith("![Pareto front](data:image/png;base64,")
+    assert mat.metadata["plot"].value.startswith("![pareto.png](data:image/png;base64,")
+    assert mat.metadata["points_table"].value.startswith("| teacher | recipe |")

@@ -1,0 +1,49 @@
+"""Every stage of the registry (squeezeflow.stages) as a Dagster asset, its blocking check included.
+
+Nothing here is specific to a stage: the asset's key, deps, group, kinds, description and check come from the
+stage's declaration, so a new stage module appears in the asset graph without a change here.
+"""
+
+
+from dagster import (AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, AssetKey,
+                     MaterializeResult, asset)
+
+from assets._adapter import metadata_values, run_stage
+from pipelines.resources import SqueezeflowResource
+from squeezeflow.stages import Stage
+
+
+def asset_key(stage: Stage) -> AssetKey:
+    """`teacher`, or `cpu_int8/build` for a per-target stage."""
+    return AssetKey([stage.target.key, stage.asset_name]) if stage.target else AssetKey(stage.asset_name)
+
+
+def target_group(target_key: str) -> str:
+    return f"target_{target_key}"
+
+
+def stage_asset(stage: Stage, stages: dict[str, Stage]):
+    key = asset_key(stage)
+    specs = [AssetCheckSpec(stage.check.name, asset=key, blocking=True, description=stage.check.description)] \
+        if stage.check else []
+
+    @asset(key=key, group_name=target_group(stage.target.key) if stage.target else stage.group,
+           deps=[asset_key(stages[d]) for d in stage.deps], kinds=set(stage.kinds), check_specs=specs,
+           description=stage.description)
+    def _stage(context: AssetExecutionContext, squeezeflow: SqueezeflowResource) -> MaterializeResult:
+        result = run_stage(context, squeezeflow, stage.name)
+        if not stage.check:
+            return result
+        verdict = squeezeflow.lifecycle.run_check(stage.name, context.run_id)
+        return MaterializeResult(metadata=result.metadata, data_version=result.data_version, check_results=[
+            AssetCheckResult(check_name=stage.check.name, asset_key=key, passed=verdict.passed,
+                             severity=AssetCheckSeverity.ERROR, description=verdict.message[:2000],
+                             metadata=metadata_values(verdict.metadata))])
+
+    return _stage
+
+
+def stage_assets(stages: dict[str, Stage]) -> list:
+    return [stage_asset(s, stages) for s in stages.values()]
+
+

@@ -1,0 +1,67 @@
+"""What DVC compares: the resolved-parameter files under .squeezeflow/ and dvc.yaml, rendered from the stages.
+
+params.yaml stays as the user wrote it; a run's flags, the target profiles and recipes with their defaults filled
+in, each stage's code version and the user's data file's content hash are written here, and dvc.yaml names the
+sections each stage reads, so `dvc repro` reruns exactly what changed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import yaml
+
+from squeezeflow.config import Params
+from squeezeflow.io import sha256_file
+from squeezeflow.stages import Stage
+
+RESOLVED_PARAMS = ".squeezeflow/params.yaml"  # params.yaml + this run's flags: what stages and DVC read
+CODE_VERSIONS = ".squeezeflow/code_versions.yaml"
+RESOLVED_TARGETS = ".squeezeflow/targets.yaml"  # profiles with defaults filled in: what DVC compares
+RESOLVED_RECIPES = ".squeezeflow/recipes.yaml"  # main: the chosen recipe; sweep: the sweep's; validated, defaults filled
+RESOLVED_INPUTS = ".squeezeflow/inputs.yaml"  # content hashes of user files (a .npz changed in place must retrain)
+ARTIFACTS = "artifacts"  # stage outputs: artifacts/<stage>
+
+
+def input_fingerprints(params: Params) -> dict:
+    """The user's data file by content: params name the file, DVC must also see what is in it."""
+    path = Path(params.dataset.path) if params.dataset.name == "npz" and params.dataset.path else None
+    digest = sha256_file(path) if path is not None and path.is_file() else None
+    return {"dataset": {"file": str(path) if path else None, "sha256": digest}}
+
+
+def resolved_files(params: Params, stages: Mapping[str, Stage], targets: Mapping, recipes: dict) -> dict[str, str]:
+    """Relative path -> text of every resolved file DVC reads."""
+    return {
+        RESOLVED_PARAMS: yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False),
+        CODE_VERSIONS: yaml.safe_dump({name: s.code_version() for name, s in stages.items()}, sort_keys=True),
+        RESOLVED_TARGETS: yaml.safe_dump({n: t.model_dump(mode="json") for n, t in targets.items()}, sort_keys=True),
+        RESOLVED_RECIPES: yaml.safe_dump(recipes, sort_keys=False),
+        RESOLVED_INPUTS: yaml.safe_dump(input_fingerprints(params), sort_keys=True),
+    }
+
+
+def dvc_stage(stage: Stage) -> dict:
+    params: list = [{RESOLVED_PARAMS: list(stage.params)}] if stage.params else []
+    if stage.target_params:
+        params.append({RESOLVED_TARGETS: [f"{stage.target.name}.{k}" for k in stage.target_params]})
+    if stage.recipe_params:
+        params.append({RESOLVED_RECIPES: list(stage.recipe_params)})
+    if stage.input_params:
+        params.append({RESOLVED_INPUTS: list(stage.input_params)})
+    params.append({CODE_VERSIONS: [stage.name]})
+    entry: dict = {"cmd": f"squeezeflow --root . stage {stage.name}"}  # DVC runs it in the workspace
+    if stage.description:
+        entry["desc"] = stage.description
+    if stage.deps:
+        entry["deps"] = [f"{ARTIFACTS}/{d}" for d in stage.deps]
+    entry["params"] = params
+    entry["outs"] = [f"{ARTIFACTS}/{stage.name}"]
+    return entry
+
+
+def render_dvc_yaml(stages: Mapping[str, Stage]) -> str:
+    body = {"stages": {name: dvc_stage(s) for name, s in stages.items()}}
+    header = "# Generated from squeezeflow/stages by `squeezeflow dvc-yaml` (and by every run): do not edit.\n"
+    return header + yaml.safe_dump(body, sort_keys=False)
