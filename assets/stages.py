@@ -5,8 +5,15 @@ stage's declaration, so a new stage module appears in the asset graph without a 
 """
 
 
-from dagster import (AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, AssetKey,
-                     MaterializeResult, asset)
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    MaterializeResult,
+    asset,
+)
 
 from assets._adapter import metadata_values, run_stage
 from pipelines.resources import SqueezeflowResource

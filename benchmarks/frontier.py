@@ -26,7 +26,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -36,9 +35,11 @@ sys.path.insert(0, str(PROJECT))
 from squeezeflow.data import Splits  # noqa: E402
 from squeezeflow.export import export_onnx  # noqa: E402
 from squeezeflow.models import ModelSpec, Standardize, build_model, load_checkpoint, with_input_norm  # noqa: E402
-from squeezeflow.runtimes import measure  # noqa: E402
+from squeezeflow.runtimes import (
+    MeasureSpec,  # noqa: E402
+    measure,  # noqa: E402
+)
 from squeezeflow.stats import wilson_interval  # noqa: E402
-from squeezeflow.runtimes import MeasureSpec  # noqa: E402
 from squeezeflow.workspace import Workspace  # noqa: E402
 
 MEASURE = MeasureSpec(threads=1, warmup=50, iterations=2000, throughput_batch=256)
@@ -101,7 +102,7 @@ def prune_and_quantize(teacher, x_train, y_train, shape, out: Path) -> Path:
     model = copy.deepcopy(teacher)
     params = [(m, "weight") for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d))]
     prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=0.9)
-    masks = [(getattr(m, "weight_orig"), getattr(m, "weight_mask")) for m, _ in params]
+    masks = [(m.weight_orig, m.weight_mask) for m, _ in params]
     plain_fit(model, x_train, y_train, 5, lr=1e-3, masks=masks)
     for m, n in params:
         prune.remove(m, n)

@@ -23,7 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -35,7 +34,6 @@ from squeezeflow.config import TrainParams, load_params  # noqa: E402
 from squeezeflow.data.sources import load_dataset  # noqa: E402
 from squeezeflow.data.splits import make_splits  # noqa: E402
 from squeezeflow.evaluate import deploy_and_measure  # noqa: E402
-from squeezeflow.export import export_onnx  # noqa: E402
 from squeezeflow.models import ModelSpec, Standardize, build_model, with_input_norm  # noqa: E402
 from squeezeflow.models.flops import flops, parameter_counts  # noqa: E402
 from squeezeflow.runtimes import measure  # noqa: E402

@@ -5,7 +5,6 @@ when it takes over from a run that was killed, marks that run failed in Dagster 
 folders."""
 
 from contextlib import ExitStack
-from typing import Optional
 
 from dagster import ConfigurableResource, DagsterRunStatus, InitResourceContext
 from pydantic import Field, PrivateAttr
@@ -20,15 +19,15 @@ UNFINISHED = {DagsterRunStatus.STARTED, DagsterRunStatus.STARTING, DagsterRunSta
 
 
 class SqueezeflowResource(ConfigurableResource):
-    root: Optional[str] = Field(None, description="workspace (DVC repo) folder; default: $SQUEEZEFLOW_ROOT or the project")
+    root: str | None = Field(None, description="workspace (DVC repo) folder; default: $SQUEEZEFLOW_ROOT or the project")
     overrides: list[str] = Field(default_factory=list, description="params.yaml overrides, e.g. dataset.name=mnist1d")
-    recipe: Optional[str] = Field(None, description="compression recipe: a name in recipes/ or a .yaml path; "
+    recipe: str | None = Field(None, description="compression recipe: a name in recipes/ or a .yaml path; "
                                   "default: params.yaml's compress.recipe")
-    tracking_uri: Optional[str] = Field(None, description="MLflow tracking URI; default: $MLFLOW_TRACKING_URI or SQLite in the workspace")
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI; default: $MLFLOW_TRACKING_URI or SQLite in the workspace")
     push: bool = Field(True, description="push each checkpoint to the DVC remote")
 
-    _lifecycle: Optional[Lifecycle] = PrivateAttr(default=None)
-    _held: Optional[ExitStack] = PrivateAttr(default=None)
+    _lifecycle: Lifecycle | None = PrivateAttr(default=None)
+    _held: ExitStack | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         overrides = dict(parse_override(item) for item in self.overrides)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from dagster import AssetKey, DagsterInstance
 
@@ -11,6 +10,7 @@ from squeezeflow.io import write_text
 from squeezeflow.stats import resolution_warning
 from squeezeflow.summary import format_table, target_rows, write_summary
 from squeezeflow.workspace import Workspace
+
 
 def _selection(ws: Workspace, targets: list[str]) -> list[AssetKey]:
     """The main line of the stage registry, with only the chosen targets' chains."""

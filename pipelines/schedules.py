@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import timezone
+from datetime import UTC
 
 from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, schedule
 
@@ -20,7 +20,7 @@ SCHEDULE_TRIGGER_TAG = "squeezeflow/trigger"
 )
 def weekly_retrain(context: ScheduleEvaluationContext) -> RunRequest:
     when = context.scheduled_execution_time
-    when = when.astimezone(timezone.utc) if when else None
+    when = when.astimezone(UTC) if when else None
     # Explicit, not implied: no parameter overrides and no recipe override, so the run uses params.yaml as committed
     # (and the recipe it names); what changed since last week is what DVC sees changed.
     run_config = {"resources": {"squeezeflow": {"config": {"overrides": [], "recipe": None}}}}

@@ -22,7 +22,7 @@ class DatasetParams(Strict):
     num_classes: int | None = Field(None, ge=2)
 
     @model_validator(mode="after")
-    def _path_for_npz(self) -> "DatasetParams":
+    def _path_for_npz(self) -> DatasetParams:
         if self.name == "npz" and not self.path:
             raise ValueError("dataset 'npz' needs dataset.path to name the .npz file")
         return self
@@ -83,7 +83,7 @@ class TeacherParams(Strict):
     extra: dict[str, int | float | str] = {}
     normalize: Literal["feature", "none"] = Field("feature", description="standardize each input feature with "
                                                   "the train split's mean and std, inside the model (and its ONNX)")
-    train: "TeacherTrainParams" = Field(default_factory=lambda: TeacherTrainParams())
+    train: TeacherTrainParams = Field(default_factory=lambda: TeacherTrainParams())
 
 
 class CompressParams(Strict):
@@ -99,7 +99,7 @@ class SweepParams(Strict):
     target: str = Field("cpu-fp32", description="the device target whose build and runtime measure every point")
 
     @model_validator(mode="after")
-    def _positive(self) -> "SweepParams":
+    def _positive(self) -> SweepParams:
         if any(s <= 0 or s > 4 for s in self.teacher_scales):
             raise ValueError(f"teacher_scales must be in (0, 4], got {list(self.teacher_scales)}")
         return self

@@ -14,11 +14,11 @@ import os
 import shutil
 import socket
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterator
 
 LOCK_FILE = "workspace.lock"
 HOLDER_FILE = "workspace.json"
@@ -101,7 +101,7 @@ def workspace_lock(locks_dir: Path, command: str, wait: bool = True, say: Callab
         holder_path = locks_dir / HOLDER_FILE
         crashed = read_holder(locks_dir) if holder_path.exists() else None
         info = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
-                "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                "started_at": datetime.now(UTC).isoformat(timespec="seconds")}
         held = Held(holder_path, info, crashed)
         _write_holder(holder_path, info)
         _HELD[key] = (fd, 1, held)

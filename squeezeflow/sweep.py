@@ -7,9 +7,9 @@ A point is on the front when no other point is at least as good on all three and
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 from squeezeflow.compression import CompressContext
 from squeezeflow.compression.recipe import Recipe
@@ -102,7 +102,6 @@ def plot_front(points: list[Point], path: Path, title: str) -> None:
 
     matplotlib.use("Agg")  # no display on servers and in CI
     import matplotlib.pyplot as plt
-
     from matplotlib.ticker import NullFormatter
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)

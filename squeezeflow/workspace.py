@@ -17,7 +17,13 @@ from squeezeflow.config import Params, apply_overrides, load_params
 from squeezeflow.io import read_json, sha256_tree, write_text
 from squeezeflow.stages import Stage, StageContext, stage_graph
 from squeezeflow.targets import TargetProfile, load_targets
-from squeezeflow.versioning.resolved import ARTIFACTS, RESOLVED_PARAMS, RESOLVED_RECIPES, render_dvc_yaml, resolved_files
+from squeezeflow.versioning.resolved import (
+    ARTIFACTS,
+    RESOLVED_PARAMS,
+    RESOLVED_RECIPES,
+    render_dvc_yaml,
+    resolved_files,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_RECIPES = PROJECT_ROOT / "recipes"

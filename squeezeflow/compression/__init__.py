@@ -6,8 +6,15 @@ Every module in this package is imported here, so adding a technique is adding a
 import importlib
 import pkgutil
 
-from squeezeflow.compression.base import (KIND_ORDER, TECHNIQUES, Applied, CompressContext, Technique,
-                                          TechniqueConfig, register_technique)
+from squeezeflow.compression.base import (
+    KIND_ORDER,
+    TECHNIQUES,
+    Applied,
+    CompressContext,
+    Technique,
+    TechniqueConfig,
+    register_technique,
+)
 from squeezeflow.compression.prune import apply_masks, magnitude_prune, prunable_weights, sparsity, weight_masks
 
 for _mod in pkgutil.iter_modules(__path__):

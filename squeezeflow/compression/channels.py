@@ -39,7 +39,7 @@ class PruneChannelsConfig(TechniqueConfig):
     finetune: TrainParams | None = Field(None, description="training between steps (needs steps > 1)")
 
     @model_validator(mode="after")
-    def _finetune_needs_steps(self) -> "PruneChannelsConfig":
+    def _finetune_needs_steps(self) -> PruneChannelsConfig:
         # fine-tuning runs *between* steps; with one step it would silently do nothing
         if self.finetune is not None and self.steps < 2:
             raise ValueError("finetune runs between pruning steps, so it needs steps >= 2; to fine-tune after "

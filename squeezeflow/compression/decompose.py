@@ -212,7 +212,7 @@ class CpConfig(TechniqueConfig):
     only_if_smaller: bool = Field(True, description="skip a conv whose decomposition has no fewer parameters")
 
     @model_validator(mode="after")
-    def _one_rank_rule(self) -> "CpConfig":
+    def _one_rank_rule(self) -> CpConfig:
         exactly_one(self, "rank_ratio", "rank")
         return self
 

@@ -17,7 +17,7 @@ from torch import nn
 from squeezeflow.compression.base import Applied, CompressContext, Technique, TechniqueConfig, register_technique
 from squeezeflow.config import TrainParams
 from squeezeflow.models import ARCHS, DEFAULT_HIDDEN, ModelSpec, build_model, input_norm, with_input_norm
-from squeezeflow.training import accuracy, distillation_loss, seed_everything
+from squeezeflow.training import distillation_loss, seed_everything
 
 
 class StudentSpec(TechniqueConfig):
@@ -32,7 +32,7 @@ class StudentSpec(TechniqueConfig):
     extra: dict[str, int | float | str] = {}
 
     @model_validator(mode="after")
-    def _known(self) -> "StudentSpec":
+    def _known(self) -> StudentSpec:
         if self.arch is not None and self.arch not in ARCHS:
             raise ValueError(f"unknown architecture '{self.arch}'; known: {sorted(ARCHS)}")
         if self.hidden is not None and (not self.hidden or any(h < 1 for h in self.hidden)):

@@ -8,7 +8,7 @@ The helpers at the bottom (ranks, the flat rewrite, parameter counts) are shared
 from __future__ import annotations
 
 import copy
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from pydantic import Field, model_validator
@@ -63,7 +63,7 @@ class SvdConfig(TechniqueConfig):
     only_if_smaller: bool = Field(True, description="skip a layer when rank * (in + out) >= in * out")
 
     @model_validator(mode="after")
-    def _one_rank_rule(self) -> "SvdConfig":
+    def _one_rank_rule(self) -> SvdConfig:
         exactly_one(self, "rank_ratio", "energy")
         return self
 

@@ -32,7 +32,7 @@ class Splits:
                     np.savez(f, x=self.x[s], y=self.y[s])
 
     @classmethod
-    def load(cls, directory: Path) -> "Splits":
+    def load(cls, directory: Path) -> Splits:
         x, y = {}, {}
         for s in SPLITS:
             path = Path(directory) / f"{s}.npz"

@@ -8,9 +8,10 @@ import onnx
 import torch
 from torch import nn
 
+from squeezeflow.errors import SqueezeflowInputError
+
 # importing quant also registers the quantized layers, so checkpoints holding them load wherever export is used
 from squeezeflow.export.quant import export_quantized, has_quantized
-from squeezeflow.errors import SqueezeflowInputError
 from squeezeflow.io import atomic_path
 from squeezeflow.training import predict_logits
 

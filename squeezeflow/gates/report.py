@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def gate_report(target: str, model_name: str, candidate: dict, champion: dict | None, checks: list[dict],
@@ -20,7 +20,7 @@ def gate_report(target: str, model_name: str, candidate: dict, champion: dict | 
         "comparison": comparison,
         "notes": notes,
         "dagster_run_id": run_key,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 

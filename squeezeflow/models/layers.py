@@ -9,7 +9,7 @@ checkpoint loads with `torch.load(weights_only=True)`.
 from __future__ import annotations
 
 import copy
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -72,7 +72,7 @@ class Standardize(nn.Module):
         return {"shape": list(self.shape)}
 
     @classmethod
-    def fit(cls, x: np.ndarray) -> "Standardize":
+    def fit(cls, x: np.ndarray) -> Standardize:
         """Statistics in float64 (raw values may be large); a constant feature keeps std 1 (it becomes 0)."""
         flat = np.asarray(x, dtype=np.float64)
         mean, std = flat.mean(axis=0), flat.std(axis=0)

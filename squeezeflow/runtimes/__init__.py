@@ -4,8 +4,15 @@ measurement through the target's runtime. Every module here is imported, so addi
 import importlib
 import pkgutil
 
-from squeezeflow.runtimes.base import (BUILDERS, Builder, BuilderConfig, build_artifact, builder_for,
-                                       parse_build_config, register_builder)
+from squeezeflow.runtimes.base import (
+    BUILDERS,
+    Builder,
+    BuilderConfig,
+    build_artifact,
+    builder_for,
+    parse_build_config,
+    register_builder,
+)
 from squeezeflow.runtimes.measure import MeasureSpec, measure
 
 for _mod in pkgutil.iter_modules(__path__):

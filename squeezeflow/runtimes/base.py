@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from squeezeflow.config import Strict
 from squeezeflow.errors import SqueezeflowInputError, from_pydantic
 
-BUILDERS: dict[str, type["Builder"]] = {}
+BUILDERS: dict[str, type[Builder]] = {}
 
 Validation = tuple[np.ndarray, np.ndarray]
 

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from pydantic import Field
 
 from squeezeflow.config import Strict

@@ -8,8 +8,17 @@ This registry is the single source of truth for what a stage is: dvc.yaml is gen
 import importlib
 import pkgutil
 
-from squeezeflow.stages.base import (STAGES, Check, Stage, StageContext, Verdict, code_version, register_stage,
-                                     stage_graph, stage_name)
+from squeezeflow.stages.base import (
+    STAGES,
+    Check,
+    Stage,
+    StageContext,
+    Verdict,
+    code_version,
+    register_stage,
+    stage_graph,
+    stage_name,
+)
 
 for _mod in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_mod.name}")

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from squeezeflow.config import Params
 from squeezeflow.naming import stage_name
@@ -96,7 +97,7 @@ class Stage:
     def asset_name(self) -> str:
         return self.asset or (self.base or self.name)
 
-    def for_target(self, target: TargetProfile, per_target: set[str]) -> "Stage":
+    def for_target(self, target: TargetProfile, per_target: set[str]) -> Stage:
         deps = tuple(stage_name(d, target.name) if d in per_target else d for d in self.deps)
         return replace(self, name=stage_name(self.name, target.name), deps=deps, base=self.name, target=target,
                        description=f"{target.name} {self.description}".strip())

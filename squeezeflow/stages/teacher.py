@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 
+from squeezeflow.config import TeacherParams
 from squeezeflow.data import Splits
 from squeezeflow.io import read_json
-from squeezeflow.config import TeacherParams
 from squeezeflow.models import ModelSpec, Standardize, build_model, resolve_arch, save_checkpoint, with_input_norm
 from squeezeflow.stages.base import Stage, StageContext, register_stage
 from squeezeflow.stats import wilson_interval
-from squeezeflow.training import accuracy, seed_everything, fit
+from squeezeflow.training import accuracy, fit, seed_everything
 
 
 def data_meta(ctx: StageContext) -> dict:

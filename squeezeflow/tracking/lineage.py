@@ -303,7 +303,7 @@ def build_lineage(source, uri: str, ui_url: str = DEFAULT_UI) -> Lineage:
     for di in (parent.inputs.dataset_inputs if parent is not None and parent.inputs else []):
         digests[di.dataset.name] = di.dataset.digest
     fp = Link("data-fingerprint", "data fingerprint", f"dvc md5 {ds_md5 or '?'}"
-              + (f"; mlflow digests " + ", ".join(f"{k} {v}" for k, v in sorted(digests.items())) if digests else ""),
+              + ("; mlflow digests " + ", ".join(f"{k} {v}" for k, v in sorted(digests.items())) if digests else ""),
               details={"dvc_md5": ds_md5, "mlflow_digests": digests})
     if not digests:
         fp.problems.append("no MLflow dataset inputs logged on the pipeline run")

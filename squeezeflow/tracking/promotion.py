@@ -9,10 +9,18 @@ from __future__ import annotations
 import fcntl
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from squeezeflow.tracking.registry import CHALLENGER, CHAMPION, GATE_TAG, champion, get_version, version_by_alias, versions
+from squeezeflow.tracking.registry import (
+    CHALLENGER,
+    CHAMPION,
+    GATE_TAG,
+    champion,
+    get_version,
+    version_by_alias,
+    versions,
+)
 from squeezeflow.tracking.tracker import Tracker
 
 HISTORY_EXPERIMENT = "squeezeflow-promotions"
@@ -121,7 +129,7 @@ def promote_version(tracker: Tracker, model_name: str, version: str | int, promo
 def _record(tracker: Tracker, model_name: str, version: str, previous: str | None, action: str, who: str,
             reason: str, forced: bool, extra: dict[str, str]) -> PromotionRecord:
     seq = len(history(tracker, model_name)) + 1  # under the lock: a total order
-    at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    at = datetime.now(UTC).isoformat(timespec="seconds")
     tags = {f"{T}model_name": model_name, f"{T}version": version, f"{T}previous_champion": previous or "",
             f"{T}action": action, f"{T}promoted_by": who, f"{T}reason": reason, f"{T}forced": str(forced).lower(),
             f"{T}promoted_at": at, f"{T}promotion_seq": str(seq), **extra}

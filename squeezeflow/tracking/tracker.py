@@ -77,8 +77,9 @@ class Tracker:
                   params: dict | None = None) -> str:
         run = self.client.create_run(self.experiment_id, run_name=stage, tags={
             "mlflow.parentRunId": parent_id, RUN_KEY_TAG: run_key, STAGE_TAG: stage, **tags})
-        from mlflow.entities import Metric, Param
         import time
+
+        from mlflow.entities import Metric, Param
 
         now = int(time.time() * 1000)
         self.client.log_batch(
@@ -89,10 +90,10 @@ class Tracker:
         return run.info.run_id
 
     def log_dataset(self, run_id: str, name: str, source: str, x, y, context: str) -> None:
+        import warnings
+
         import mlflow.data
         from mlflow.entities import DatasetInput, InputTag
-
-        import warnings
 
         with warnings.catch_warnings():  # a free-text source ("sklearn.datasets.load_digits") is ambiguous to MLflow
             warnings.simplefilter("ignore", UserWarning)

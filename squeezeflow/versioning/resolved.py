@@ -7,8 +7,8 @@ sections each stage reads, so `dvc repro` reruns exactly what changed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import yaml
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import functools
 import io
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest

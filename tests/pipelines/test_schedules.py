@@ -1,11 +1,11 @@
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from dagster import DagsterInvalidConfigError, RunRequest, build_schedule_context, validate_run_config
 
 from pipelines.definitions import build_definitions
 
-MONDAY_3AM = datetime(2026, 3, 2, 3, 0, tzinfo=timezone.utc)
+MONDAY_3AM = datetime(2026, 3, 2, 3, 0, tzinfo=UTC)
 
 
 def test_weekly_tick_requests_one_lifecycle_run_with_explicit_config(workspace):

@@ -1,4 +1,3 @@
-import pytest
 
 from squeezeflow.models import ModelSpec
 from squeezeflow.sweep import Point, dominates, pareto_front, plot_front, scaled

@@ -7,8 +7,15 @@ from pydantic import ValidationError
 from torch import nn
 
 from squeezeflow.compression import TECHNIQUES, CompressContext
-from squeezeflow.compression.channels import (PruneChannels, PruneChannelsConfig, channel_importance, find_couplings,
-                                              n_params, remove_channels, select_channels)
+from squeezeflow.compression.channels import (
+    PruneChannels,
+    PruneChannelsConfig,
+    channel_importance,
+    find_couplings,
+    n_params,
+    remove_channels,
+    select_channels,
+)
 from squeezeflow.config import TrainParams
 from squeezeflow.export.onnx import export_onnx, parity
 from squeezeflow.models import ModelSpec, build_model, describe, load_checkpoint, rebuild, save_checkpoint

@@ -5,9 +5,20 @@ from pydantic import ValidationError
 from torch import nn
 
 from squeezeflow.compression import TECHNIQUES, CompressContext
-from squeezeflow.compression.decompose import (CpConfig, CpFactorize, TuckerConfig, TuckerFactorize, cp_als,
-                                               cp_layers, cp_params, cp_weight, tucker2, tucker2_weight,
-                                               tucker_layers, tucker_params)
+from squeezeflow.compression.decompose import (
+    CpConfig,
+    CpFactorize,
+    TuckerConfig,
+    TuckerFactorize,
+    cp_als,
+    cp_layers,
+    cp_params,
+    cp_weight,
+    tucker2,
+    tucker2_weight,
+    tucker_layers,
+    tucker_params,
+)
 from squeezeflow.export import export_onnx, parity
 from squeezeflow.models import LAYERS, ModelSpec, build_model, describe, load_checkpoint, rebuild, save_checkpoint
 

@@ -2,10 +2,15 @@ import pytest
 from pydantic import ValidationError
 from torch import nn
 
-from squeezeflow.compression.mixed_precision import (MixedPrecision, MixedPrecisionConfig, Evaluator, greedy_choice,
-                                                     verified)
-from squeezeflow.models.quant_layers import WeightQuant, is_quantized, to_float, to_quant
+from squeezeflow.compression.mixed_precision import (
+    Evaluator,
+    MixedPrecision,
+    MixedPrecisionConfig,
+    greedy_choice,
+    verified,
+)
 from squeezeflow.config import TrainParams
+from squeezeflow.models.quant_layers import WeightQuant, is_quantized, to_float, to_quant
 from squeezeflow.training import accuracy
 from tests.squeezeflow.compression.test_quantize import digits_task, single_thread  # noqa: F401 (fixture)
 

@@ -3,9 +3,9 @@ import torch
 from pydantic import ValidationError
 
 from squeezeflow.compression.qat import Qat, QatConfig
-from squeezeflow.models.quant_layers import is_quantized
 from squeezeflow.compression.quantize import Quantize, QuantizeConfig
 from squeezeflow.config import TrainParams
+from squeezeflow.models.quant_layers import is_quantized
 from squeezeflow.training import accuracy
 from tests.squeezeflow.compression.test_quantize import digits_task, single_thread  # noqa: F401 (fixture)
 

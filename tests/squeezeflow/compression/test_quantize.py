@@ -1,5 +1,5 @@
 import copy
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
@@ -8,13 +8,13 @@ from pydantic import ValidationError
 from torch import nn
 
 from squeezeflow.compression import TECHNIQUES, CompressContext
-from squeezeflow.models.quant_layers import ActQuant, QuantLinear, is_quantized
 from squeezeflow.compression.quantize import Quantize, QuantizeConfig
 from squeezeflow.compression.recipe import parse_recipe
 from squeezeflow.config import DatasetParams, SplitParams, TrainParams
 from squeezeflow.data import load_dataset, make_splits
 from squeezeflow.errors import SqueezeflowInputError
 from squeezeflow.models import ModelSpec, build_model
+from squeezeflow.models.quant_layers import ActQuant, QuantLinear, is_quantized
 from squeezeflow.training import accuracy, fit, seed_everything
 
 
@@ -27,7 +27,7 @@ def single_thread():
     torch.set_num_threads(threads)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _digits(hidden: tuple[int, ...]):
     splits = make_splits(load_dataset(DatasetParams()), SplitParams(), 0)
     spec = ModelSpec("mlp", (8, 8), 10, hidden)

@@ -6,9 +6,9 @@ import torch
 from onnx import TensorProto, numpy_helper
 from torch import nn
 
-from squeezeflow.models.quant_layers import ActQuant, WeightQuant, quantizable, to_quant
 from squeezeflow.export import export_onnx, onnx_logits, parity
 from squeezeflow.models import ModelSpec, build_model
+from squeezeflow.models.quant_layers import ActQuant, WeightQuant, quantizable, to_quant
 from squeezeflow.runtimes import builder_for
 from squeezeflow.runtimes.ort_int8 import OrtInt8QdqConfig
 

@@ -3,8 +3,16 @@ import pytest
 import torch
 from torch import nn
 
-from squeezeflow.models import (ModelSpec, build_model, choose_arch, describe, load_checkpoint, rebuild, resolve_arch,
-                                save_checkpoint)
+from squeezeflow.models import (
+    ModelSpec,
+    build_model,
+    choose_arch,
+    describe,
+    load_checkpoint,
+    rebuild,
+    resolve_arch,
+    save_checkpoint,
+)
 from squeezeflow.models.flops import flops, parameter_counts
 
 

@@ -3,9 +3,17 @@ import torch
 from torch import nn
 
 from squeezeflow.compression import prunable_weights
-from squeezeflow.models.quant_layers import (ActQuant, QuantConv1d, QuantConv2d, QuantLinear, WeightQuant,
-                                                  quantize_weight, to_float, to_quant)
 from squeezeflow.models import describe, load_checkpoint, save_checkpoint
+from squeezeflow.models.quant_layers import (
+    ActQuant,
+    QuantConv1d,
+    QuantConv2d,
+    QuantLinear,
+    WeightQuant,
+    quantize_weight,
+    to_float,
+    to_quant,
+)
 from squeezeflow.models.registry import ModelSpec
 
 SPECS = [WeightQuant(b, pc, sym) for b in (8, 4, 2, 1) for pc in (True, False) for sym in (True, False)]
