@@ -37,7 +37,8 @@ def target_assets(target: TargetProfile, stages: dict[str, Stage]) -> list:
         cand = squeezeflow.lifecycle.evaluate_candidate(name, context.run_id)
         verdict = "gate passed" if cand.passed else "gate FAILED"
         how = "registered" if cand.new else "already registered"
-        say(context, f"[squeezeflow] {stage_name('candidate', name):<22} {verdict}, {how} as {cand.model_name} v{cand.version}")
+        say(context, f"[squeezeflow] {stage_name('candidate', name):<22} {verdict}, {how} as "
+                     f"{cand.model_name} v{cand.version}")
         for reason in cand.reasons:
             say(context, f"[squeezeflow]   {name}: {reason}")
         meta = {"model_name": cand.model_name, "version": cand.version, "new_version": cand.new,
@@ -55,7 +56,8 @@ def target_assets(target: TargetProfile, stages: dict[str, Stage]) -> list:
            "manual: it gets the alias 'challenger' for a person to promote with the promote job).")
     def promoted(context: AssetExecutionContext, squeezeflow: SqueezeflowResource) -> MaterializeResult:
         result = squeezeflow.lifecycle.promote(name, context.run_id)
-        what = {"champion": "new champion", "challenger": "challenger (waits for a person)"}.get(result.alias, "unchanged")
+        what = {"champion": "new champion",
+                "challenger": "challenger (waits for a person)"}.get(result.alias, "unchanged")
         if not result.new_version:
             what = f"unchanged ({result.alias or 'no alias'})"
         say(context, f"[squeezeflow] {stage_name('promote', name):<22} {what:<33} {result.model_uri}")

@@ -112,14 +112,15 @@ def bench(name: str, work: Path, overrides: list[str]) -> list[tuple[str, float,
     seconds, summary = run_squeezeflow(work / name, npz, overrides)
     rows = [(k, v, "") for k, v in plain_scripts(x_tr, y_tr, x_te, y_te).items()]
     teacher, spec = load_checkpoint(work / name / "artifacts" / "teacher" / "model.pt")
-    rows.append(("squeezeflow teacher (torch)", accuracy(teacher.eval(), x_te, y_te), f"{spec.arch} {list(spec.hidden)}"))
+    rows.append(("squeezeflow teacher (torch)", accuracy(teacher.eval(), x_te, y_te),
+                 f"{spec.arch} {list(spec.hidden)}"))
     for t in summary["targets"]:
         path = work / name / "artifacts" / f"build-{t['target']}" / "model.onnx"
         note = f"gate {t['gate']}, {t['promoted']}, {t['bytes']} B" + (
             f" ({'; '.join(t['gate_reasons'])})" if t["gate_reasons"] else "")
         rows.append((f"squeezeflow {t['target']}", onnx_accuracy(path, x_te, y_te), note))
-    print(f"\n## {name}: {len(y_tr)} train / {len(y_te)} held-out samples, x {x.shape[1:]}, {len(np.unique(y))} classes;"
-          f" main job {seconds:.0f} s")
+    print(f"\n## {name}: {len(y_tr)} train / {len(y_te)} held-out samples, x {x.shape[1:]}, "
+          f"{len(np.unique(y))} classes; main job {seconds:.0f} s")
     print("| model | held-out accuracy % | notes |\n|---|---:|---|")
     for model, acc, note in rows:
         print(f"| {model} | {acc:.2f} | {note} |")

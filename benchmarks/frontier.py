@@ -100,7 +100,8 @@ def prune_and_quantize(teacher, x_train, y_train, shape, out: Path) -> Path:
     from squeezeflow.runtimes.ort_int8 import _Calibration
 
     model = copy.deepcopy(teacher)
-    params = [(m, "weight") for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d))]
+    params = [(m, "weight") for m in model.modules()
+              if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d))]
     prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=0.9)
     masks = [(m.weight_orig, m.weight_mask) for m, _ in params]
     plain_fit(model, x_train, y_train, 5, lr=1e-3, masks=masks)
@@ -167,8 +168,8 @@ def student_spec(ws: Workspace, tspec: ModelSpec, params) -> ModelSpec:
 def table(dataset: str, rows: list[dict]) -> str:
     t = rows[0]
     lines = [f"\n### {dataset} (cold main job: {t['cold_s']:.0f} s)\n",
-             "| model | accuracy % | 95% CI | gzip bytes | x smaller than teacher fp32 | p50 us (b=1) | x teacher latency "
-             "| samples/s (b=256) |", "|---|---|---|---|---|---|---|---|"]
+             "| model | accuracy % | 95% CI | gzip bytes | x smaller than teacher fp32 | p50 us (b=1) "
+             "| x teacher latency | samples/s (b=256) |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['name']} | {r['accuracy']:.2f} | [{r['ci'][0]:.1f}, {r['ci'][1]:.1f}] | "
                      f"{r['model_gzip_bytes']:,} | {t['model_bytes'] / r['model_gzip_bytes']:.1f} | "

@@ -42,10 +42,12 @@ def main() -> None:
         env.pop("MLFLOW_TRACKING_URI", None)
         cold, rc1 = timed_run(root, args.dataset, env)
         warm, rc2 = timed_run(root, args.dataset, env)
-    print(f"lifecycle on {args.dataset}, {os.cpu_count()} CPU cores, targets: {', '.join(sorted(p.stem for p in (PROJECT / 'device_targets').glob('*.yaml')))}")
+    targets = sorted(p.stem for p in (PROJECT / "device_targets").glob("*.yaml"))
+    print(f"lifecycle on {args.dataset}, {os.cpu_count()} CPU cores, targets: {', '.join(targets)}")
     print(f"{'run':<6} {'seconds':>8} {'exit':>5}  target")
     print(f"{'cold':<6} {cold:8.1f} {rc1:>5}  <= 300 s")
-    print(f"{'warm':<6} {warm:8.1f} {rc2:>5}  < {cold / 2:.1f} s (half of cold): {'met' if warm < cold / 2 else 'MISSED'}")
+    print(f"{'warm':<6} {warm:8.1f} {rc2:>5}  < {cold / 2:.1f} s (half of cold): "
+          f"{'met' if warm < cold / 2 else 'MISSED'}")
     print(f"warm/cold = {warm / cold:.2f}")
 
 

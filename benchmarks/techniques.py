@@ -54,7 +54,8 @@ PROBES: dict[str, list[dict]] = {
     "prune-channels 50% L1": [{"technique": "prune-channels", "amount": 0.5}, {"technique": "finetune"}],
     "prune-channels 50% BN, 2 steps": [{"technique": "prune-channels", "amount": 0.5, "importance": "bn", "steps": 2,
                                         "finetune": FT}, {"technique": "finetune"}],
-    "factorize-svd energy 0.9": [{"technique": "factorize-svd", "energy": 0.9, "skip_last": False}, {"technique": "finetune"}],
+    "factorize-svd energy 0.9": [{"technique": "factorize-svd", "energy": 0.9, "skip_last": False},
+                                 {"technique": "finetune"}],
     "factorize-tucker 0.5": [{"technique": "factorize-tucker", "rank_ratio": 0.5}, {"technique": "finetune"}],
     "factorize-cp 0.5": [{"technique": "factorize-cp", "rank_ratio": 0.5}, {"technique": "finetune"}],
     "quantize int8 (PTQ, per-channel)": [{"technique": "quantize", "bits": 8}],
@@ -84,7 +85,8 @@ def quick(steps: list[dict]) -> list[dict]:
 class Bench:
     def __init__(self, dataset: str, work: Path, is_quick: bool):
         params = load_params(PROJECT / "params.yaml")
-        self.params, self.quick = params.model_copy(update={"dataset": params.dataset.model_copy(update={"name": dataset})}), is_quick
+        self.params, self.quick = params.model_copy(
+            update={"dataset": params.dataset.model_copy(update={"name": dataset})}), is_quick
         self.splits = make_splits(load_dataset(self.params.dataset), self.params.split, self.params.seed)
         self.target = load_targets(PROJECT / "device_targets")["cpu-fp32"]
         self.work, self.rows = work / dataset, []
@@ -151,7 +153,8 @@ class Bench:
 
         t0 = time.perf_counter()
         model = copy.deepcopy(self.tmodel)
-        params = [(m, "weight") for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d))]
+        params = [(m, "weight") for m in model.modules()
+                  if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d))]
         prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=sparsity)
         train = TrainParams(**{**FT, "epochs": 3 if self.quick else FT["epochs"]})
         fit(model, self.train, self.val, train, self.params.seed, desc="torch prune ft")  # masks stay in force
@@ -176,15 +179,16 @@ def verdict(rows: list[dict], name: str) -> list[str]:
 
 def table(dataset: str, rows: list[dict]) -> str:
     t = next(r for r in rows if r["kind"] == "reference")
-    head = (f"\n### {dataset}\n\n| model | kind | accuracy % | change pt | file bytes | gzip bytes | x smaller | nonzero params "
-            "| MFLOPs | p50 us (b=1) | x latency | samples/s (b=256) |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+    head = (f"\n### {dataset}\n\n| model | kind | accuracy % | change pt | file bytes | gzip bytes | x smaller "
+            "| nonzero params | MFLOPs | p50 us (b=1) | x latency | samples/s (b=256) |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
         lines.append(
-            f"| {r['name']} | {r['kind']} | {r['accuracy']:.2f} | {r['accuracy'] - t['accuracy']:+.2f} | {r['model_bytes']:,} "
-            f"| {r['model_gzip_bytes']:,} | {t['model_bytes'] / r['model_gzip_bytes']:.1f} | {r['nonzero_parameters'] or 0:,} "
-            f"| {(r['flops'] or 0) / 1e6:.3f} | {r['latency_p50_ms'] * 1e3:.1f} | {r['latency_p50_ms'] / t['latency_p50_ms']:.2f} "
-            f"| {r['throughput_per_s']:,.0f} |")
+            f"| {r['name']} | {r['kind']} | {r['accuracy']:.2f} | {r['accuracy'] - t['accuracy']:+.2f} "
+            f"| {r['model_bytes']:,} | {r['model_gzip_bytes']:,} | {t['model_bytes'] / r['model_gzip_bytes']:.1f} "
+            f"| {r['nonzero_parameters'] or 0:,} | {(r['flops'] or 0) / 1e6:.3f} | {r['latency_p50_ms'] * 1e3:.1f} "
+            f"| {r['latency_p50_ms'] / t['latency_p50_ms']:.2f} | {r['throughput_per_s']:,.0f} |")
     return "\n".join(lines)
 
 

@@ -37,7 +37,8 @@ def setup_env(root: Path) -> Path:
         os.environ.setdefault(k, v)
     import logging
 
-    logging.getLogger("mlflow").setLevel(os.environ["MLFLOW_LOGGING_LEVEL"].upper())  # also if mlflow was imported before
+    # also if mlflow was imported before
+    logging.getLogger("mlflow").setLevel(os.environ["MLFLOW_LOGGING_LEVEL"].upper())
     return home
 
 
@@ -161,7 +162,8 @@ def cmd_ui(args) -> int:
     setup_env(root)
     bin_dir = Path(sys.executable).parent
     if args.which == "dagster":
-        argv = [str(bin_dir / "dagster"), "dev", "-m", "pipelines.definitions", "-h", args.host, "-p", str(args.port or 3000)]
+        argv = [str(bin_dir / "dagster"), "dev", "-m", "pipelines.definitions", "-h", args.host,
+                "-p", str(args.port or 3000)]
     else:
         db = root / ".squeezeflow" / "mlflow.db"
         argv = [str(bin_dir / "mlflow"), "ui", "--backend-store-uri", os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{db}"),
@@ -184,8 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--recipe", help="compression recipe: a name in recipes/ (default: params.yaml's compress.recipe) "
                    "or a .yaml path")
     r.add_argument("--target", action="append", help="only this target (repeatable); default: all in device_targets/")
-    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override params.yaml, e.g. teacher.train.epochs=5")
-    r.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or SQLite in .squeezeflow/)")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override params.yaml, e.g. teacher.train.epochs=5")
+    r.add_argument("--tracking-uri",
+                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or SQLite in .squeezeflow/)")
     r.add_argument("--verbose", action="store_true", help="Dagster's log and full stack traces on the terminal")
     r.set_defaults(fn=cmd_run)
     w = sub.add_parser("sweep", help="train big, then compress: teacher sizes x recipes (params.yaml: sweep); the "

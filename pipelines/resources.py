@@ -23,7 +23,8 @@ class SqueezeflowResource(ConfigurableResource):
     overrides: list[str] = Field(default_factory=list, description="params.yaml overrides, e.g. dataset.name=mnist1d")
     recipe: str | None = Field(None, description="compression recipe: a name in recipes/ or a .yaml path; "
                                   "default: params.yaml's compress.recipe")
-    tracking_uri: str | None = Field(None, description="MLflow tracking URI; default: $MLFLOW_TRACKING_URI or SQLite in the workspace")
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI; default: $MLFLOW_TRACKING_URI or SQLite "
+                                     "in the workspace")
     push: bool = Field(True, description="push each checkpoint to the DVC remote")
 
     _lifecycle: Lifecycle | None = PrivateAttr(default=None)

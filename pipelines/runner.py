@@ -73,7 +73,8 @@ def _run_config(resource: dict, verbose: bool) -> dict:
     # Dagster's console log carries every stack trace: shown with --verbose; otherwise one line per failure here,
     # and the details in the run's log (Dagster UI) and in errors.log beside the summary.
     level = "INFO" if verbose else "CRITICAL"
-    return {"resources": {"squeezeflow": {"config": resource}}, "loggers": {"console": {"config": {"log_level": level}}}}
+    return {"resources": {"squeezeflow": {"config": resource}},
+            "loggers": {"console": {"config": {"log_level": level}}}}
 
 
 def run_lifecycle(ws: Workspace, overrides: list[str], targets: list[str], tracking_uri: str | None = None,
@@ -115,7 +116,8 @@ def run_lifecycle(ws: Workspace, overrides: list[str], targets: list[str], track
             print(f"warning: {small}", file=sys.stderr)
     for chk in failed_checks:
         found = chk["failures"] if isinstance(chk["failures"], list) else [chk["failures"]]
-        first = found[0].get("message", found[0]) if found and isinstance(found[0], dict) else (found[0] if found else "")
+        first = (found[0].get("message", found[0]) if found and isinstance(found[0], dict)
+                 else (found[0] if found else ""))
         more = f" (and {len(found) - 1} more in {path})" if len(found) > 1 else ""
         print(f"error: check '{chk['check']}' on {chk['asset']} failed: {first}{more}", file=sys.stderr)
     for err in errors:
@@ -140,7 +142,8 @@ def run_sweep(ws: Workspace, overrides: list[str], tracking_uri: str | None = No
     from pipelines.definitions import build_definitions
     from squeezeflow.io import read_json
 
-    resource = {"root": str(ws.root), "overrides": overrides, **({"tracking_uri": tracking_uri} if tracking_uri else {})}
+    resource = {"root": str(ws.root), "overrides": overrides,
+                **({"tracking_uri": tracking_uri} if tracking_uri else {})}
     job = build_definitions(ws.root).resolve_job_def("sweep")
     run_config = _run_config(resource, verbose)
     print(f"squeezeflow: Pareto sweep on {ws.root}", flush=True)
@@ -155,5 +158,6 @@ def run_sweep(ws: Workspace, overrides: list[str], tracking_uri: str | None = No
 
     out = ws.stage_dir("sweep")
     print("\n" + front_table(read_json(out / "points.json")))
-    print(f"\nplot: {out / 'pareto.png'} (also in MLflow, run 'sweep', and in the Dagster UI on the pareto_sweep asset)")
+    print(f"\nplot: {out / 'pareto.png'} (also in MLflow, run 'sweep', "
+          "and in the Dagster UI on the pareto_sweep asset)")
     return 0

@@ -88,7 +88,8 @@ class TeacherParams(Strict):
 
 class CompressParams(Strict):
     recipe: str = Field("default", min_length=1,
-                        description="a recipe name (recipes/<name>.yaml in the workspace, then the shipped ones) or a path")
+                        description="a recipe name (recipes/<name>.yaml in the workspace, then the shipped ones) "
+                                    "or a path")
 
 
 class SweepParams(Strict):

@@ -22,6 +22,7 @@ def from_pydantic(source: str | Path, exc: Any, prefix: str = "") -> Squeezeflow
     'field required' it causes, since the misspelling is what the user has to fix."""
     errors = sorted(exc.errors(), key=lambda e: e.get("type") != "extra_forbidden")
     err = errors[0]
-    field = prefix + ".".join(str(p) for p in err.get("loc", ())) if err.get("loc") else (prefix.rstrip(".") or "<root>")
+    field = (prefix + ".".join(str(p) for p in err.get("loc", ())) if err.get("loc")
+             else (prefix.rstrip(".") or "<root>"))
     value = None if err.get("type") == "missing" else err.get("input")
     return SqueezeflowInputError(source, field, value, err.get("msg", "invalid"))

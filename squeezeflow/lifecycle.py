@@ -142,7 +142,8 @@ class Lifecycle:
     @cached_property
     def tracker(self) -> Tracker:
         self.ws.state_dir.mkdir(parents=True, exist_ok=True)
-        return Tracker(self._tracking_uri or default_tracking_uri(self.ws), artifact_location=self.ws.state_dir / "mlartifacts")
+        return Tracker(self._tracking_uri or default_tracking_uri(self.ws),
+                       artifact_location=self.ws.state_dir / "mlartifacts")
 
     # --- lineage -------------------------------------------------------------------------------------------
     def lineage_tags(self, run_key: str, target: str | None = None) -> dict[str, str]:
@@ -302,7 +303,8 @@ class Lifecycle:
             notes.append("the data (or its split) changed since the champion was trained: some of these test samples "
                          "may have been in its training split, which favours the champion")
         if champ is not None:
-            champ_info = {"model_name": name, "version": str(champ.version), "sha256": champ.tags.get(registry.SHA_TAG, "")}
+            champ_info = {"model_name": name, "version": str(champ.version),
+                          "sha256": champ.tags.get(registry.SHA_TAG, "")}
             comparison, regress = self._compare_with_champion(profile, name, str(champ.version), build)
             checks += regress
         report = gate_report(target, name, {"path": str(build), "sha256": sha, "metrics": metrics}, champ_info,
@@ -372,11 +374,13 @@ class Lifecycle:
         uri = f"models:/{cand.model_name}/{cand.version}"
         if not cand.new:
             alias = "champion" if current is not None and str(current.version) == cand.version else ""
-            return Promotion(cand.model_name, cand.version, uri, alias, False, str(current.version) if current else None)
+            return Promotion(cand.model_name, cand.version, uri, alias, False,
+                             str(current.version) if current else None)
         parent = self.parent_run(run_key)
         child = self.tracker.stage_run(parent, run_key, stage_name("promote", target), {},
                                        {**self.lineage_tags(run_key), registry.TARGET_TAG: target,
-                                        "squeezeflow.model_uri": uri, "squeezeflow.promotion": self.ws.targets[target].promotion})
+                                        "squeezeflow.model_uri": uri,
+                                        "squeezeflow.promotion": self.ws.targets[target].promotion})
         try:
             if self.ws.targets[target].promotion == "manual":
                 set_challenger(self.tracker, cand.model_name, cand.version)

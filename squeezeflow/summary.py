@@ -8,8 +8,9 @@ from squeezeflow.io import read_json, write_json
 from squeezeflow.naming import stage_name
 from squeezeflow.workspace import Workspace
 
-COLUMNS = [("target", "{}"), ("accuracy", "{:.2f}"), ("95% CI", "{}"), ("teacher", "{:.2f}"), ("bytes", "{:,}"), ("p50 ms", "{:.3f}"),
-           ("p95 ms", "{:.3f}"), ("thrpt/s", "{:,.0f}"), ("gate", "{}"), ("promoted", "{}"), ("model URI", "{}")]
+COLUMNS = [("target", "{}"), ("accuracy", "{:.2f}"), ("95% CI", "{}"), ("teacher", "{:.2f}"), ("bytes", "{:,}"),
+           ("p50 ms", "{:.3f}"), ("p95 ms", "{:.3f}"), ("thrpt/s", "{:,.0f}"), ("gate", "{}"), ("promoted", "{}"),
+           ("model URI", "{}")]
 
 
 def target_rows(ws: Workspace, targets: list[str], gates: dict[str, dict], promotions: dict[str, dict]) -> list[dict]:
@@ -53,7 +54,7 @@ def format_table(rows: list[dict]) -> str:
 
     cells = [[name for name, _ in COLUMNS]] + [[cell(fmt, r.get(name)) for name, fmt in COLUMNS] for r in rows]
     widths = [max(len(c[i]) for c in cells) for i in range(len(COLUMNS))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     for r in rows:
         for reason in r.get("gate_reasons", []):

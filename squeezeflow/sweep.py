@@ -43,8 +43,8 @@ class Point:
 
 
 def scaled(spec: ModelSpec, scale: float) -> ModelSpec:
-    return ModelSpec(spec.arch, spec.input_shape, spec.num_classes, tuple(max(1, round(h * scale)) for h in spec.hidden),
-                     spec.dropout, dict(spec.extra))
+    return ModelSpec(spec.arch, spec.input_shape, spec.num_classes,
+                     tuple(max(1, round(h * scale)) for h in spec.hidden), spec.dropout, dict(spec.extra))
 
 
 def front_table(points: list[dict]) -> str:

@@ -17,7 +17,8 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
 class Budgets(Strict):
-    max_accuracy_drop: float = Field(description="points of test accuracy the target may lose vs the teacher", ge=0, le=100)
+    max_accuracy_drop: float = Field(description="points of test accuracy the target may lose vs the teacher",
+                                     ge=0, le=100)
     max_latency_p95_ms: float = Field(gt=0)
     max_model_bytes: int = Field(gt=0)
     min_gain_over_baseline: float = Field(0.1, ge=0, le=1, description="fraction of the majority-class baseline's "

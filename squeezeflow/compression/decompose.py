@@ -180,7 +180,7 @@ def numeric_padding(conv: Conv) -> tuple[int, ...] | None:
         return tuple(conv.padding)
     if conv.padding == "valid":
         return (0,) * len(conv.kernel_size)
-    total = [d * (k - 1) for d, k in zip(conv.dilation, conv.kernel_size)]
+    total = [d * (k - 1) for d, k in zip(conv.dilation, conv.kernel_size, strict=True)]
     return None if any(t % 2 for t in total) else tuple(t // 2 for t in total)
 
 

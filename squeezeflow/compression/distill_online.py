@@ -20,7 +20,8 @@ from squeezeflow.training import accuracy, seed_everything
 
 class OnlineDistillConfig(TechniqueConfig):
     student: StudentSpec = StudentSpec()
-    peer: Literal["student", "teacher"] = Field("student", description="a second student, or a fresh teacher-sized model")
+    peer: Literal["student", "teacher"] = Field("student",
+                                                description="a second student, or a fresh teacher-sized model")
     temperature: float = Field(1.0, gt=0, le=100)
     alpha: float = Field(0.5, ge=0, le=1, description="weight of the mutual KL term")
     train: TrainParams = TrainParams(epochs=150, patience=15, lr=3e-3)

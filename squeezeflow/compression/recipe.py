@@ -78,7 +78,8 @@ def parse_recipe(data: Any, source: str | Path, default_name: str = "recipe") ->
         raise SqueezeflowInputError(source, "<root>", data, "a recipe is a mapping with 'steps'")
     unknown = sorted(set(data) - TOP_LEVEL)
     if unknown:
-        raise SqueezeflowInputError(source, unknown[0], data[unknown[0]], f"unknown recipe key; known: {sorted(TOP_LEVEL)}")
+        raise SqueezeflowInputError(source, unknown[0], data[unknown[0]],
+                                    f"unknown recipe key; known: {sorted(TOP_LEVEL)}")
     raw_steps = data.get("steps")
     if not isinstance(raw_steps, list) or not raw_steps:
         raise SqueezeflowInputError(source, "steps", raw_steps, "expected a non-empty list of technique steps")
@@ -96,7 +97,8 @@ def _parse_step(raw: Any, i: int, source: str | Path) -> Technique:
         raise SqueezeflowInputError(source, where, raw, "each step is a mapping with a 'technique' key")
     name, params = raw["technique"], {k: v for k, v in raw.items() if k != "technique"}
     if not isinstance(name, str) or name not in TECHNIQUES:
-        raise SqueezeflowInputError(source, f"{where}.technique", name, f"unknown technique; known: {sorted(TECHNIQUES)}")
+        raise SqueezeflowInputError(source, f"{where}.technique", name,
+                                    f"unknown technique; known: {sorted(TECHNIQUES)}")
     cls = TECHNIQUES[name]
     try:
         return cls(cls.Config.model_validate(params))
@@ -120,7 +122,8 @@ def _check_order(steps: tuple[Technique, ...], source: str | Path) -> None:
         if step.kind == "quantize":
             if quantized is not None:
                 raise SqueezeflowInputError(source, f"steps[{i}].technique", step.name,
-                                            f"the model is already quantized by steps[{quantized}]; use one quantize step")
+                                            f"the model is already quantized by steps[{quantized}]; "
+                                            "use one quantize step")
             quantized = i
         rank = KIND_ORDER.get(step.kind)
         if rank is None:

@@ -82,7 +82,8 @@ def summary_frame(x: np.ndarray, y: np.ndarray, train_keys: np.ndarray | None = 
             "y": labels,
             "class_count": counts[inverse.reshape(-1)] if len(labels) else np.zeros(0, dtype=np.int64),
             "row_key": keys,
-            "in_train": np.isin(keys, train_keys).astype(np.int64) if train_keys is not None else np.zeros(len(x), np.int64),
+            "in_train": (np.isin(keys, train_keys).astype(np.int64) if train_keys is not None
+                         else np.zeros(len(x), np.int64)),
         }
     )
 
@@ -93,7 +94,8 @@ def _suite(spec: DataCheckSpec, split: str, train_range: tuple[float, float] | N
 
     suite = gx.ExpectationSuite(name=f"squeezeflow-{split}")
     add = suite.add_expectation
-    add(gxe.ExpectColumnValuesToBeInSet(column="n_nonfinite", value_set=[0], meta={"why": "values must be finite (no NaN or inf)"}))
+    add(gxe.ExpectColumnValuesToBeInSet(column="n_nonfinite", value_set=[0],
+                                        meta={"why": "values must be finite (no NaN or inf)"}))
     if spec.value_range is not None:
         lo, hi = spec.value_range
         add(gxe.ExpectColumnValuesToBeBetween(column="row_min", min_value=lo, meta={"why": f"values must be >= {lo}"}))
@@ -112,19 +114,22 @@ def _suite(spec: DataCheckSpec, split: str, train_range: tuple[float, float] | N
     add(gxe.ExpectColumnValuesToBeBetween(column="y", min_value=0, max_value=spec.num_classes - 1,
                                           meta={"why": f"labels must be in 0..{spec.num_classes - 1}"}))
     add(gxe.ExpectColumnDistinctValuesToContainSet(column="y", value_set=list(range(spec.num_classes)),
-                                                   meta={"why": f"every class 0..{spec.num_classes - 1} must be present"}))
+                                                   meta={"why": f"every class 0..{spec.num_classes - 1} "
+                                                                "must be present"}))
     if split == "train":
         add(gxe.ExpectColumnValuesToBeBetween(column="class_count", min_value=spec.min_per_class,
-                                              meta={"why": f"every class needs at least {spec.min_per_class} train samples"}))
+                                              meta={"why": f"every class needs at least {spec.min_per_class} "
+                                                           "train samples"}))
         # All rows identical <=> every feature constant: nothing to learn. Some constant features are normal.
         add(gxe.ExpectColumnUniqueValueCountToBeBetween(column="row_key", min_value=2,
-                                                        meta={"why": "every feature is constant across the train split: "
-                                                                     "no information to learn from"}))
+                                                        meta={"why": "every feature is constant across the "
+                                                                     "train split: no information to learn from"}))
     else:
         frac = spec.max_duplicate_fraction
         add(gxe.ExpectColumnValuesToBeInSet(column="in_train", value_set=[0], mostly=1 - frac,
-                                            meta={"why": f"at most {frac:.0%} of rows may be exact duplicates of train rows "
-                                                         "(leakage: the score would measure memory, not learning)"}))
+                                            meta={"why": f"at most {frac:.0%} of rows may be exact duplicates "
+                                                         "of train rows (leakage: the score would measure memory, "
+                                                         "not learning)"}))
     n_values = int(np.prod(spec.input_shape))
     add(gxe.ExpectColumnValuesToBeInSet(column="n_values", value_set=[n_values],
                                         meta={"why": f"every sample must have shape {spec.input_shape}"}))
@@ -160,7 +165,8 @@ def _failure(spec: DataCheckSpec, split: str, res: Any, x: np.ndarray, y: np.nda
         value = f"missing classes {missing}"
     elif column == "class_count":
         labels, counts = np.unique(y, return_counts=True)
-        value = ", ".join(f"class {c}: {n} sample(s)" for c, n in zip(labels, counts) if n < spec.min_per_class)
+        value = ", ".join(f"class {c}: {n} sample(s)" for c, n in zip(labels, counts, strict=True)
+                          if n < spec.min_per_class)
     elif column == "row_key":
         value = f"{value} distinct row(s)"
     elif column == "in_train":
@@ -182,14 +188,16 @@ def check_splits(splits: Splits, spec: DataCheckSpec) -> DataCheckReport:
 
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
-    batch_def = ctx.data_sources.add_pandas("squeezeflow").add_dataframe_asset("splits").add_batch_definition_whole_dataframe("all")
+    batch_def = (ctx.data_sources.add_pandas("squeezeflow").add_dataframe_asset("splits")
+                 .add_batch_definition_whole_dataframe("all"))
     report = DataCheckReport(passed=True)
     # The bounds val/test are held to are learned from train (SPLITS starts with it).
     train = summary_frame(splits.x["train"], splits.y["train"])
     lo, hi = train["row_min"].min(), train["row_max"].max()  # NaN-skipping; NaN when train has no finite value
     train_range = (float(lo), float(hi)) if np.isfinite(lo) and np.isfinite(hi) else None
     for split in SPLITS:
-        frame = train if split == "train" else summary_frame(splits.x[split], splits.y[split], train["row_key"].to_numpy())
+        frame = train if split == "train" else summary_frame(splits.x[split], splits.y[split],
+                                                             train["row_key"].to_numpy())
         batch = batch_def.get_batch(batch_parameters={"dataframe": frame})
         result = batch.validate(_suite(spec, split, train_range))
         report.evaluated += len(result.results)

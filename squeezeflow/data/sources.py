@@ -51,7 +51,8 @@ def _digits(params: DatasetParams) -> Dataset:
 
     d = load_digits()
     x = (d.images / 16.0).astype(np.float32)  # N x 8 x 8, pixel intensities 0..16 scaled to 0..1
-    return Dataset("digits", "sklearn.datasets.load_digits", x, d.target.astype(np.int64), 10, params.value_range or (0.0, 1.0))
+    return Dataset("digits", "sklearn.datasets.load_digits", x, d.target.astype(np.int64), 10,
+                   params.value_range or (0.0, 1.0))
 
 
 @register_dataset("mnist1d")
@@ -62,7 +63,8 @@ def _mnist1d(params: DatasetParams) -> Dataset:
     d = make_dataset(args)
     x = np.concatenate([d["x"], d["x_test"]]).astype(np.float32)
     y = np.concatenate([d["y"], d["y_test"]]).astype(np.int64)
-    return Dataset("mnist1d", f"mnist1d.data.make_dataset(seed={args.seed})", x, y, 10, params.value_range or (-10.0, 10.0))
+    return Dataset("mnist1d", f"mnist1d.data.make_dataset(seed={args.seed})", x, y, 10,
+                   params.value_range or (-10.0, 10.0))
 
 
 @register_dataset("npz")
@@ -91,7 +93,8 @@ def _npz(params: DatasetParams) -> Dataset:
     if not np.issubdtype(y.dtype, np.integer):
         raise SqueezeflowInputError(path, "y", str(y.dtype), "y must hold integer labels")
     if y.ndim != 1 or len(y) != len(x):
-        raise SqueezeflowInputError(path, "y", f"shape {y.shape}", f"y must be 1-D with one label per row of x ({len(x)})")
+        raise SqueezeflowInputError(path, "y", f"shape {y.shape}",
+                                    f"y must be 1-D with one label per row of x ({len(x)})")
     if len(y) == 0:
         raise SqueezeflowInputError(path, "x", "shape (0, ...)", "the dataset is empty")
     y = y.astype(np.int64)

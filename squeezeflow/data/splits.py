@@ -60,7 +60,8 @@ def make_splits(data: Dataset, params: SplitParams, seed: int) -> Splits:
     if counts.min() < 3:
         bad = labels[counts.argmin()]
         raise SqueezeflowInputError(
-            data.source, "y", int(bad), f"label {bad} has {counts.min()} sample(s); a stratified 3-way split needs at least 3"
+            data.source, "y", int(bad),
+            f"label {bad} has {counts.min()} sample(s); a stratified 3-way split needs at least 3"
         )
     idx = np.arange(len(data.y))
     sizes = expected_sizes(len(idx), params)

@@ -78,7 +78,8 @@ def evaluate_gate(metrics: dict, teacher_accuracy: float, budgets: Budgets,
     drop = teacher_accuracy - acc if _finite(acc) and _finite(teacher_accuracy) else float("nan")
     checks = [
         _drop_check(drop, budgets.max_accuracy_drop, metrics.get("test_samples")),
-        _check("latency_p95_ms", p95, budgets.max_latency_p95_ms, _finite(p95) and p95 <= budgets.max_latency_p95_ms, " ms"),
+        _check("latency_p95_ms", p95, budgets.max_latency_p95_ms,
+               _finite(p95) and p95 <= budgets.max_latency_p95_ms, " ms"),
         _check("model_bytes", size, budgets.max_model_bytes, _finite(size) and size <= budgets.max_model_bytes, " B"),
         _baseline_check(acc, baseline_accuracy, budgets.min_gain_over_baseline),
     ]

@@ -45,8 +45,8 @@ def report_markdown(report: dict) -> str:
         acc, lat = cmp["accuracy"], cmp["latency"]
         lines += ["", f"Side by side on {acc['n']} test samples: champion {acc['champion_accuracy']:.2f}%, challenger "
                   f"{acc['challenger_accuracy']:.2f}% ({acc['challenger_only_correct']} right only by the challenger, "
-                  f"{acc['champion_only_correct']} only by the champion); median latency {lat['champion_p50_ms']:.4f} ms "
-                  f"vs {lat['challenger_p50_ms']:.4f} ms over {lat['pairs']} interleaved pairs."]
+                  f"{acc['champion_only_correct']} only by the champion); median latency {lat['champion_p50_ms']:.4f} "
+                  f"ms vs {lat['challenger_p50_ms']:.4f} ms over {lat['pairs']} interleaved pairs."]
     return "\n".join(lines) + "\n"
 
 
@@ -55,10 +55,12 @@ def version_description(report: dict, metrics: dict, lineage: dict[str, str]) ->
     champ = report["champion"]
     regress = {c["name"]: c for c in report["checks"] if c["name"].endswith("_vs_champion")}
     parts = [f"{report['target']}: accuracy {_num(metrics.get('accuracy'), '{:.2f}')}%, "
-             f"{_num(metrics.get('model_bytes'), '{:,}')} bytes, p50 {_num(metrics.get('latency_p50_ms'), '{:.4f}')} ms.",
-             f"Gate {report['verdict'].upper()}" + (f" vs champion v{champ['version']}" if champ else " (no champion yet: "
-                                                   "absolute budgets only)")]
-    shown = {"accuracy_vs_champion": ("accuracy ", "{:+.2f}", " pts"), "latency_vs_champion": ("latency x", "{:.3f}", "")}
+             f"{_num(metrics.get('model_bytes'), '{:,}')} bytes, "
+             f"p50 {_num(metrics.get('latency_p50_ms'), '{:.4f}')} ms.",
+             f"Gate {report['verdict'].upper()}" + (f" vs champion v{champ['version']}" if champ
+                                                   else " (no champion yet: absolute budgets only)")]
+    shown = {"accuracy_vs_champion": ("accuracy ", "{:+.2f}", " pts"),
+             "latency_vs_champion": ("latency x", "{:.3f}", "")}
     details = [f"{label}{_num(c.get('value'), fmt)}{unit} [{_num(c.get('low'), fmt)}, {_num(c.get('high'), fmt)}]"
                for key, (label, fmt, unit) in shown.items() if (c := regress.get(key))]
     if details:

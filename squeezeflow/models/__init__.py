@@ -21,5 +21,6 @@ from squeezeflow.models.registry import (
            resolve_arch,
 )
 
-__all__ = ["ARCHS", "DEFAULT_HIDDEN", "ModelSpec", "build_model", "register_arch", "choose_arch", "resolve_arch", "LAYERS", "describe", "rebuild", "register_layer",
+__all__ = ["ARCHS", "DEFAULT_HIDDEN", "ModelSpec", "build_model", "register_arch", "choose_arch", "resolve_arch",
+           "LAYERS", "describe", "rebuild", "register_layer",
            "load_checkpoint", "save_checkpoint", "Standardize", "input_norm", "with_input_norm"]

@@ -39,4 +39,5 @@ def flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:
     params = list(model.parameters())
-    return {"parameters": sum(p.numel() for p in params), "nonzero_parameters": sum(int((p != 0).sum()) for p in params)}
+    return {"parameters": sum(p.numel() for p in params),
+            "nonzero_parameters": sum(int((p != 0).sum()) for p in params)}

@@ -18,5 +18,5 @@ from squeezeflow.runtimes.measure import MeasureSpec, measure
 for _mod in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_mod.name}")
 
-__all__ = ["BUILDERS", "Builder", "BuilderConfig", "build_artifact", "builder_for", "parse_build_config", "register_builder",
-           "MeasureSpec", "measure"]
+__all__ = ["BUILDERS", "Builder", "BuilderConfig", "build_artifact", "builder_for", "parse_build_config",
+           "register_builder", "MeasureSpec", "measure"]

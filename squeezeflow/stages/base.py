@@ -111,7 +111,8 @@ def code_version(modules: tuple[str, ...]) -> str:
     h = hashlib.sha256()
     for mod in modules:
         m = importlib.import_module(mod)
-        files = sorted(Path(m.__file__).parent.rglob("*.py")) if m.__file__.endswith("__init__.py") else [Path(m.__file__)]
+        files = (sorted(Path(m.__file__).parent.rglob("*.py")) if m.__file__.endswith("__init__.py")
+                 else [Path(m.__file__)])
         for f in files:
             h.update(f.read_bytes())
     return h.hexdigest()[:16]

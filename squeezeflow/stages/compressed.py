@@ -19,8 +19,8 @@ def compress_context(ctx: StageContext) -> tuple[CompressContext, Splits]:
 
 def model_stats(model) -> dict:
     params = list(model.parameters())
-    return {"parameters": sum(p.numel() for p in params), "nonzero_parameters": sum(int((p != 0).sum()) for p in params),
-            "sparsity": sparsity(model)}
+    return {"parameters": sum(p.numel() for p in params),
+            "nonzero_parameters": sum(int((p != 0).sum()) for p in params), "sparsity": sparsity(model)}
 
 
 def run(ctx: StageContext) -> dict:

@@ -41,7 +41,8 @@ def data_expectations(inputs, params) -> Verdict:
 
 STAGE = register_stage(Stage(
     "dataset", run, params=("seed", "dataset", "split"), input_params=("dataset",), code=("squeezeflow.data",),
-    description="Dataset loaded and split train/val/test by seed (DVC-tracked).", kinds=("numpy", "dvc"), logs_data=True,
+    description="Dataset loaded and split train/val/test by seed (DVC-tracked).", kinds=("numpy", "dvc"),
+    logs_data=True,
     check=Check("data_expectations", data_expectations, tag="squeezeflow.data_check", description=(
         "Great Expectations: finite values in range, |x| <= 1e6, val/test within train's range, train not constant, "
         "labels 0..C-1, every class in every split with >= 2 in train, <= 10% of val/test rows duplicating train "

@@ -32,7 +32,8 @@ def run(ctx: StageContext) -> dict:
     plot_front(points, ctx.out / "pareto.png", f"{p.dataset.name}: teacher size x recipe on {p.sweep.target}")
     front = [pt for pt in points if pt.on_front]
     return {"points": len(points), "front_size": len(front),
-            "front": [f"{pt.label}: {pt.accuracy:.2f}% {pt.gzip_bytes} B {pt.latency_p50_ms * 1e3:.1f} us" for pt in front]}
+            "front": [f"{pt.label}: {pt.accuracy:.2f}% {pt.gzip_bytes} B {pt.latency_p50_ms * 1e3:.1f} us"
+                      for pt in front]}
 
 
 def report(out: Path) -> dict[str, str]:
@@ -43,6 +44,7 @@ STAGE = register_stage(Stage(
     "sweep", run, deps=("dataset",), params=("seed", "teacher", "sweep", "export"), recipe_params=("sweep",),
     code=("squeezeflow.sweep", "squeezeflow.evaluate", "squeezeflow.models", "squeezeflow.training",
           "squeezeflow.compression", "squeezeflow.export", "squeezeflow.runtimes"),
-    artifacts=("pareto.png", "points.json"), group="sweep", asset="pareto_sweep", kinds=("pytorch", "onnx", "dvc"), report=report,
+    artifacts=("pareto.png", "points.json"), group="sweep", asset="pareto_sweep", kinds=("pytorch", "onnx", "dvc"),
+    report=report,
     description="Teacher size x compression recipe, each deployed and measured on one target; the Pareto front of "
     "accuracy, bytes and latency as a table and a plot (params.yaml: sweep)."))

@@ -52,4 +52,5 @@ def run(ctx: StageContext) -> dict:
 STAGE = register_stage(Stage(
     "teacher", run, deps=("dataset",), params=("seed", "teacher"),
     code=("squeezeflow.models", "squeezeflow.training", "squeezeflow.stats"), timings=("train_seconds",),
-    description="Train big: the teacher (inputs standardized inside it, the strong schedule).", kinds=("pytorch", "dvc")))
+    description="Train big: the teacher (inputs standardized inside it, the strong schedule).",
+    kinds=("pytorch", "dvc")))

@@ -351,7 +351,8 @@ def build_lineage(source, uri: str, ui_url: str = DEFAULT_UI) -> Lineage:
     chain.append(stage_link("finetuned", "finetuned", "finetuned", KEY_METRICS["finetuned"]))
     chain.append(stage_link("exported", "exported", "export (ONNX)", KEY_METRICS["exported"]))
     chain.append(stage_link(stage_name("build", target), "build", f"build {target}", KEY_METRICS["build"]))
-    chain.append(stage_link(stage_name("validate", target), "validation", f"validation {target}", KEY_METRICS["validate"]))
+    chain.append(stage_link(stage_name("validate", target), "validation", f"validation {target}",
+                            KEY_METRICS["validate"]))
     chain.append(_gate_link(rd, tags, gate_run))
     chain.append(_promotion_link(rd, name, version, tags, list(mv.aliases or [])))
     commit = tags.get(GIT_TAG) or ptags.get(GIT_TAG)

@@ -79,7 +79,8 @@ def history(tracker: Tracker, model_name: str) -> list[PromotionRecord]:
     runs = tracker.client.search_runs([_history_experiment(tracker)], f"tags.`{T}model_name` = '{model_name}'",
                                       max_results=10_000)
     records = [PromotionRecord(
-        model_name=model_name, version=r.data.tags[f"{T}version"], previous=r.data.tags.get(f"{T}previous_champion") or None,
+        model_name=model_name, version=r.data.tags[f"{T}version"],
+        previous=r.data.tags.get(f"{T}previous_champion") or None,
         action=r.data.tags[f"{T}action"], promoted_by=r.data.tags[f"{T}promoted_by"], reason=r.data.tags[f"{T}reason"],
         forced=r.data.tags.get(f"{T}forced") == "true", at=r.data.tags[f"{T}promoted_at"],
         seq=int(r.data.tags[f"{T}promotion_seq"]), record_run_id=r.info.run_id) for r in runs]
@@ -113,8 +114,8 @@ def promote_version(tracker: Tracker, model_name: str, version: str | int, promo
         current = champion(tracker, model_name)
         if current is not None and str(current.version) == str(mv.version):
             raise PromotionRefused(f"{model_name}: field 'version' = {version!r}: already the champion")
-        record = _record(tracker, model_name, str(mv.version), str(current.version) if current else None, action, promoted_by,
-                         reason, force and mv.tags.get(GATE_TAG) != "passed", tags or {})
+        record = _record(tracker, model_name, str(mv.version), str(current.version) if current else None, action,
+                         promoted_by, reason, force and mv.tags.get(GATE_TAG) != "passed", tags or {})
         tracker.client.set_registered_model_alias(model_name, CHAMPION, str(mv.version))
         waiting = version_by_alias(tracker, model_name, CHALLENGER)
         if waiting is not None and str(waiting.version) == str(mv.version):
@@ -133,7 +134,8 @@ def _record(tracker: Tracker, model_name: str, version: str, previous: str | Non
     tags = {f"{T}model_name": model_name, f"{T}version": version, f"{T}previous_champion": previous or "",
             f"{T}action": action, f"{T}promoted_by": who, f"{T}reason": reason, f"{T}forced": str(forced).lower(),
             f"{T}promoted_at": at, f"{T}promotion_seq": str(seq), **extra}
-    run = tracker.client.create_run(_history_experiment(tracker), run_name=f"{action} {model_name} v{version}", tags=tags)
+    run = tracker.client.create_run(_history_experiment(tracker), run_name=f"{action} {model_name} v{version}",
+                                    tags=tags)
     tracker.client.set_terminated(run.info.run_id)
     return PromotionRecord(model_name, version, previous, action, who, reason, forced, at, seq, run.info.run_id)
 
@@ -146,7 +148,8 @@ def previous_champion(tracker: Tracker, model_name: str) -> str:
     records = [r for r in history(tracker, model_name) if r.version == str(current.version) and r.action != "rollback"]
     previous = records[-1].previous if records else current.tags.get(f"{T}previous_champion")
     if not previous:
-        raise PromotionRefused(f"{model_name}: champion v{str(current.version)} has no previous champion to roll back to")
+        raise PromotionRefused(f"{model_name}: champion v{str(current.version)} has no previous champion "
+                               "to roll back to")
     return previous
 
 

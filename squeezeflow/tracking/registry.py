@@ -107,7 +107,8 @@ def register(tracker: Tracker, run_id: str, model_name: str, onnx_path: Path, ex
 
         _ensure_registered_model(tracker, model_name, "squeezeflow: validated models for one hardware target")
         mv = tracker.client.create_model_version(model_name, source=info.model_uri, run_id=run_id,
-                                                 tags={**tags, SHA_TAG: sha256_file(onnx_path)}, description=description)
+                                                 tags={**tags, SHA_TAG: sha256_file(onnx_path)},
+                                                 description=description)
     return get_version(tracker, model_name, mv.version)
 
 

@@ -98,7 +98,8 @@ class Tracker:
         with warnings.catch_warnings():  # a free-text source ("sklearn.datasets.load_digits") is ambiguous to MLflow
             warnings.simplefilter("ignore", UserWarning)
             ds = mlflow.data.from_numpy(features=x, targets=y, source=source, name=name)
-        self.client.log_inputs(run_id, datasets=[DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])])
+        self.client.log_inputs(run_id, datasets=[DatasetInput(ds._to_mlflow_entity(),
+                                                              tags=[InputTag("mlflow.data.context", context)])])
 
     def fail_runs_of(self, run_key: str, why: str) -> list[str]:
         """Mark what a killed pipeline run left behind as FAILED: its runs still RUNNING, and its pipeline run

@@ -19,7 +19,8 @@ from squeezeflow.stages import Stage
 RESOLVED_PARAMS = ".squeezeflow/params.yaml"  # params.yaml + this run's flags: what stages and DVC read
 CODE_VERSIONS = ".squeezeflow/code_versions.yaml"
 RESOLVED_TARGETS = ".squeezeflow/targets.yaml"  # profiles with defaults filled in: what DVC compares
-RESOLVED_RECIPES = ".squeezeflow/recipes.yaml"  # main: the chosen recipe; sweep: the sweep's; validated, defaults filled
+# main: the chosen recipe; sweep: the sweep's; validated, defaults filled
+RESOLVED_RECIPES = ".squeezeflow/recipes.yaml"
 RESOLVED_INPUTS = ".squeezeflow/inputs.yaml"  # content hashes of user files (a .npz changed in place must retrain)
 ARTIFACTS = "artifacts"  # stage outputs: artifacts/<stage>
 

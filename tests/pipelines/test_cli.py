@@ -25,5 +25,6 @@ def test_bad_input_fails_before_any_run(workspace, capsys, argv, needle):
 
 def test_stage_command_runs_one_stage_in_place(workspace, capsys):
     assert main(["--root", str(workspace), "stage", "dataset"]) == 0
-    assert {p.name for p in (workspace / "artifacts" / "dataset").iterdir()} == {"train.npz", "val.npz", "test.npz", "metrics.json"}
+    names = {p.name for p in (workspace / "artifacts" / "dataset").iterdir()}
+    assert names == {"train.npz", "val.npz", "test.npz", "metrics.json"}
     assert main(["--root", str(workspace), "stage", "nope"]) == 2

@@ -34,7 +34,8 @@ def test_a_yaml_file_adds_a_target_chain_without_code(workspace):
 
 
 def test_a_bad_profile_fails_the_code_location_with_a_clear_message(workspace):
-    (workspace / "device_targets" / "cpu-fp32.yaml").write_text("name: cpu-fp32\nbuild: {builder: ort-fp32}\nbudgetz: {}\n")
+    (workspace / "device_targets" / "cpu-fp32.yaml").write_text("name: cpu-fp32\nbuild: {builder: ort-fp32}\n"
+                                                                "budgetz: {}\n")
     with pytest.raises(SqueezeflowInputError, match=r"cpu-fp32.yaml: field 'budgetz'"):
         build_definitions(workspace)
 

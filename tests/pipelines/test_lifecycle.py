@@ -103,7 +103,8 @@ def test_promoted_model_carries_its_lineage_in_mlflow(first_run):
     runs = c.search_runs([exp.experiment_id], f"tags.`squeezeflow.run_key` = '{summary['dagster_run_id']}'")
     parent = [r for r in runs if r.data.tags["squeezeflow.stage"] == "pipeline"]
     assert len(parent) == 1 and parent[0].data.params["teacher.hidden"] == "[64]"
-    children = {r.data.tags["squeezeflow.stage"] for r in runs if r.data.tags.get("mlflow.parentRunId") == parent[0].info.run_id}
+    children = {r.data.tags["squeezeflow.stage"] for r in runs
+                if r.data.tags.get("mlflow.parentRunId") == parent[0].info.run_id}
     assert {"dataset", "teacher", "compressed", "finetuned", "exported", "build-cpu-int8", "validate-cpu-int8",
             "gate-cpu-int8", "promote-cpu-int8"} <= children
     assert parent[0].data.tags["squeezeflow.data_check"].startswith("passed (")
@@ -125,7 +126,8 @@ def test_the_recipe_is_a_dvc_param_and_logged_whole_to_mlflow(first_run):
     assert "main.finetune" in lock["finetuned"]["params"][".squeezeflow/recipes.yaml"]
     c = client(ws)
     (run,) = c.search_runs([c.get_experiment_by_name("squeezeflow").experiment_id],
-                           f"tags.`squeezeflow.stage` = 'compressed' and tags.`squeezeflow.run_key` = '{summary['dagster_run_id']}'")
+                           f"tags.`squeezeflow.stage` = 'compressed' and "
+                           f"tags.`squeezeflow.run_key` = '{summary['dagster_run_id']}'")
     assert run.data.params["recipe.main.name"] == "tiny"
     local = c.download_artifacts(run.info.run_id, "recipe.yaml", str(ws.root / ".squeezeflow"))
     assert yaml.safe_load(open(local))["steps"][0]["student"]["hidden"] == [16]
@@ -303,7 +305,8 @@ def test_pareto_sweep_logs_its_plot_to_mlflow_and_dagster(env):
                                                                    (1.0, "tiny")]
     assert any(p["on_front"] for p in points)
     c = client(ws)
-    (run,) = c.search_runs([c.get_experiment_by_name("squeezeflow").experiment_id], "tags.`squeezeflow.stage` = 'sweep'")
+    (run,) = c.search_runs([c.get_experiment_by_name("squeezeflow").experiment_id],
+                           "tags.`squeezeflow.stage` = 'sweep'")
     assert {"pareto.png", "points.json"} <= {a.path for a in c.list_artifacts(run.info.run_id)}
     with DagsterInstance.get() as instance:
         mat = instance.get_latest_materialization_event(AssetKey("pareto_sweep")).asset_materialization

@@ -100,7 +100,8 @@ def _wait_until_loaded(dev: DagsterDev, timeout: float = 150) -> None:
         (entry,) = ws["locationEntries"]
         loc = entry["locationOrLoadError"]
         if loc and loc["__typename"] == "PythonError":
-            pytest.fail(f"code location {entry['name']} failed to load in dagster dev:\n{loc['message']}\n{loc['stack']}")
+            pytest.fail(f"code location {entry['name']} failed to load in dagster dev:\n"
+                        f"{loc['message']}\n{loc['stack']}")
         if entry["loadStatus"] == "LOADED" and loc and loc["__typename"] == "RepositoryLocation":
             (repo,) = loc["repositories"]
             dev.location, dev.repository = loc["name"], repo["name"]
@@ -130,7 +131,8 @@ def dagster_dev(tmp_path_factory):
     log = base / "dagster-dev.log"
     dagster = Path(sys.executable).parent / "dagster"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([str(dagster), "dev", "-m", "pipelines.definitions", "-h", "127.0.0.1", "-p", str(port)],
+        proc = subprocess.Popen([str(dagster), "dev", "-m", "pipelines.definitions", "-h", "127.0.0.1",
+                                 "-p", str(port)],
                                 cwd=ws, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     dev = DagsterDev(f"http://127.0.0.1:{port}", ws, home, log, proc)
     try:
@@ -232,7 +234,8 @@ def run_events(dev: DagsterDev, run_id: str) -> list[dict]:
 def failure_report(dev: DagsterDev, run_id: str) -> str:
     lines = []
     for e in run_events(dev, run_id):
-        if e["__typename"] in ("ExecutionStepFailureEvent", "RunFailureEvent", "EngineEvent") or e.get("level") == "ERROR":
+        if (e["__typename"] in ("ExecutionStepFailureEvent", "RunFailureEvent", "EngineEvent")
+                or e.get("level") == "ERROR"):
             lines.append(f"{e['__typename']}: {e.get('message')}")
             if e.get("error"):
                 lines.append(f"  {e['error']['message']}\n{e['error']['stack']}")
@@ -402,7 +405,8 @@ def test_asset_graph_and_promotion_from_the_launchpad_in_a_browser(browser, shot
         time.sleep(1)  # the zoom-to-fit animation
         shots.doc("asset-graph.png")
 
-    config = (f"ops:\n  promote_version:\n    config:\n      target: cpu-fp32\n      version: \"{challenger.version}\"\n"
+    config = (f"ops:\n  promote_version:\n    config:\n      target: cpu-fp32\n"
+              f"      version: \"{challenger.version}\"\n"
               "      reason: approved after review\n      promoted_by: alice\n      force: false\n")
     with shots.on_failure("launchpad"):
         driver.get(f"{dev.url}/locations/{dev.location}/jobs/promote/playground")

@@ -28,7 +28,8 @@ def test_out_of_range_value_is_rejected(tmp_path):
 
 
 def test_overrides_set_nested_keys_and_revalidate():
-    p = apply_overrides(Params(), dict([parse_override("teacher.train.epochs=3"), parse_override("dataset.name=mnist1d")]))
+    p = apply_overrides(Params(), dict([parse_override("teacher.train.epochs=3"),
+                                        parse_override("dataset.name=mnist1d")]))
     assert p.teacher.train.epochs == 3 and p.dataset.name == "mnist1d"
     with pytest.raises(SqueezeflowInputError, match="teacher.nope"):
         apply_overrides(Params(), {"teacher.nope": 1})

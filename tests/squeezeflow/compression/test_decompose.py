@@ -79,7 +79,7 @@ def test_tucker_at_full_ranks_reproduces_the_conv(name, iterations):
 def test_tucker_error_grows_as_ranks_shrink():
     w = torch.randn(8, 6, 3, 3, generator=torch.Generator().manual_seed(0))
     errors = [float((w - tucker2_weight(*tucker2(w, r, r))).norm()) for r in (6, 5, 4, 3, 2, 1)]
-    assert errors[0] > 0 and all(a < b for a, b in zip(errors, errors[1:]))
+    assert errors[0] > 0 and all(a < b for a, b in zip(errors, errors[1:], strict=False))
 
 
 def test_hooi_refinement_never_does_worse_than_hosvd():
@@ -108,7 +108,7 @@ def test_tucker_shrinks_parameters():
 def test_cp_error_falls_as_rank_grows(name):
     layer = conv(name)
     errors = [output_error(layer, cp_layers(layer, r)) for r in (1, 2, 4, 8)]
-    assert all(a > b for a, b in zip(errors, errors[1:]))
+    assert all(a > b for a, b in zip(errors, errors[1:], strict=False))
 
 
 @pytest.mark.parametrize("name", list(CONVS))
@@ -126,7 +126,7 @@ def test_cp_beyond_full_rank_reproduces_the_conv(name):
 def test_cp_als_is_deterministic():
     w = torch.randn(5, 4, 3, 3, generator=torch.Generator().manual_seed(0))
     a, b = cp_als(w, 30, iterations=20, seed=7), cp_als(w, 30, iterations=20, seed=7)
-    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     assert not torch.equal(cp_weight(a), cp_weight(cp_als(w, 30, iterations=20, seed=8)))  # the seed matters
 
 
@@ -200,7 +200,7 @@ def test_cp_technique_uses_the_context_seed():
     model = build_model(spec).eval()
     technique = CpFactorize(CpConfig(rank=3, iterations=10))
     a, b = (technique.apply(model, context(model, spec)).model for _ in range(2))
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
 
 
 @pytest.mark.parametrize("config_cls, config", [

@@ -53,7 +53,8 @@ def test_hint_loss_trains_a_projection_of_student_features_onto_the_teacher_feat
 
     d._WithHint = Recording
     try:
-        out = Distill(DistillConfig(student=StudentSpec(hidden=(8,)), train=FAST, hint_weight=5.0)).apply(task.teacher, task)
+        out = Distill(DistillConfig(student=StudentSpec(hidden=(8,)), train=FAST,
+                                    hint_weight=5.0)).apply(task.teacher, task)
     finally:
         d._WithHint = original
     (wrapped,) = made

@@ -21,9 +21,9 @@ def test_exact_sparsity_and_permanent(scope, target):
 
 def test_smallest_weights_go_first():
     m = model()
-    before = torch.cat([l.weight.detach().abs().flatten() for l in m if isinstance(l, torch.nn.Linear)])
+    before = torch.cat([layer.weight.detach().abs().flatten() for layer in m if isinstance(layer, torch.nn.Linear)])
     magnitude_prune(m, 0.5)
-    after = torch.cat([l.weight.detach().flatten() for l in m if isinstance(l, torch.nn.Linear)])
+    after = torch.cat([layer.weight.detach().flatten() for layer in m if isinstance(layer, torch.nn.Linear)])
     assert before[after == 0].max() <= before[after != 0].min()
 
 
@@ -51,7 +51,7 @@ def test_technique_iterative_reaches_exact_sparsity_and_fine_tuning_keeps_zeros(
     zeros = [w.detach() == 0 for _, w in ((mod, mod.weight) for mod in m if isinstance(mod, torch.nn.Linear))]
     task.fit(m, FAST, "ft")  # later training (the recovery fine-tuning) must not revive pruned weights
     again = [w.detach() == 0 for _, w in ((mod, mod.weight) for mod in m if isinstance(mod, torch.nn.Linear))]
-    assert all(bool((a & b).eq(a).all()) for a, b in zip(zeros, again))
+    assert all(bool((a & b).eq(a).all()) for a, b in zip(zeros, again, strict=True))
     assert sparsity(m) == pytest.approx(0.6, abs=1e-3)
 
 

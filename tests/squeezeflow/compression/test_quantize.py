@@ -63,7 +63,7 @@ def test_quantize_swaps_every_layer_and_reports_sizes(bits):
     assert m["fp32_weight_bytes"] == (64 * 64 + 64 * 10) * 4
     assert m["weight_bytes"] == (64 * 64 + 64 * 10) * bits / 8 and m["weight_compression"] == 32 / bits
     assert m["val_accuracy"] == accuracy(q, *ctx.val)
-    assert all(torch.equal(a, b) for a, b in zip(before, weights(model)))  # the input model is left alone
+    assert all(torch.equal(a, b) for a, b in zip(before, weights(model), strict=True))  # the input model is left alone
 
 
 def test_eight_bits_costs_next_to_nothing_and_fewer_bits_cost_more():

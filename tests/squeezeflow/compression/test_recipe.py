@@ -47,7 +47,7 @@ def test_bad_steps_name_the_file_the_field_and_the_value(tmp_path, step, field, 
 @pytest.mark.parametrize("steps, bad_index", [
     (["prune-magnitude", "distill"], 1),          # a new student would discard the pruning
     (["quantize", "prune-channels"], 1),           # channels cannot be removed from quantized layers
-    (["prune-magnitude", {"technique": "factorize-svd", "rank_ratio": 0.5}], 1),  # factorization would densify the zeros
+    (["prune-magnitude", {"technique": "factorize-svd", "rank_ratio": 0.5}], 1),  # factorizing would densify the zeros
     (["quantize", "qat"], 1),                      # one quantize step
 ])
 def test_impossible_orders_are_rejected(tmp_path, steps, bad_index):

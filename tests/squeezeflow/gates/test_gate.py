@@ -26,8 +26,8 @@ def test_each_budget_can_fail(change, failing):
     assert not v.passed and [c["name"] for c in v.checks if not c["passed"]] == [failing]
 
 
-@pytest.mark.parametrize("metrics, teacher", [({}, 96.0), ({**GOOD, "accuracy": float("nan")}, 96.0), (GOOD, float("nan")),
-                                              ({**GOOD, "model_bytes": None}, 96.0)])
+@pytest.mark.parametrize("metrics, teacher", [({}, 96.0), ({**GOOD, "accuracy": float("nan")}, 96.0),
+                                              (GOOD, float("nan")), ({**GOOD, "model_bytes": None}, 96.0)])
 def test_missing_or_invalid_numbers_fail_closed(metrics, teacher):
     v = evaluate_gate(metrics, teacher, BUDGETS, BASE)
     assert not v.passed and v.reasons()

@@ -1,6 +1,7 @@
 from squeezeflow.gates.report import gate_report, report_markdown, version_description
 
-BUDGET = {"name": "accuracy_drop", "value": 1.2, "budget": 2.0, "passed": True, "message": "accuracy_drop 1.2 pts within budget 2 pts"}
+BUDGET = {"name": "accuracy_drop", "value": 1.2, "budget": 2.0, "passed": True,
+          "message": "accuracy_drop 1.2 pts within budget 2 pts"}
 REGRESS = {"name": "latency_vs_champion", "value": 1.31, "low": 1.25, "high": 1.38, "threshold": 1.1, "passed": False,
            "message": "latency vs champion x1.31 (95% CI 1.25..1.38) reaches above x1.10"}
 CANDIDATE = {"path": "b/model.onnx", "sha256": "ab" * 32, "metrics": {}}
@@ -20,7 +21,8 @@ def test_report_names_the_champion_and_every_failed_value():
     md = report_markdown(r)
     assert "against champion v3 of `m`" in md
     assert "| latency_vs_champion | 1.31 | 1.25 .. 1.38 | 1.1 | **FAIL** |" in md
-    text = version_description(r, {"accuracy": 97.5, "model_bytes": 1234, "latency_p50_ms": 0.02}, {"recipe": "default"})
+    text = version_description(r, {"accuracy": 97.5, "model_bytes": 1234, "latency_p50_ms": 0.02},
+                               {"recipe": "default"})
     assert text.startswith("cpu-fp32: accuracy 97.50%, 1,234 bytes")
     assert "Gate FAILED vs champion v3: latency x1.310 [1.250, 1.380]" in text
     assert "reaches above x1.10" in text and "recipe default" in text

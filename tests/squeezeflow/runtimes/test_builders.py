@@ -87,7 +87,7 @@ def test_calibration_methods_give_different_ranges_and_all_work(exported, tmp_pa
         scales[method] = sorted(float(inits[n.input[1]]) for n in graph.node
                                 if n.op_type == "QuantizeLinear" and n.input[0] not in inits)
         assert (onnx_logits(src, x[1:]).argmax(1) == onnx_logits(out, x[1:]).argmax(1)).mean() > 0.8
-    assert all(p < m for p, m in zip(scales["percentile"], scales["minmax"]))
+    assert all(p < m for p, m in zip(scales["percentile"], scales["minmax"], strict=True))
     # ONNX Runtime 1.32's quantize_static builds the entropy calibrator with 128 histogram bins for 128 quantized
     # bins and passes no option to raise them: one candidate threshold, the full range, so entropy == MinMax.
     # If this starts failing, ORT has changed: update docs/techniques.md.

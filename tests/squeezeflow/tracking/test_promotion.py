@@ -40,7 +40,8 @@ def test_a_person_promotes_a_passing_version_and_it_is_recorded(tracker, tmp_pat
     assert str(champion(tracker, NAME).version) == v2 and rec.previous == v1
     assert version_by_alias(tracker, NAME, CHALLENGER) is None  # the challenger became champion
     tags = get_version(tracker, NAME, v2).tags
-    assert tags["squeezeflow.promoted_by"] == "alice" and tags["squeezeflow.promotion_reason"] == "reviewed the gate report"
+    assert tags["squeezeflow.promoted_by"] == "alice"
+    assert tags["squeezeflow.promotion_reason"] == "reviewed the gate report"
     assert tags["squeezeflow.previous_champion"] == v1 and tags["squeezeflow.forced"] == "false"
     assert tags["squeezeflow.promoted_at"].endswith("+00:00")
     assert [(r.version, r.previous, r.action, r.promoted_by) for r in history(tracker, NAME)] == [
@@ -110,6 +111,6 @@ def test_two_promotions_at_once_leave_one_alias_and_a_complete_history(tracker, 
     records = history(tracker, NAME)
     assert [r.seq for r in records] == [1, 2, 3]
     assert sorted(r.version for r in records) == sorted(versions)
-    for before, after in zip(records, records[1:]):  # each move saw the one before it: no lost update
+    for before, after in zip(records, records[1:], strict=False):  # each move saw the one before it: no lost update
         assert after.previous == before.version
     assert str(champion(tracker, NAME).version) == records[-1].version

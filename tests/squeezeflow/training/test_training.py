@@ -60,7 +60,7 @@ def test_one_cycle_warms_up_to_the_peak_then_anneals():
 def test_cosine_warms_up_linearly_then_decays_to_zero():
     rates = _rates(TrainParams(epochs=10, patience=100, lr=0.01, batch_size=32, schedule="cosine", warmup=0.25))
     assert rates[:10] == pytest.approx([0.01 * (i + 1) / 10 for i in range(10)])
-    assert all(a >= b for a, b in zip(rates[10:], rates[11:])) and rates[-1] < 1e-4
+    assert all(a >= b for a, b in zip(rates[10:], rates[11:], strict=False)) and rates[-1] < 1e-4
 
 
 def test_last_keeps_the_final_weights_and_never_stops_early():
