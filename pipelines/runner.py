@@ -21,19 +21,24 @@ def _selection(ws: Workspace, targets: list[str]) -> list[AssetKey]:
     return keys + [AssetKey([ws.targets[t].key, step]) for t in targets for step in TARGET_STEPS]
 
 
-def _check_results(result) -> tuple[dict[str, dict], list[dict]]:
-    """Gate verdicts per target key, and failures of the other checks."""
-    gates, others = {}, []
+def _failed_checks(ws: Workspace, result) -> list[dict]:
+    """Failures of the stages' declared checks (data, parity); the gates are read from the candidate records."""
+    declared = {s.check.name for s in ws.stages.values() if s.check}
+    out = []
     for ev in result.get_asset_check_evaluations():
-        meta = {k: getattr(v, "value", v) for k, v in ev.metadata.items()}
-        if ev.check_name == "gate":
-            checks = meta.get("checks") or []
-            gates[ev.asset_key.path[0]] = {"passed": ev.passed, "checks": checks,
-                                           "reasons": [c["message"] for c in checks if not c["passed"]]}
-        elif not ev.passed:
-            others.append({"check": ev.check_name, "asset": ev.asset_key.to_user_string(),
-                           "failures": meta.get("failures") or meta, "description": ev.description})
-    return gates, others
+        if ev.check_name in declared and not ev.passed:
+            meta = {k: getattr(v, "value", v) for k, v in ev.metadata.items()}
+            out.append({"check": ev.check_name, "asset": ev.asset_key.to_user_string(),
+                        "failures": meta.get("failures") or meta, "description": ev.description})
+    return out
+
+
+def _gates(ws: Workspace, run_id: str, targets: list[str]) -> dict[str, dict]:
+    """Each gated target's verdict, as the lifecycle recorded it for this run."""
+    from squeezeflow.lifecycle import read_candidate
+
+    records = {t: read_candidate(ws, run_id, t) for t in targets}
+    return {t: {"passed": c.passed, "checks": c.checks, "reasons": c.reasons} for t, c in records.items() if c}
 
 
 def _promotions(result) -> dict[str, dict]:
@@ -92,11 +97,10 @@ def run_lifecycle(ws: Workspace, overrides: list[str], targets: list[str], track
     with hold_workspace(ws, "squeezeflow run"), DagsterInstance.get() as instance:
         result = job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False,
                                         asset_selection=_selection(ws, targets))
-    gates, failed_checks = _check_results(result)
+    gates, failed_checks = _gates(ws, result.run_id, targets), _failed_checks(ws, result)
     promotions = _promotions(result)
     by_name = {t: ws.targets[t].key for t in targets}
-    rows = target_rows(ws, targets, {t: gates[k] for t, k in by_name.items() if k in gates},
-                       {t: promotions[k] for t, k in by_name.items() if k in promotions})
+    rows = target_rows(ws, targets, gates, {t: promotions[k] for t, k in by_name.items() if k in promotions})
     # A failed blocking check also fails its step (DagsterAssetCheckFailedError): reported once, as the check.
     errors = [f"{e.step_key}: {_root_cause(e.event_specific_data.error)}"
               for e in result.get_step_failure_events() if e.event_specific_data and e.event_specific_data.error
@@ -127,10 +131,7 @@ def run_lifecycle(ws: Workspace, overrides: list[str], targets: list[str], track
     print(f"\nsummary: {path}")
     print(f"Dagster UI (asset graph, runs, checks): ./sf ui dagster   -> http://127.0.0.1:3000/runs/{result.run_id}")
     print("MLflow UI (runs, lineage, registry):    ./sf ui mlflow    -> http://127.0.0.1:5000")
-    # A failed (blocking) gate also fails its candidate step; only other failures count as errors here.
-    gated_out = {f"{k}__candidate" for k, g in gates.items() if not g["passed"]}
-    other_errors = [e for e in errors if e.split(":", 1)[0] not in gated_out]
-    if failed_checks or other_errors:
+    if failed_checks or errors:
         return 1
     if any(not g["passed"] for g in gates.values()) or len(promotions) < len(targets):
         return 3

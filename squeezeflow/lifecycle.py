@@ -265,7 +265,7 @@ class Lifecycle:
         return self.ws.state_dir / "locks" / "registry.lock"
 
     def _run_dir(self, run_key: str, target: str) -> Path:
-        return self.ws.state_dir / "runs" / run_key / target
+        return run_dir(self.ws, run_key, target)
 
     # --- candidate: gate against budgets and champion, registered with its verdict -------------------------
     def evaluate_candidate(self, target: str, run_key: str) -> Candidate:
@@ -395,6 +395,17 @@ class Lifecycle:
             raise
         self.tracker.end(child)
         return Promotion(cand.model_name, cand.version, uri, alias, True, str(current.version) if current else None)
+
+
+def run_dir(ws: Workspace, run_key: str, target: str) -> Path:
+    """Where a run keeps a target's gate report and candidate record."""
+    return ws.state_dir / "runs" / run_key / target
+
+
+def read_candidate(ws: Workspace, run_key: str, target: str) -> Candidate | None:
+    """The target's gated candidate in this run (its verdict and reasons), or None when it was not gated."""
+    path = run_dir(ws, run_key, target) / "candidate.json"
+    return Candidate(**read_json(path)) if path.exists() else None
 
 
 def _gate_metrics(report: dict) -> dict:

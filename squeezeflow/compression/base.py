@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -26,6 +26,11 @@ class TechniqueConfig(BaseModel):
     """Base of every technique's config: unknown keys are an error, values are validated on load."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def recipe_problems(self) -> list[tuple[str, Any, str]]:
+        """(field, value, problem) for settings that validate alone but cannot work in the lifecycle; a recipe
+        refuses them on load. Each technique's config declares its own."""
+        return []
 
 
 @dataclass

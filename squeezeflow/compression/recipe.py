@@ -137,14 +137,10 @@ def _check_order(steps: tuple[Technique, ...], source: str | Path) -> None:
 
 
 def _check_exportable(steps: tuple[Technique, ...], source: str | Path) -> None:
-    """Activation fake-quant exports to QDQ that ONNX Runtime runs with integer kernels whose rounding differs from
-    torch's by ~1e-3, so the lifecycle's parity check (1e-4) would always stop it. Int8 activations are a target
-    choice instead: the ort-int8-qdq builder."""
+    """Each technique's config says what cannot work in the lifecycle (TechniqueConfig.recipe_problems)."""
     for i, step in enumerate(steps):
-        if getattr(step.config, "activations", False):
-            raise SqueezeflowInputError(source, f"steps[{i}].activations", True, "activation quantization in a recipe "
-                                        "cannot pass the ONNX parity check; quantize activations with an "
-                                        "ort-int8-qdq device target instead")
+        for field, value, problem in step.config.recipe_problems():
+            raise SqueezeflowInputError(source, f"steps[{i}].{field}", value, problem)
 
 
 def load_recipe(path: Path) -> Recipe:
