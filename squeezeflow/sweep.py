@@ -17,9 +17,9 @@ from squeezeflow.config import TrainParams
 from squeezeflow.data import Splits
 from squeezeflow.evaluate import deploy_and_measure
 from squeezeflow.io import atomic_path
-from squeezeflow.models import ModelSpec, Standardize, build_model, with_input_norm
+from squeezeflow.models import ModelSpec
 from squeezeflow.targets import TargetProfile
-from squeezeflow.training import fit, seed_everything
+from squeezeflow.training import train_from_scratch
 
 
 @dataclass(frozen=True)
@@ -74,12 +74,7 @@ def run_sweep(spec: ModelSpec, train: TrainParams, scales: tuple[float, ...], re
     points = []
     for scale in scales:
         tspec = scaled(spec, scale)
-        seed_everything(seed)
-        teacher = build_model(tspec)
-        if normalize:
-            teacher = with_input_norm(teacher, Standardize.fit(trn[0]))
-        fit(teacher, trn, val, train, seed, desc=f"teacher x{scale:g}")
-        teacher.eval()
+        teacher, _ = train_from_scratch(tspec, trn, val, train, seed, normalize, desc=f"teacher x{scale:g}")
         points.append(_point(scale, "teacher", teacher, tspec, splits, target, workdir, opset))
         for recipe in recipes:
             log(f"[sweep] teacher x{scale:g} -> recipe {recipe.name}")

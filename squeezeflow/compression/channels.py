@@ -20,6 +20,7 @@ from torch import nn
 
 from squeezeflow.compression.base import Applied, CompressContext, Technique, TechniqueConfig, register_technique
 from squeezeflow.config import TrainParams
+from squeezeflow.models import count_parameters
 
 WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d)
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -247,10 +248,6 @@ def remove_channels(model: nn.Sequential, couplings: list[Coupling], keep: dict[
     return model
 
 
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def _channel_counts(model: nn.Sequential, couplings: list[Coupling]) -> dict[str, int]:
     return {f"{c.producer}_{type(model[c.producer]).__name__.lower()}": _out_channels(model[c.producer])
             for c in couplings}
@@ -273,7 +270,7 @@ class PruneChannels(Technique):
             for c in couplings:
                 channel_importance(model, c, "bn")
         original = {c.producer: _out_channels(model[c.producer]) for c in couplings}
-        before, params_before, fits = _channel_counts(model, couplings), n_params(model), []
+        before, params_before, fits = _channel_counts(model, couplings), count_parameters(model), []
         for step in range(1, cfg.steps + 1):
             amount = cfg.amount if step == cfg.steps else cfg.amount * step / cfg.steps
             keep = select_channels(model, couplings, amount, cfg.importance, cfg.scope, cfg.min_channels, original)
@@ -282,8 +279,8 @@ class PruneChannels(Technique):
             if step < cfg.steps and cfg.finetune is not None:
                 fits.append(ctx.fit(model, cfg.finetune, desc=f"prune-channels finetune {step}/{cfg.steps - 1}"))
         metrics = {"channels_before": before, "channels_kept": _channel_counts(model, couplings),
-                   "params_before": params_before, "params_after": n_params(model),
-                   "param_ratio": n_params(model) / max(params_before, 1)}
+                   "params_before": params_before, "params_after": count_parameters(model),
+                   "param_ratio": count_parameters(model) / max(params_before, 1)}
         if fits:
             metrics |= {"finetune_steps": len(fits), "finetune_best_val_accuracy": fits[-1].best_val_accuracy}
         return Applied(model, metrics)

@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from squeezeflow.compression.base import Applied, CompressContext, Technique, TechniqueConfig, register_technique
-from squeezeflow.compression.lowrank import exactly_one, param_counts, ratio_rank, relative_error, rewrite
+from squeezeflow.compression.factorization import exactly_one, param_counts, ratio_rank, relative_error, rewrite
 
 Conv = nn.Conv1d | nn.Conv2d
 

@@ -16,7 +16,15 @@ from torch import nn
 
 from squeezeflow.compression.base import Applied, CompressContext, Technique, TechniqueConfig, register_technique
 from squeezeflow.config import TrainParams
-from squeezeflow.models import ARCHS, DEFAULT_HIDDEN, ModelSpec, build_model, input_norm, with_input_norm
+from squeezeflow.models import (
+    ARCHS,
+    DEFAULT_HIDDEN,
+    ModelSpec,
+    build_model,
+    count_parameters,
+    input_norm,
+    with_input_norm,
+)
 from squeezeflow.training import distillation_loss, seed_everything
 
 
@@ -116,4 +124,4 @@ class Distill(Technique):
         else:
             result = ctx.fit(student, cfg.train, desc="distill", loss_fn=kd)
         return Applied(student.eval(), {"epochs": result.epochs_run, "val_accuracy": result.best_val_accuracy,
-                                        "parameters": sum(p.numel() for p in student.parameters())}, spec)
+                                        "parameters": count_parameters(student)}, spec)

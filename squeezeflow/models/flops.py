@@ -37,7 +37,11 @@ def flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     return 2 * macs
 
 
+def count_parameters(model: nn.Module) -> int:
+    """Every parameter element (zeros included: see parameter_counts for the nonzero ones)."""
+    return sum(p.numel() for p in model.parameters())
+
+
 def parameter_counts(model: nn.Module) -> dict[str, int]:
-    params = list(model.parameters())
-    return {"parameters": sum(p.numel() for p in params),
-            "nonzero_parameters": sum(int((p != 0).sum()) for p in params)}
+    return {"parameters": count_parameters(model),
+            "nonzero_parameters": sum(int((p != 0).sum()) for p in model.parameters())}

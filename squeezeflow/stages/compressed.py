@@ -5,7 +5,7 @@ from __future__ import annotations
 from squeezeflow.compression import CompressContext, sparsity
 from squeezeflow.data import Splits
 from squeezeflow.io import write_json, write_yaml
-from squeezeflow.models import load_checkpoint, save_checkpoint
+from squeezeflow.models import load_checkpoint, parameter_counts, save_checkpoint
 from squeezeflow.stages.base import Stage, StageContext, register_stage
 from squeezeflow.training import accuracy
 
@@ -18,9 +18,7 @@ def compress_context(ctx: StageContext) -> tuple[CompressContext, Splits]:
 
 
 def model_stats(model) -> dict:
-    params = list(model.parameters())
-    return {"parameters": sum(p.numel() for p in params),
-            "nonzero_parameters": sum(int((p != 0).sum()) for p in params), "sparsity": sparsity(model)}
+    return {**parameter_counts(model), "sparsity": sparsity(model)}
 
 
 def run(ctx: StageContext) -> dict:

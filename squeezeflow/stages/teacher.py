@@ -7,10 +7,10 @@ import time
 from squeezeflow.config import TeacherParams
 from squeezeflow.data import Splits
 from squeezeflow.io import read_json
-from squeezeflow.models import ModelSpec, Standardize, build_model, resolve_arch, save_checkpoint, with_input_norm
+from squeezeflow.models import ModelSpec, resolve_arch, save_checkpoint
 from squeezeflow.stages.base import Stage, StageContext, register_stage
 from squeezeflow.stats import wilson_interval
-from squeezeflow.training import accuracy, fit, seed_everything
+from squeezeflow.training import accuracy, train_from_scratch
 
 
 def data_meta(ctx: StageContext) -> dict:
@@ -27,13 +27,10 @@ def run(ctx: StageContext) -> dict:
     meta, splits = data_meta(ctx), Splits.load(ctx.input("dataset"))
     p = ctx.params.teacher
     spec = teacher_spec(p, meta, splits.x["train"])
-    seed_everything(ctx.params.seed)
-    model = build_model(spec)
-    if p.normalize == "feature":
-        model = with_input_norm(model, Standardize.fit(splits.x["train"]))
     t0 = time.perf_counter()
-    result = fit(model, (splits.x["train"], splits.y["train"]), (splits.x["val"], splits.y["val"]), p.train,
-                 ctx.params.seed, desc="teacher")
+    model, result = train_from_scratch(spec, (splits.x["train"], splits.y["train"]),
+                                       (splits.x["val"], splits.y["val"]), p.train, ctx.params.seed,
+                                       normalize=p.normalize == "feature", desc="teacher")
     save_checkpoint(ctx.out / "model.pt", model, spec)
     test_acc, n_test = accuracy(model, splits.x["test"], splits.y["test"]), len(splits.y["test"])
     return {

@@ -12,13 +12,20 @@ from squeezeflow.compression.channels import (
     PruneChannelsConfig,
     channel_importance,
     find_couplings,
-    n_params,
     remove_channels,
     select_channels,
 )
 from squeezeflow.config import TrainParams
 from squeezeflow.export.onnx import export_onnx, parity
-from squeezeflow.models import ModelSpec, build_model, describe, load_checkpoint, rebuild, save_checkpoint
+from squeezeflow.models import (
+    ModelSpec,
+    build_model,
+    count_parameters,
+    describe,
+    load_checkpoint,
+    rebuild,
+    save_checkpoint,
+)
 
 SPECS = {
     "mlp": ModelSpec("mlp", (8, 8), 10, (32, 16)),
@@ -105,7 +112,8 @@ def test_shrinks_params_and_onnx_with_parity(tmp_path, arch):
     full = widths(model)
     assert widths(pruned)[:-1] == [w - w // 2 for w in full[:-1]]
     assert widths(pruned)[-1] == full[-1] == 10  # the classifier keeps every output
-    assert applied.metrics["params_before"] == n_params(model) > applied.metrics["params_after"] == n_params(pruned)
+    before, after = applied.metrics["params_before"], applied.metrics["params_after"]
+    assert before == count_parameters(model) > after == count_parameters(pruned)
     assert list(applied.metrics["channels_kept"].values()) == [w - w // 2 for w in full[:-1]]
     assert widths(model) == full  # the caller's model is untouched
 

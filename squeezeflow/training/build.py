@@ -1,0 +1,25 @@
+"""Train big: the one way a model is built from its spec and trained from scratch (the teacher stage and the sweep's
+teachers both use it)."""
+
+from __future__ import annotations
+
+import numpy as np
+from torch import nn
+
+from squeezeflow.config import TrainParams
+from squeezeflow.models import ModelSpec, Standardize, build_model, with_input_norm
+from squeezeflow.training.loop import FitResult, fit, seed_everything
+
+Split = tuple[np.ndarray, np.ndarray]
+
+
+def train_from_scratch(spec: ModelSpec, train: Split, val: Split, params: TrainParams, seed: int,
+                       normalize: bool = True, desc: str = "teacher") -> tuple[nn.Module, FitResult]:
+    """Build `spec` (its inputs standardized inside it with the train split's statistics when `normalize`), train
+    it with `params`, and return it in eval mode."""
+    seed_everything(seed)
+    model = build_model(spec)
+    if normalize:
+        model = with_input_norm(model, Standardize.fit(train[0]))
+    result = fit(model, train, val, params, seed, desc=desc)
+    return model.eval(), result
