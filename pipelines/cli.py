@@ -63,24 +63,17 @@ def cmd_run(args) -> int:
     setup_env(root)
     ws = Workspace(root)
     overrides = _overrides(args)
-    try:  # bad params, targets or dataset names fail here, before any run starts
-        params = apply_overrides(ws.params(), dict(parse_override(o) for o in overrides), source="command line")
-        from squeezeflow.data import DATASETS
-        from squeezeflow.targets import select_targets
-
-        if params.dataset.name not in DATASETS:
-            raise SqueezeflowInputError("command line", "dataset.name", params.dataset.name,
-                                        f"unknown dataset; known: {sorted(DATASETS)}")
-        targets = [t.name for t in select_targets(ws.targets, args.target, "--target")]
-        ws.resolved_recipes(params)  # a bad recipe (main or sweep) fails here, before any work
-        if params.dataset.name == "npz":  # a user's file: read and split it now, before anything is created
-            from squeezeflow.data import load_dataset, make_splits
-
-            make_splits(load_dataset(params.dataset, "--npz" if args.npz else str(ws.params_path)), params.split,
-                        params.seed)
+    parsed: dict = {}
+    try:  # bad params, targets, recipes or data fail here, before any run starts
+        parsed = dict(parse_override(o) for o in overrides)
+        params = apply_overrides(ws.params(), parsed, source="command line")
+        targets = ws.validate(params, args.target, source="--npz" if args.npz else None, read_data=True)
     except SqueezeflowInputError as exc:
-        if args.recipe and exc.field == "compress.recipe" and exc.source == "params.yaml":
-            exc = SqueezeflowInputError("--recipe", exc.field, exc.value, exc.problem)  # where the value came from
+        if exc.source == str(ws.params_path) and exc.field in parsed:  # name where the value came from
+            flag = "--recipe" if args.recipe and exc.field == "compress.recipe" else "command line"
+            exc = SqueezeflowInputError(flag, exc.field, exc.value, exc.problem)
+        elif args.recipe and exc.field == "compress.recipe" and exc.source == "params.yaml":
+            exc = SqueezeflowInputError("--recipe", exc.field, exc.value, exc.problem)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     from pipelines.runner import run_lifecycle
@@ -98,7 +91,7 @@ def cmd_sweep(args) -> int:
     ws = Workspace(root)
     overrides = list(args.set or []) + ([f"dataset.name={args.dataset}"] if args.dataset else [])
     try:
-        ws.resolved_recipes(apply_overrides(ws.params(), dict(parse_override(o) for o in overrides), "command line"))
+        ws.validate(apply_overrides(ws.params(), dict(parse_override(o) for o in overrides), "command line"))
     except SqueezeflowInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -120,8 +113,10 @@ def cmd_stage(args) -> int:
             print(f"error: unknown stage '{args.name}'; known: {sorted(ws.stages)}", file=sys.stderr)
             return 2
         # under `dvc repro`, which holds DVC's repo lock: waiting for a run that needs DVC could deadlock
+        params = ws.recorded_params()
+        ws.validate(params)
         with workspace_lock(ws.state_dir / "locks", f"squeezeflow stage {args.name}", wait=False):
-            metrics = run_stage_locally(ws, args.name, ws.recorded_params())
+            metrics = run_stage_locally(ws, args.name, params)
     except (WorkspaceBusy, SqueezeflowInputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -103,12 +103,44 @@ class Workspace:
         return {"main": self.recipe(params).to_dict(),
                 "sweep": {name: self.recipe(named(name)).to_dict() for name in params.sweep.recipes}}
 
+    def validate(self, params: Params, targets: list[str] | None = None, source: str | None = None,
+                 read_data: bool = False) -> list[str]:
+        """Everything a run reads, checked before any work, the same for every entry point (CLI, launchpad,
+        schedule, `dvc repro`): the dataset, every target profile and the chosen ones, the teacher's architecture,
+        the recipes (main and sweep) and the sweep's target. `read_data`: also read and split a user's file.
+        Raises SqueezeflowInputError (file, field, value); returns the chosen targets' names."""
+        from squeezeflow.data import DATASETS, load_dataset, make_splits
+        from squeezeflow.errors import SqueezeflowInputError
+        from squeezeflow.models import ARCHS
+        from squeezeflow.targets import select_targets
+
+        source = source or str(self.params_path)
+        if params.dataset.name not in DATASETS:
+            raise SqueezeflowInputError(source, "dataset.name", params.dataset.name,
+                                        f"unknown dataset; known: {sorted(DATASETS)}")
+        if params.teacher.arch != "auto" and params.teacher.arch not in ARCHS:
+            raise SqueezeflowInputError(source, "teacher.arch", params.teacher.arch,
+                                        f"unknown architecture; known: auto, {', '.join(sorted(ARCHS))}")
+        chosen = [t.name for t in select_targets(self.targets, targets, "--target")]
+        if params.sweep.target not in self.targets:
+            raise SqueezeflowInputError(source, "sweep.target", params.sweep.target,
+                                        f"no such device target; known: {sorted(self.targets)}")
+        self.resolved_recipes(params)
+        if params.dataset.name == "npz":
+            path = Path(params.dataset.path)
+            if not path.is_file():
+                raise SqueezeflowInputError(source, "dataset.path", str(path), "no such file")
+            if read_data:  # a user's file: read and split it now, before anything is created
+                make_splits(load_dataset(params.dataset, source), params.split, params.seed)
+        return chosen
+
     def prepare(self, overrides: dict[str, Any] | None = None) -> Params:
         """Resolve params.yaml plus this run's overrides into .squeezeflow/params.yaml and regenerate dvc.yaml and
         the code versions, so DVC sees exactly what this run uses; params.yaml itself stays as the user wrote it.
         Writes only what changed."""
         params = apply_overrides(self.params(), overrides or {}) if overrides else self.params()
-        recipes = self.resolved_recipes(params)  # validated before anything is written or run
+        self.validate(params)  # before anything is written or run
+        recipes = self.resolved_recipes(params)
         for rel, text in resolved_files(params, self.stages, self.targets, recipes).items():
             self._write_if_changed(self.root / rel, text)
         self._write_if_changed(self.dvc_yaml_path, render_dvc_yaml(self.stages))

@@ -191,6 +191,11 @@ CASES = [
          "field 'teacher.train.epochs' = 0", "greater than or equal to 1"),
     case("set-malformed", args("run", "--set", "nonsense"), "--set", "field '<override>' = 'nonsense'", "KEY=VALUE"),
     case("dataset-unknown", args("run", "--dataset", "imagenet"), "command line", "field 'dataset.name' = 'imagenet'"),
+    # found before any work, not when the sweep (or the teacher) runs: Workspace.validate, every entry point
+    case("sweep-target-unknown", args("run", "--set", "sweep.target=tpu-v9"), "command line",
+         "field 'sweep.target' = 'tpu-v9'", "no such device target"),
+    case("teacher-arch-unknown", params("teacher: {arch: vit}\n"), "params.yaml", "field 'teacher.arch' = 'vit'",
+         "unknown architecture"),
     case("params-invalid-yaml", params("teacher: {arch: mlp\n"), "params.yaml", "field '<root>' = None",
          "not valid YAML: line 2, column 1"),
     case("params-unknown-key", params("teacher: {epochz: 3}\n"), "params.yaml", "field 'teacher.epochz' = 3"),
