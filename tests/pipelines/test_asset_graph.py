@@ -37,3 +37,30 @@ def test_per_target_stages_are_named_by_one_helper(project_root):
     for t in ws.targets:
         assert {stage_name("build", t), stage_name("validate", t)} <= set(ws.stages)
         assert ws.stages[stage_name("validate", t)].deps == ("dataset", stage_name("build", t))
+
+
+def test_a_new_stage_is_one_registration(project_root, monkeypatch):
+    """Registering a stage is all it takes: it appears in dvc.yaml, the asset graph (with its check) and the main
+    job's selection, per target when it says so."""
+    from pipelines.runner import _selection
+    from squeezeflow.stages import STAGES, Check, Stage, Verdict, register_stage
+    from squeezeflow.versioning.resolved import render_dvc_yaml
+
+    monkeypatch.setattr("squeezeflow.stages.base.STAGES", dict(STAGES))
+    register_stage(Stage("report", lambda ctx: {}, deps=("exported",), description="a model card",
+                         check=Check("card_complete", lambda inputs, params: Verdict(True, "ok"))))
+    register_stage(Stage("profile", lambda ctx: {}, deps=("dataset", "build"), per_target=True,
+                         description="an op-level profile"))
+    ws = Workspace(project_root)
+    assert ws.stages["report"].deps == ("exported",)
+    assert ws.stages["profile-cpu-int8"].deps == ("dataset", "build-cpu-int8")
+    dvc = render_dvc_yaml(ws.stages)
+    assert "  report:\n" in dvc and "  profile-cpu-int8:\n" in dvc and "artifacts/build-cpu-int8" in dvc
+    graph = build_definitions(project_root).resolve_asset_graph()
+    assert graph.get(AssetKey("report")).parent_keys == {AssetKey("exported")}
+    assert graph.get(AssetKey(["cpu_int8", "profile"])).parent_keys == {AssetKey("dataset"),
+                                                                         AssetKey(["cpu_int8", "build"])}
+    assert any(k.name == "card_complete" for k in graph.asset_check_keys)
+    selected = _selection(ws, ["cpu-int8"])
+    assert AssetKey("report") in selected and AssetKey(["cpu_int8", "profile"]) in selected
+    assert AssetKey(["cpu_fp32", "profile"]) not in selected
