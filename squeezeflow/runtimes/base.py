@@ -51,10 +51,16 @@ def parse_build_config(data: Any, source: str | Path, field: str = "build") -> B
     name = data.get("builder")
     if name not in BUILDERS:
         raise SqueezeflowInputError(source, f"{field}.builder", name, f"unknown builder; known: {sorted(BUILDERS)}")
+    config = BUILDERS[name].Config
     try:
-        return BUILDERS[name].Config.model_validate(data)
+        return config.model_validate(data)
     except ValidationError as exc:
-        raise from_pydantic(source, exc, prefix=f"{field}.") from None
+        err = from_pydantic(source, exc, prefix=f"{field}.")
+        if any(e.get("type") == "extra_forbidden" for e in exc.errors()) and err.value is not None:
+            options = sorted(set(config.model_fields) - {"builder"})
+            err = SqueezeflowInputError(source, err.field, err.value, f"the {name} builder does not take this "
+                                        f"option; it takes: {', '.join(options) or 'none'}")
+        raise err from None
 
 
 def builder_for(config: BuilderConfig) -> Builder:

@@ -48,3 +48,14 @@ def test_unknown_target_name_is_rejected(tmp_path):
     write_target(tmp_path, "cpu-fp32")
     with pytest.raises(SqueezeflowInputError, match="'targets'.*gpu-x"):
         select_targets(load_targets(tmp_path), ["gpu-x"], "--target")
+
+
+def test_an_option_of_another_builder_says_which_options_this_one_takes(tmp_path):
+    path = write_target(tmp_path, "edge")
+    data = yaml.safe_load(path.read_text())
+    data["build"]["per_channel"] = False
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(SqueezeflowInputError) as err:
+        load_target(path)
+    assert err.value.field == "build.per_channel"
+    assert err.value.problem == "the ort-fp32 builder does not take this option; it takes: optimization_level"
