@@ -25,9 +25,9 @@ import torch
 from onnx import helper, numpy_helper
 
 from squeezeflow.export import export_onnx
-from squeezeflow.export.onnx import INPUT, OUTPUT, session
 from squeezeflow.gates import compare_models, interleaved_latency, latency_ratio, paired_accuracy, regression_checks
 from squeezeflow.models import ModelSpec, build_model
+from squeezeflow.onnxio import INPUT, OUTPUT, session
 from squeezeflow.runtimes import MeasureSpec
 from squeezeflow.targets import RegressionSpec
 

@@ -86,8 +86,8 @@ def run_stage_locally(ws: Workspace, name: str, params) -> dict:
     with atomic_dir(ws.stage_dir(name)) as out:
         metrics = stage.run(ws.context(name, params, out))
         # Timings vary run to run: outside the output, so identical inputs give identical DVC hashes.
-        write_json(out / METRICS, {k: v for k, v in metrics.items() if k not in stage.timings})
-        timings = {k: metrics[k] for k in stage.timings if k in metrics}
+        write_json(out / METRICS, {k: v for k, v in metrics.items() if not stage.is_timing(k)})
+        timings = {k: v for k, v in metrics.items() if stage.is_timing(k)}
         if timings:
             write_json(ws.timings_path(name), {"output_sha256": sha256_tree(out), "values": timings})
     return metrics

@@ -9,8 +9,8 @@ from squeezeflow.naming import stage_name
 from squeezeflow.workspace import Workspace
 
 COLUMNS = [("target", "{}"), ("accuracy", "{:.2f}"), ("95% CI", "{}"), ("teacher", "{:.2f}"), ("bytes", "{:,}"),
-           ("p50 ms", "{:.3f}"), ("p95 ms", "{:.3f}"), ("thrpt/s", "{:,.0f}"), ("gate", "{}"), ("promoted", "{}"),
-           ("model URI", "{}")]
+           ("p50 ms", "{:.3f}"), ("p95 ms", "{:.3f}"), ("p99 ms", "{:.3f}"), ("thrpt/s", "{:,.0f}"),
+           ("load ms", "{:.1f}"), ("RSS MB", "{:.0f}"), ("gate", "{}"), ("promoted", "{}"), ("model URI", "{}")]
 
 
 def target_rows(ws: Workspace, targets: list[str], gates: dict[str, dict], promotions: dict[str, dict]) -> list[dict]:
@@ -25,7 +25,8 @@ def target_rows(ws: Workspace, targets: list[str], gates: dict[str, dict], promo
         rows.append({
             "target": t, "accuracy": m.get("accuracy"), "95% CI": _interval(m), "teacher": teacher,
             "bytes": m.get("model_bytes"), "test_samples": m.get("test_samples"),
-            "p50 ms": m.get("latency_p50_ms"), "p95 ms": m.get("latency_p95_ms"), "thrpt/s": m.get("throughput_per_s"),
+            "p50 ms": m.get("latency_p50_ms"), "p95 ms": m.get("latency_p95_ms"), "p99 ms": m.get("latency_p99_ms"),
+            "thrpt/s": m.get("throughput_per_s"), "load ms": m.get("load_ms"), "RSS MB": m.get("peak_rss_mb"),
             "gate": "not run" if gate is None else ("pass" if gate["passed"] else "FAIL"),
             "gate_reasons": [] if gate is None else gate.get("reasons", []),
             "promoted": _promoted(promo), "model URI": promo["model_uri"] if promo else "-",

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from squeezeflow.export.onnx import INPUT, OUTPUT, session
 from squeezeflow.gates.gate import _finite
+from squeezeflow.onnxio import INPUT, OUTPUT, session
 from squeezeflow.runtimes import MeasureSpec
 from squeezeflow.targets import RegressionSpec
 

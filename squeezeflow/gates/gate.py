@@ -83,4 +83,7 @@ def evaluate_gate(metrics: dict, teacher_accuracy: float, budgets: Budgets,
         _check("model_bytes", size, budgets.max_model_bytes, _finite(size) and size <= budgets.max_model_bytes, " B"),
         _baseline_check(acc, baseline_accuracy, budgets.min_gain_over_baseline),
     ]
+    if metrics.get("error"):  # validation could not run the model (crash, memory cap, timeout): the reason first
+        checks.insert(0, {"name": "validation", "value": None, "budget": None, "passed": False,
+                          "message": f"validation failed: {metrics['error']}"})
     return GateVerdict(all(c["passed"] for c in checks), checks)

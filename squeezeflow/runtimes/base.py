@@ -44,8 +44,22 @@ def register_builder(cls: type[Builder]) -> type[Builder]:
     return cls
 
 
+def load_builders() -> dict[str, type[Builder]]:
+    """Import every module of this package once: each builder module registers its class."""
+    import importlib
+    import pkgutil
+
+    import squeezeflow.runtimes as package
+
+    for mod in pkgutil.iter_modules(package.__path__):
+        if mod.name not in ("base", "measure", "worker"):
+            importlib.import_module(f"{package.__name__}.{mod.name}")
+    return BUILDERS
+
+
 def parse_build_config(data: Any, source: str | Path, field: str = "build") -> BuilderConfig:
     """The builder named in `data` parses the rest: an option it does not take fails naming file, field, value."""
+    load_builders()
     if not isinstance(data, dict):
         raise SqueezeflowInputError(source, field, data, "expected a mapping with a 'builder' key")
     name = data.get("builder")
@@ -64,7 +78,7 @@ def parse_build_config(data: Any, source: str | Path, field: str = "build") -> B
 
 
 def builder_for(config: BuilderConfig) -> Builder:
-    return BUILDERS[config.builder](config)
+    return load_builders()[config.builder](config)
 
 
 def build_artifact(config: BuilderConfig, source: Path, dest: Path, calibration: np.ndarray,

@@ -10,7 +10,7 @@ import numpy as np
 from pydantic import Field
 
 from squeezeflow.config import Strict
-from squeezeflow.export.onnx import INPUT, OUTPUT, session
+from squeezeflow.onnxio import INPUT, OUTPUT, session
 from squeezeflow.stats import wilson_interval
 
 
@@ -23,6 +23,13 @@ class MeasureSpec(Strict):
     throughput_batch: int = Field(256, ge=1)
     session_options: dict[str, str] = Field(default_factory=dict, description="ONNX Runtime session config entries "
                                             "the deployed runtime uses, e.g. session.disable_quant_qdq: '1'")
+    isolated: bool = Field(True, description="measure in a separate process under the limits below (the device's "
+                           "constraints); false: inside the pipeline's process")
+    memory_limit_mb: int | None = Field(None, ge=16, le=1_048_576, description="address-space cap of the "
+                                        "measuring process (RLIMIT_AS): a model that needs more fails its gate")
+    cpu_affinity: tuple[int, ...] | None = Field(None, description="CPU cores the measuring process may run on")
+    batch_sizes: tuple[int, ...] = Field((), description="also report latency p50/p95 at these batch sizes")
+    timeout_s: float = Field(600, gt=0, le=86_400, description="a measurement taking longer fails the gate")
 
 
 def gzip_bytes(path: Path) -> int:
@@ -31,7 +38,11 @@ def gzip_bytes(path: Path) -> int:
 
 
 def measure(model_path: Path, x: np.ndarray, y: np.ndarray, spec: MeasureSpec) -> dict:
+    """Accuracy through the runtime, bytes, session load time, latency p50/p95/p99 at batch 1 (and at
+    spec.batch_sizes), throughput. In this process: see measure_isolated for the device's constraints."""
+    t_load = time.perf_counter()
     sess = session(model_path, spec.threads, spec.session_options)
+    load_seconds = time.perf_counter() - t_load
     x = x.astype(np.float32)
     logits = np.concatenate([sess.run([OUTPUT], {INPUT: x[i : i + 512]})[0] for i in range(0, len(x), 512)])
     one = x[:1]
@@ -49,6 +60,16 @@ def measure(model_path: Path, x: np.ndarray, y: np.ndarray, spec: MeasureSpec) -
         sess.run([OUTPUT], {INPUT: batch})
         reps += 1
     elapsed = time.perf_counter() - t0
+    per_batch = {}
+    for b in spec.batch_sizes:
+        xb = np.resize(x, (b, *x.shape[1:]))
+        bt = np.empty(max(10, spec.iterations // 10))
+        for i in range(len(bt)):
+            t1 = time.perf_counter()
+            sess.run([OUTPUT], {INPUT: xb})
+            bt[i] = time.perf_counter() - t1
+        per_batch[f"latency_p50_ms_b{b}"] = float(np.percentile(bt, 50) * 1e3)
+        per_batch[f"latency_p95_ms_b{b}"] = float(np.percentile(bt, 95) * 1e3)
     correct = int((logits.argmax(1) == y).sum())
     low, high = wilson_interval(correct, len(y))
     return {
@@ -59,7 +80,47 @@ def measure(model_path: Path, x: np.ndarray, y: np.ndarray, spec: MeasureSpec) -
         "model_gzip_bytes": gzip_bytes(model_path),
         "latency_p50_ms": float(np.percentile(times, 50) * 1e3),
         "latency_p95_ms": float(np.percentile(times, 95) * 1e3),
+        "latency_p99_ms": float(np.percentile(times, 99) * 1e3),
+        **per_batch,
         "throughput_per_s": float(reps * spec.throughput_batch / elapsed),
+        "load_ms": load_seconds * 1e3,
         "threads": spec.threads,
         "test_samples": int(len(y)),
     }
+
+
+def measure_isolated(model_path: Path, x: np.ndarray, y: np.ndarray, spec: MeasureSpec) -> dict:
+    """`measure` in a fresh process under the target's constraints (threads, CPU affinity, address-space cap,
+    timeout), plus its peak RSS. A model that crashes the runtime, runs out of memory or time returns
+    {"error": reason} instead of raising: its gate fails with that reason and the other targets go on."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="sf-measure-") as tmp:
+        request, result = Path(tmp) / "request.json", Path(tmp) / "result.json"
+        np.savez(Path(tmp) / "data.npz", x=x, y=y)
+        request.write_text(json.dumps({"model": str(Path(model_path).resolve()), "data": str(Path(tmp) / "data.npz"),
+                                       "spec": spec.model_dump(mode="json"), "result": str(result)}))
+        try:
+            proc = subprocess.run([sys.executable, "-m", "squeezeflow.runtimes.worker", str(request)],
+                                  capture_output=True, text=True, timeout=spec.timeout_s)
+        except subprocess.TimeoutExpired:
+            return {"error": f"the measurement took longer than {spec.timeout_s:g} s (measure.timeout_s)"}
+        if proc.returncode == 0 and result.exists():
+            return json.loads(result.read_text())
+        return {"error": _failure(proc.returncode, proc.stderr, spec)}
+
+
+def _failure(code: int, stderr: str, spec: MeasureSpec) -> str:
+    lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
+    last = lines[-1] if lines else ""
+    if code < 0:
+        import signal
+
+        what = f"killed by {signal.Signals(-code).name}"
+    else:
+        what = f"exit code {code}"
+    cap = f" under measure.memory_limit_mb={spec.memory_limit_mb}" if spec.memory_limit_mb else ""
+    return f"the runtime failed in its measuring process{cap} ({what}): {last[:300] or 'no message'}"

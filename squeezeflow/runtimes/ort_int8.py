@@ -11,8 +11,9 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from squeezeflow.export.onnx import INPUT, check_onnx_file
+from squeezeflow.export.onnx import check_onnx_file
 from squeezeflow.io import atomic_path
+from squeezeflow.onnxio import INPUT
 from squeezeflow.runtimes.base import Builder, BuilderConfig, Validation, register_builder
 
 
@@ -143,7 +144,7 @@ def _quantize(prepped: Path, out: Path, attempt: dict, calibration: np.ndarray, 
 def _val_accuracy(path: Path, validation: Validation | None) -> float:
     if validation is None:
         return 0.0
-    from squeezeflow.export.onnx import onnx_logits
+    from squeezeflow.onnxio import onnx_logits
 
     x, y = validation
     return float((onnx_logits(path, x).argmax(1) == y).mean() * 100.0)

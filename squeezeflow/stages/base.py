@@ -80,7 +80,7 @@ class Stage:
     input_params: tuple[str, ...] = ()  # fingerprints of user files this stage reads (.squeezeflow/inputs.yaml)
     artifacts: tuple[str, ...] = ()  # files of its output logged to MLflow as artifacts (and .png shown in Dagster)
     code: tuple[str, ...] = ()  # modules whose source is this stage's code version
-    timings: tuple[str, ...] = ()  # metrics that are wall-clock measurements: kept out of the DVC output
+    timings: tuple[str, ...] = ()  # wall-clock (or memory) measurements kept out of the DVC output; "x_*": a prefix
     needs_timings: bool = False  # rerun (not reuse) an output whose timings are lost: something reads them
     description: str = ""
     per_target: bool = False  # a template: one stage per device target, named stage_name(name, target)
@@ -92,6 +92,9 @@ class Stage:
     logs_data: bool = False  # its output holds the train/val/test splits: logged as MLflow dataset inputs
     base: str = ""  # the template's name, on a per-target stage
     target: TargetProfile | None = None  # set on a per-target stage
+
+    def is_timing(self, metric: str) -> bool:
+        return any(metric == t or (t.endswith("*") and metric.startswith(t[:-1])) for t in self.timings)
 
     @property
     def asset_name(self) -> str:

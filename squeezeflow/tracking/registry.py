@@ -95,7 +95,7 @@ def register(tracker: Tracker, run_id: str, model_name: str, onnx_path: Path, ex
     import onnx
     from mlflow.models import infer_signature
 
-    from squeezeflow.export.onnx import onnx_logits
+    from squeezeflow.onnxio import onnx_logits
 
     signature = infer_signature(example.astype(np.float32), onnx_logits(onnx_path, example))
     with fluent_uri(tracker.tracking_uri):  # registration resolves the logged model through the same global URI

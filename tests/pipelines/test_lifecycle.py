@@ -192,6 +192,20 @@ def test_a_failing_absolute_budget_leaves_the_previous_champion(first_run):
     set_target(ws, "cpu-fp32", budgets={"max_latency_p95_ms": 50.0})
 
 
+def test_a_target_whose_memory_cap_is_too_small_fails_its_gate_and_nothing_else(first_run):
+    ws, _, _ = first_run
+    set_target(ws, "cpu-fp32", measure={"memory_limit_mb": 64})  # validation runs in a process capped at 64 MB
+    assert run_lifecycle(Workspace(ws.root), ["seed=3"], ["cpu-fp32", "cpu-int8"]) == 3  # a gate, not an error
+    rows = {r["target"]: r for r in last_summary(ws)["targets"]}
+    assert rows["cpu-fp32"]["gate"] == "FAIL" and rows["cpu-fp32"]["promoted"] == "no"
+    assert rows["cpu-fp32"]["gate_reasons"][0].startswith("validation failed: the runtime failed in its measuring "
+                                                          "process under measure.memory_limit_mb=64")
+    # the other target was validated in its own (uncapped) process, with its memory and load time measured
+    assert rows["cpu-int8"]["accuracy"] is not None and rows["cpu-int8"]["RSS MB"] > 10
+    assert not any(r.startswith("validation failed") for r in rows["cpu-int8"]["gate_reasons"])
+    set_target(ws, "cpu-fp32", measure={"memory_limit_mb": None})
+
+
 def test_a_chance_level_model_is_never_promoted(first_run):
     ws, _, _ = first_run
     # Every other gate is wide open: only the majority-class baseline stands between this model and promotion.

@@ -1,0 +1,61 @@
+"""The measuring process: `python -m squeezeflow.runtimes.worker REQUEST.json`.
+
+Applies the target's constraints to itself (CPU affinity, address-space cap) before it loads the runtime, runs
+`measure`, adds its own peak RSS, and writes the result JSON. Anything that goes wrong ends the process with a
+non-zero code and the reason as the last line on stderr; measure_isolated turns that into a failed gate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+from pathlib import Path
+
+
+def constrain(spec: dict) -> None:
+    if spec.get("cpu_affinity"):
+        os.sched_setaffinity(0, set(spec["cpu_affinity"]))
+    if spec.get("memory_limit_mb"):
+        cap = int(spec["memory_limit_mb"]) * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+
+def peak_rss_mb() -> float:
+    """This process's resident-memory high-water mark. VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss
+    over exec, so it would report the (large) pipeline process this one was forked from."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def main(request_path: str) -> int:
+    request = json.loads(Path(request_path).read_text())
+    constrain(request["spec"])
+    try:
+        import numpy as np
+
+        from squeezeflow.runtimes.measure import MeasureSpec, measure
+
+        with np.load(request["data"], allow_pickle=False) as data:
+            x, y = data["x"], data["y"]
+        metrics = measure(Path(request["model"]), x, y, MeasureSpec.model_validate(request["spec"]))
+    except MemoryError:
+        print("MemoryError: out of memory", file=sys.stderr)
+        return 3
+    except Exception as exc:  # noqa: BLE001 - the reason goes back to the gate
+        print(f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}", file=sys.stderr)
+        return 3
+    metrics["peak_rss_mb"] = peak_rss_mb()
+    metrics["cpus"] = sorted(os.sched_getaffinity(0))
+    Path(request["result"]).write_text(json.dumps(metrics))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
