@@ -19,6 +19,7 @@ from squeezeflow.data import Splits
 from squeezeflow.errors import SqueezeflowInputError
 from squeezeflow.gates import GateVerdict, evaluate_gate
 from squeezeflow.io import atomic_dir, read_json, sha256_file, sha256_tree, write_json, write_text
+from squeezeflow.runtimes.measure import mlflow_session_options
 from squeezeflow.stages import Verdict, stage_name
 from squeezeflow.stats import resolution_warning
 from squeezeflow.tracking import Tracker
@@ -329,7 +330,8 @@ class Lifecycle:
         example = Splits.load(self.ws.stage_dir("dataset")).x["val"][:5]
         try:
             mv = registry.register(self.tracker, gate_run, name, build, example, tags,
-                                   version_description(report, metrics, short))
+                                   version_description(report, metrics, short),
+                                   session_options=mlflow_session_options(profile.measure))
         except Exception:
             self.tracker.end(gate_run, failed=True)
             raise

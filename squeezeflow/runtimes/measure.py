@@ -32,6 +32,13 @@ class MeasureSpec(Strict):
     timeout_s: float = Field(600, gt=0, le=86_400, description="a measurement taking longer fails the gate")
 
 
+def mlflow_session_options(spec: MeasureSpec) -> dict:
+    """The session the target was validated with, in MLflow's `onnx_session_options` form (what
+    mlflow.pyfunc.load_model applies): the same threads and session config entries as `onnxio.session`."""
+    return {"intra_op_num_threads": spec.threads, "inter_op_num_threads": 1, "execution_mode": "sequential",
+            "extra_session_config": dict(spec.session_options)}
+
+
 def gzip_bytes(path: Path) -> int:
     """Size on the wire: what an over-the-air update or a download actually ships."""
     return len(gzip.compress(Path(path).read_bytes(), compresslevel=9, mtime=0))

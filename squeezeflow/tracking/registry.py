@@ -89,8 +89,10 @@ def fluent_uri(uri: str):
 
 
 def register(tracker: Tracker, run_id: str, model_name: str, onnx_path: Path, example: np.ndarray,
-             tags: dict[str, str], description: str = ""):
-    """Log the ONNX model (flavor + signature) under `run_id` and register it as a new version; no alias moves."""
+             tags: dict[str, str], description: str = "", session_options: dict | None = None):
+    """Log the ONNX model (flavor + signature) under `run_id` and register it as a new version; no alias moves.
+    `session_options` (MLflow's `onnx_session_options`): how the target was validated, so a user's default
+    `mlflow.pyfunc.load_model` runs the model the same way."""
     import mlflow
     import onnx
     from mlflow.models import infer_signature
@@ -102,6 +104,7 @@ def register(tracker: Tracker, run_id: str, model_name: str, onnx_path: Path, ex
         with mlflow.start_run(run_id=run_id):
             info = mlflow.onnx.log_model(onnx.load(str(onnx_path)), name="model", signature=signature,
                                          onnx_execution_providers=["CPUExecutionProvider"],
+                                         onnx_session_options=session_options,
                                          save_as_external_data=False,  # one file, byte-identical to the build
                                          pip_requirements=_requirements())  # inferring them takes seconds
 

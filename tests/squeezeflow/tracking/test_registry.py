@@ -45,3 +45,27 @@ def test_register_leaves_the_process_tracking_uri_alone(tracker, tmp_path, monke
     run = tracker.stage_run(tracker.parent_run("r1", {}, {}), "r1", "gate", {}, {})
     register(tracker, run, "sf-env", path, np.zeros((2, 4), np.float32), {})
     assert "MLFLOW_TRACKING_URI" not in os.environ
+
+
+def test_the_registered_model_loads_with_the_session_it_was_validated_with(tracker, tmp_path):
+    import mlflow.pyfunc
+    from mlflow.models import Model
+
+    from squeezeflow.runtimes import MeasureSpec
+    from squeezeflow.runtimes.measure import mlflow_session_options
+    from squeezeflow.tracking.registry import fluent_uri
+
+    path = onnx_file(tmp_path / "m.onnx")
+    run = tracker.stage_run(tracker.parent_run("r3", {"a": 1}, {}), "r3", "gate", {}, {})
+    spec = MeasureSpec(threads=2, session_options={"session.intra_op.allow_spinning": "0"})
+    register(tracker, run, "sf-opts", path, np.zeros((2, 4), np.float32), {},
+             session_options=mlflow_session_options(spec))
+    with fluent_uri(tracker.tracking_uri):
+        local = mlflow.artifacts.download_artifacts("models:/sf-opts/1", dst_path=str(tmp_path / "dl"))
+        flavor = Model.load(local).flavors["onnx"]
+        assert flavor["onnx_session_options"] == {"intra_op_num_threads": 2, "inter_op_num_threads": 1,
+                                                  "execution_mode": "sequential",
+                                                  "extra_session_config": {"session.intra_op.allow_spinning": "0"}}
+        assert flavor["providers"] == ["CPUExecutionProvider"]
+        out = mlflow.pyfunc.load_model("models:/sf-opts/1").predict(np.ones((3, 4), np.float32))
+    assert np.asarray(out["logits"] if isinstance(out, dict) else out).shape == (3, 3)
