@@ -351,7 +351,7 @@ class Lifecycle:
             with tempfile.TemporaryDirectory(prefix=".champion.", dir=self.ws.state_dir) as tmp:
                 champ_path = registry.download_onnx(self.tracker, name, version, Path(tmp) / "champion.onnx")
                 comparison = compare_models(champ_path, build, splits.x["test"], splits.y["test"], profile.measure,
-                                            profile.regression)
+                                            profile.regression, runtime=profile.runtime)
             return comparison, regression_checks(comparison, profile.regression)
         except Exception as exc:  # noqa: BLE001 - an error while validating means: not promoted
             msg = f"comparison with champion v{version} failed ({type(exc).__name__}: {exc}): fail closed"

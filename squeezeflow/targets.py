@@ -44,7 +44,8 @@ class RegressionSpec(Strict):
 class TargetProfile(Strict):
     name: str
     description: str = ""
-    runtime: Literal["onnxruntime"] = "onnxruntime"
+    runtime: Literal["onnxruntime", "openvino"] = Field("onnxruntime", description="the engine that runs the built "
+                                                        "file on the target (squeezeflow/runtimes/engines.py)")
     build: SerializeAsAny[BuilderConfig] = Field(description="a registered builder's name and its own options")
     measure: MeasureSpec = MeasureSpec()
     budgets: Budgets

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from squeezeflow.gates.gate import _finite
-from squeezeflow.onnxio import INPUT, OUTPUT, session
 from squeezeflow.runtimes import MeasureSpec
+from squeezeflow.runtimes.engines import load_engine
 from squeezeflow.targets import RegressionSpec
 
 _BOOT_CELLS = 4_000_000  # bootstrap resamples are drawn in blocks of at most this many indices, to bound memory
@@ -113,20 +113,15 @@ def latency_ratio(t_champion, t_challenger, confidence: float = 0.95, n_boot: in
     }
 
 
-def _predict(sess, x: np.ndarray, batch: int = 512) -> np.ndarray:
-    return np.concatenate([sess.run([OUTPUT], {INPUT: x[i : i + batch]})[0] for i in range(0, len(x), batch)]).argmax(1)
-
-
 def compare_models(champion_onnx: Path, challenger_onnx: Path, x: np.ndarray, y: np.ndarray, measure: MeasureSpec,
-                   regression: RegressionSpec, seed: int = 0) -> dict:
-    """Both models in this process, with the same runtime settings, on the same samples."""
+                   regression: RegressionSpec, seed: int = 0, runtime: str = "onnxruntime") -> dict:
+    """Both models in this process, through the target's runtime with the same settings, on the same samples."""
     x = np.ascontiguousarray(x, dtype=np.float32)
-    champ, chall = (session(p, measure.threads, measure.session_options) for p in (champion_onnx, challenger_onnx))
-    accuracy = paired_accuracy(y, _predict(champ, x), _predict(chall, x), regression.confidence,
+    champ, chall = (load_engine(runtime, p, measure.threads, measure.session_options)
+                    for p in (champion_onnx, challenger_onnx))
+    accuracy = paired_accuracy(y, champ.predict(x).argmax(1), chall.predict(x).argmax(1), regression.confidence,
                                regression.bootstrap, seed)
-    t_a, t_b = interleaved_latency(lambda one: champ.run([OUTPUT], {INPUT: one}),
-                                   lambda one: chall.run([OUTPUT], {INPUT: one}),
-                                   x, regression.latency_pairs, measure.warmup, seed)
+    t_a, t_b = interleaved_latency(champ.run, chall.run, x, regression.latency_pairs, measure.warmup, seed)
     latency = latency_ratio(t_a, t_b, regression.confidence, regression.bootstrap, seed)
     return {"accuracy": accuracy, "latency": latency}
 

@@ -10,7 +10,7 @@ import numpy as np
 from pydantic import Field
 
 from squeezeflow.config import Strict
-from squeezeflow.onnxio import INPUT, OUTPUT, session
+from squeezeflow.runtimes.engines import load_engine
 from squeezeflow.stats import wilson_interval
 
 
@@ -44,27 +44,27 @@ def gzip_bytes(path: Path) -> int:
     return len(gzip.compress(Path(path).read_bytes(), compresslevel=9, mtime=0))
 
 
-def measure(model_path: Path, x: np.ndarray, y: np.ndarray, spec: MeasureSpec) -> dict:
+def measure(model_path: Path, x: np.ndarray, y: np.ndarray, spec: MeasureSpec, runtime: str = "onnxruntime") -> dict:
     """Accuracy through the runtime, bytes, session load time, latency p50/p95/p99 at batch 1 (and at
     spec.batch_sizes), throughput. In this process: see measure_isolated for the device's constraints."""
     t_load = time.perf_counter()
-    sess = session(model_path, spec.threads, spec.session_options)
+    engine = load_engine(runtime, model_path, spec.threads, spec.session_options)
     load_seconds = time.perf_counter() - t_load
     x = x.astype(np.float32)
-    logits = np.concatenate([sess.run([OUTPUT], {INPUT: x[i : i + 512]})[0] for i in range(0, len(x), 512)])
+    logits = engine.predict(x)
     one = x[:1]
     for _ in range(spec.warmup):
-        sess.run([OUTPUT], {INPUT: one})
+        engine.run(one)
     times = np.empty(spec.iterations)
     for i in range(spec.iterations):
         t0 = time.perf_counter()
-        sess.run([OUTPUT], {INPUT: x[i % len(x)][None]})
+        engine.run(x[i % len(x)][None])
         times[i] = time.perf_counter() - t0
     batch = np.resize(x, (spec.throughput_batch, *x.shape[1:]))
-    sess.run([OUTPUT], {INPUT: batch})
+    engine.run(batch)
     reps, t0 = 0, time.perf_counter()
     while reps < 5 or time.perf_counter() - t0 < 0.5:
-        sess.run([OUTPUT], {INPUT: batch})
+        engine.run(batch)
         reps += 1
     elapsed = time.perf_counter() - t0
     per_batch = {}
@@ -73,7 +73,7 @@ def measure(model_path: Path, x: np.ndarray, y: np.ndarray, spec: MeasureSpec) -
         bt = np.empty(max(10, spec.iterations // 10))
         for i in range(len(bt)):
             t1 = time.perf_counter()
-            sess.run([OUTPUT], {INPUT: xb})
+            engine.run(xb)
             bt[i] = time.perf_counter() - t1
         per_batch[f"latency_p50_ms_b{b}"] = float(np.percentile(bt, 50) * 1e3)
         per_batch[f"latency_p95_ms_b{b}"] = float(np.percentile(bt, 95) * 1e3)
@@ -92,11 +92,13 @@ def measure(model_path: Path, x: np.ndarray, y: np.ndarray, spec: MeasureSpec) -
         "throughput_per_s": float(reps * spec.throughput_batch / elapsed),
         "load_ms": load_seconds * 1e3,
         "threads": spec.threads,
+        "runtime": runtime,
         "test_samples": int(len(y)),
     }
 
 
-def measure_isolated(model_path: Path, x: np.ndarray, y: np.ndarray, spec: MeasureSpec) -> dict:
+def measure_isolated(model_path: Path, x: np.ndarray, y: np.ndarray, spec: MeasureSpec,
+                     runtime: str = "onnxruntime") -> dict:
     """`measure` in a fresh process under the target's constraints (threads, CPU affinity, address-space cap,
     timeout), plus its peak RSS. A model that crashes the runtime, runs out of memory or time returns
     {"error": reason} instead of raising: its gate fails with that reason and the other targets go on."""
@@ -109,7 +111,8 @@ def measure_isolated(model_path: Path, x: np.ndarray, y: np.ndarray, spec: Measu
         request, result = Path(tmp) / "request.json", Path(tmp) / "result.json"
         np.savez(Path(tmp) / "data.npz", x=x, y=y)
         request.write_text(json.dumps({"model": str(Path(model_path).resolve()), "data": str(Path(tmp) / "data.npz"),
-                                       "spec": spec.model_dump(mode="json"), "result": str(result)}))
+                                       "spec": spec.model_dump(mode="json"), "result": str(result),
+                                       "runtime": runtime}))
         try:
             proc = subprocess.run([sys.executable, "-m", "squeezeflow.runtimes.worker", str(request)],
                                   capture_output=True, text=True, timeout=spec.timeout_s)

@@ -44,7 +44,8 @@ def main(request_path: str) -> int:
 
         with np.load(request["data"], allow_pickle=False) as data:
             x, y = data["x"], data["y"]
-        metrics = measure(Path(request["model"]), x, y, MeasureSpec.model_validate(request["spec"]))
+        metrics = measure(Path(request["model"]), x, y, MeasureSpec.model_validate(request["spec"]),
+                          request.get("runtime", "onnxruntime"))
     except MemoryError:
         print("MemoryError: out of memory", file=sys.stderr)
         return 3

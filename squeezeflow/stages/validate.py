@@ -16,12 +16,12 @@ def run(ctx: StageContext) -> dict:
     check_onnx_file(model)  # a missing or corrupt file is bad input (one clear error), not a device failure
     spec = ctx.target.measure
     how = measure_isolated if spec.isolated else measure
-    return how(model, splits.x["test"], splits.y["test"], spec)
+    return how(model, splits.x["test"], splits.y["test"], spec, ctx.target.runtime)
 
 
 STAGE = register_stage(Stage(
     "validate", run, deps=("dataset", "build"), target_params=("runtime", "measure"),
     code=("squeezeflow.runtimes.measure", "squeezeflow.stats"), per_target=True, asset="validated",
     timings=("latency_*", "throughput_per_s", "load_ms", "peak_rss_mb", "cpus"), needs_timings=True,
-    kinds=("onnxruntime", "dvc"), description="on-device validation in a constrained process: accuracy, bytes, "
+    kinds=("onnx", "dvc"), description="on-device validation in a constrained process: accuracy, bytes, "
     "latency p50/p95/p99, throughput, load time and peak RSS through the target's runtime"))

@@ -1,0 +1,85 @@
+"""Inference engines: how a built model file is run on the target, one registered class per runtime.
+
+Measurement, the champion comparison and the measuring process run a target's model through the engine its
+profile names (`runtime:`), so a target is validated by the runtime it deploys with. Each engine imports its
+library only when a model is loaded: the measuring process stays light.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+ENGINES: dict[str, type[Engine]] = {}
+
+
+class Engine:
+    """A loaded model: `run(x)` returns the logits for a batch of float32 inputs."""
+
+    name: ClassVar[str]
+
+    def __init__(self, path: Path, threads: int = 1, options: dict[str, str] | None = None):
+        raise NotImplementedError
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict(self, x: np.ndarray, batch: int = 512) -> np.ndarray:
+        x = x.astype(np.float32)
+        return np.concatenate([self.run(x[i : i + batch]) for i in range(0, len(x), batch)])
+
+
+def register_engine(cls: type[Engine]) -> type[Engine]:
+    ENGINES[cls.name] = cls
+    return cls
+
+
+def load_engine(runtime: str, path: Path, threads: int = 1, options: dict[str, str] | None = None) -> Engine:
+    if runtime not in ENGINES:
+        raise KeyError(f"unknown runtime '{runtime}'; known: {sorted(ENGINES)}")
+    return ENGINES[runtime](Path(path), threads, options)
+
+
+@register_engine
+class OnnxRuntime(Engine):
+    """ONNX Runtime's CPU provider; `options` are session config entries."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: Path, threads: int = 1, options: dict[str, str] | None = None):
+        from squeezeflow.onnxio import OUTPUT, session
+
+        self._sess, self._out = session(path, threads, options), [OUTPUT]
+        self._input = self._sess.get_inputs()[0].name
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self._sess.run(self._out, {self._input: x})[0]
+
+
+@register_engine
+class OpenVino(Engine):
+    """OpenVINO's CPU plugin reading the ONNX file (fp32, or int8 from its QDQ nodes), compiled for latency with
+    `threads` inference threads and one stream; `options` are extra OpenVINO properties."""
+
+    name = "openvino"
+
+    def __init__(self, path: Path, threads: int = 1, options: dict[str, str] | None = None):
+        import openvino as ov
+
+        from squeezeflow.onnxio import missing_or_empty
+
+        missing_or_empty(Path(path))
+        config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
+                  **(options or {})}
+        try:
+            core = ov.Core()
+            self._compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+        except RuntimeError as exc:  # e.g. "No suitable implementations" for int8 on a CPU without VNNI
+            raise RuntimeError(f"OpenVINO cannot compile this model for CPU: {' '.join(str(exc).split())[:300]}") \
+                from None
+        self._request = self._compiled.create_infer_request()
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self._request.infer([x])[0])
