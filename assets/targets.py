@@ -37,12 +37,17 @@ def target_assets(target: TargetProfile, stages: dict[str, Stage]) -> list:
         cand = squeezeflow.lifecycle.evaluate_candidate(name, context.run_id)
         verdict = "gate passed" if cand.passed else "gate FAILED"
         how = "registered" if cand.new else "already registered"
-        say(context, f"[squeezeflow] {stage_name('candidate', name):<22} {verdict}, {how} as "
-                     f"{cand.model_name} v{cand.version}")
+        if cand.unavailable:
+            say(context, f"[squeezeflow] {stage_name('candidate', name):<22} unavailable: {cand.unavailable} "
+                         "(gate failed closed, not registered)")
+        else:
+            say(context, f"[squeezeflow] {stage_name('candidate', name):<22} {verdict}, {how} as "
+                         f"{cand.model_name} v{cand.version}")
         for reason in cand.reasons:
             say(context, f"[squeezeflow]   {name}: {reason}")
-        meta = {"model_name": cand.model_name, "version": cand.version, "new_version": cand.new,
-                "gate_report": cand.report_uri}
+        meta = {"model_name": cand.model_name, "version": cand.version or "(not registered)",
+                "new_version": cand.new, "gate_report": cand.report_uri,
+                **({"unavailable": cand.unavailable} if cand.unavailable else {})}
         check_meta = {"version": cand.version, "report_uri": cand.report_uri,
                       "checks": MetadataValue.json(cand.checks)}
         if cand.report_md:

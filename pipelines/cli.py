@@ -78,7 +78,8 @@ def cmd_run(args) -> int:
         return 2
     from pipelines.runner import run_lifecycle
 
-    return run_lifecycle(ws, overrides, targets, tracking_uri=args.tracking_uri, verbose=args.verbose)
+    return run_lifecycle(ws, overrides, targets, tracking_uri=args.tracking_uri, verbose=args.verbose,
+                         named=bool(args.target))
 
 
 def cmd_sweep(args) -> int:

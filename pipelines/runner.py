@@ -38,7 +38,8 @@ def _gates(ws: Workspace, run_id: str, targets: list[str]) -> dict[str, dict]:
     from squeezeflow.lifecycle import read_candidate
 
     records = {t: read_candidate(ws, run_id, t) for t in targets}
-    return {t: {"passed": c.passed, "checks": c.checks, "reasons": c.reasons} for t, c in records.items() if c}
+    return {t: {"passed": c.passed, "checks": c.checks, "reasons": c.reasons, "unavailable": c.unavailable}
+            for t, c in records.items() if c}
 
 
 def _promotions(result) -> dict[str, dict]:
@@ -82,9 +83,21 @@ def _run_config(resource: dict, verbose: bool) -> dict:
             "loggers": {"console": {"config": {"log_level": level}}}}
 
 
+def exit_code(gates: dict[str, dict], promoted: set[str], targets: list[str], named: bool, failed: bool) -> int:
+    """0: every target that can run here was promoted; 3: a gate held one back; 1: the run failed (data check,
+    error). A target whose runtime is unavailable here (TensorRT without a GPU) holds the run back only when the
+    user named it (`--target`): in the default set it is reported and skipped."""
+    if failed:
+        return 1
+    counted = [t for t in targets if named or not gates.get(t, {}).get("unavailable")]
+    if any(not gates[t]["passed"] for t in counted if t in gates) or any(t not in promoted for t in counted):
+        return 3
+    return 0
+
+
 def run_lifecycle(ws: Workspace, overrides: list[str], targets: list[str], tracking_uri: str | None = None,
-                  verbose: bool = False) -> int:
-    """Exit code: 0 all promoted, 3 a gate held a target back, 1 the run failed (data check, error)."""
+                  verbose: bool = False, named: bool = False) -> int:
+    """Exit code: see `exit_code`; `named`: the user chose these targets by name."""
     from pipelines.definitions import build_definitions
 
     resource = {"root": str(ws.root), "overrides": overrides}
@@ -131,11 +144,14 @@ def run_lifecycle(ws: Workspace, overrides: list[str], targets: list[str], track
     print(f"\nsummary: {path}")
     print(f"Dagster UI (asset graph, runs, checks): ./sf ui dagster   -> http://127.0.0.1:3000/runs/{result.run_id}")
     print("MLflow UI (runs, lineage, registry):    ./sf ui mlflow    -> http://127.0.0.1:5000")
-    if failed_checks or errors:
-        return 1
-    if any(not g["passed"] for g in gates.values()) or len(promotions) < len(targets):
-        return 3
-    return 0 if result.success else 1
+    for t, g in gates.items():
+        if g.get("unavailable"):
+            print(f"{t}: unavailable: {g['unavailable']} (not promoted"
+                  f"{'' if named else '; not counted in the exit code: name it with --target to require it'})",
+                  file=sys.stderr)
+    # A blocking gate that failed also fails the run in Dagster: that alone is a held-back target, not an error.
+    failed = bool(failed_checks or errors) or (not result.success and not gates)
+    return exit_code(gates, {t for t, k in by_name.items() if k in promotions}, targets, named, failed)
 
 
 def run_sweep(ws: Workspace, overrides: list[str], tracking_uri: str | None = None, verbose: bool = False) -> int:

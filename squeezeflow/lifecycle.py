@@ -55,6 +55,7 @@ class Candidate:
     report_md: str
     reasons: list[str]
     checks: list[dict] = field(default_factory=list)
+    unavailable: str = ""  # the target's runtime cannot run here (why): gated as failed, nothing registered
 
 
 @dataclass(frozen=True)
@@ -277,6 +278,11 @@ class Lifecycle:
 
         build = self.ws.stage_dir(stage_name("build", target)) / "model.onnx"
         name, sha = self.model_name(target), sha256_file(build)
+        reason = self.ws.stage_metrics(stage_name("validate", target)).get("unavailable")
+        if reason:
+            cand = self._unavailable(target, run_key, name, build, sha, reason)
+            write_json(self._run_dir(run_key, target) / "candidate.json", asdict(cand))
+            return cand
         existing = registry.version_with_sha(self.tracker, name, sha)
         if existing is not None:
             cand = Candidate(name, str(existing.version), False, existing.tags.get(registry.GATE_TAG) == "passed",
@@ -285,6 +291,28 @@ class Lifecycle:
             cand = self._gate_and_register(target, run_key, name, build, sha)
         write_json(self._run_dir(run_key, target) / "candidate.json", asdict(cand))
         return cand
+
+    def _unavailable(self, target: str, run_key: str, name: str, build: Path, sha: str, reason: str) -> Candidate:
+        """A runtime that cannot run here (TensorRT without a GPU): the gate fails closed with the reason and is
+        logged to MLflow, but no model version is registered (there is no validated model to register)."""
+        from squeezeflow.gates.report import gate_report, report_markdown
+
+        metrics = self.ws.stage_metrics(stage_name("validate", target))
+        checks = list(self.gate(target).checks)
+        report = gate_report(target, name, {"path": str(build), "sha256": sha, "metrics": metrics}, None, checks,
+                             None, run_key, [f"unavailable: {reason}"])
+        md, out = report_markdown(report), self._run_dir(run_key, target)
+        write_json(out / "gate_report.json", report)
+        write_text(out / "gate_report.md", md)
+        gate_run = self.tracker.stage_run(self.parent_run(run_key), run_key, stage_name("gate", target),
+                                          _gate_metrics(report), {"squeezeflow.gate": "failed",
+                                                                  "squeezeflow.target": target,
+                                                                  "squeezeflow.unavailable": reason[:500]})
+        for f in ("gate_report.json", "gate_report.md"):
+            self.tracker.client.log_artifact(gate_run, str(out / f))
+        self.tracker.end(gate_run)
+        return Candidate(name, "", False, False, f"runs:/{gate_run}/gate_report.md", md,
+                         failed_reasons(checks), report["checks"], unavailable=reason)
 
     def _gate_and_register(self, target: str, run_key: str, name: str, build: Path, sha: str) -> Candidate:
         from squeezeflow.gates.report import gate_report, report_markdown, version_description
@@ -337,7 +365,7 @@ class Lifecycle:
             raise
         self.tracker.end(gate_run)
         return Candidate(name, str(mv.version), True, passed, tags["squeezeflow.gate_report"], md,
-                         [c["message"] for c in checks if not c["passed"]], report["checks"])
+                         failed_reasons(checks), report["checks"])
 
     def _compare_with_champion(self, profile, name: str, version: str, build: Path) -> tuple[dict | None, list[dict]]:
         """Champion and candidate in one process on the same test samples. Any error fails closed."""
@@ -397,6 +425,14 @@ class Lifecycle:
             raise
         self.tracker.end(child)
         return Promotion(cand.model_name, cand.version, uri, alias, True, str(current.version) if current else None)
+
+
+def failed_reasons(checks: list[dict]) -> list[str]:
+    """The failed checks' messages; when validation itself failed, only its reason (the budgets then all fail
+    closed for want of numbers: saying so for each is noise)."""
+    failed = [c for c in checks if not c["passed"]]
+    first = [c for c in failed if c["name"] == "validation"]
+    return [c["message"] for c in (first or failed)]
 
 
 def run_dir(ws: Workspace, run_key: str, target: str) -> Path:

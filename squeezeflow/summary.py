@@ -27,7 +27,8 @@ def target_rows(ws: Workspace, targets: list[str], gates: dict[str, dict], promo
             "bytes": m.get("model_bytes"), "test_samples": m.get("test_samples"),
             "p50 ms": m.get("latency_p50_ms"), "p95 ms": m.get("latency_p95_ms"), "p99 ms": m.get("latency_p99_ms"),
             "thrpt/s": m.get("throughput_per_s"), "load ms": m.get("load_ms"), "RSS MB": m.get("peak_rss_mb"),
-            "gate": "not run" if gate is None else ("pass" if gate["passed"] else "FAIL"),
+            "gate": "not run" if gate is None else ("pass" if gate["passed"] else
+                                                    "unavailable" if gate.get("unavailable") else "FAIL"),
             "gate_reasons": [] if gate is None else gate.get("reasons", []),
             "promoted": _promoted(promo), "model URI": promo["model_uri"] if promo else "-",
         })

@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, SerializeAsAny, ValidationError
+from pydantic import Field, SerializeAsAny, ValidationError, field_validator
 
 from squeezeflow.config import Strict, yaml_problem
 from squeezeflow.errors import SqueezeflowInputError, from_pydantic
 from squeezeflow.runtimes import BuilderConfig, MeasureSpec, parse_build_config
+from squeezeflow.runtimes.engines import ENGINES
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
@@ -44,14 +45,21 @@ class RegressionSpec(Strict):
 class TargetProfile(Strict):
     name: str
     description: str = ""
-    runtime: Literal["onnxruntime", "openvino"] = Field("onnxruntime", description="the engine that runs the built "
-                                                        "file on the target (squeezeflow/runtimes/engines.py)")
+    runtime: str = Field("onnxruntime", description="the engine that runs the built file on the target: a name "
+                         "registered in squeezeflow/runtimes/engines.py (onnxruntime, openvino, tensorrt)")
     build: SerializeAsAny[BuilderConfig] = Field(description="a registered builder's name and its own options")
     measure: MeasureSpec = MeasureSpec()
     budgets: Budgets
     regression: RegressionSpec = RegressionSpec()
     promotion: Literal["auto", "manual"] = Field("auto", description="auto: a passing candidate becomes champion; "
                                                  "manual: it gets the alias 'challenger' and a person promotes it")
+
+    @field_validator("runtime")
+    @classmethod
+    def _known_runtime(cls, value: str) -> str:
+        if value not in ENGINES:
+            raise ValueError(f"unknown runtime; known: {', '.join(sorted(ENGINES))}")
+        return value
 
     @property
     def key(self) -> str:

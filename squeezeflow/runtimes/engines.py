@@ -26,6 +26,11 @@ class Engine:
     def run(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why this runtime cannot run here (a missing library or device), or None."""
+        return None
+
     def predict(self, x: np.ndarray, batch: int = 512) -> np.ndarray:
         x = x.astype(np.float32)
         return np.concatenate([self.run(x[i : i + batch]) for i in range(0, len(x), batch)])
@@ -34,6 +39,10 @@ class Engine:
 def register_engine(cls: type[Engine]) -> type[Engine]:
     ENGINES[cls.name] = cls
     return cls
+
+
+def engine_unavailable(runtime: str) -> str | None:
+    return ENGINES[runtime].unavailable() if runtime in ENGINES else f"unknown runtime '{runtime}'"
 
 
 def load_engine(runtime: str, path: Path, threads: int = 1, options: dict[str, str] | None = None) -> Engine:
@@ -83,3 +92,51 @@ class OpenVino(Engine):
 
     def run(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self._request.infer([x])[0])
+
+
+@register_engine
+class TensorRt(Engine):  # pragma: no cover - needs TensorRT and a CUDA GPU
+    """A TensorRT engine (`model.plan` beside the typed `model.onnx` the build wrote) on GPU 0; inputs are copied to
+    the GPU and the logits back, so latency is what a caller on the host sees."""
+
+    name = "tensorrt"
+
+    def __init__(self, path: Path, threads: int = 1, options: dict[str, str] | None = None):
+        import tensorrt as trt
+        import torch
+
+        from squeezeflow.runtimes.trt import ENGINE_SUFFIX
+
+        plan = Path(path).with_suffix(ENGINE_SUFFIX)
+        if not plan.is_file():
+            raise RuntimeError(f"no TensorRT engine {plan}: the build ran where TensorRT was unavailable (rebuild "
+                               "this target's build stage on the device)")
+        self._torch = torch
+        self._engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(plan.read_bytes())
+        if self._engine is None:
+            raise RuntimeError(f"TensorRT cannot load {plan} (built by another TensorRT version or GPU?)")
+        self._context = self._engine.create_execution_context()
+        names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
+        inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self._input, self._output = inputs[0], next(n for n in names if n not in inputs)
+        self._stream = torch.cuda.Stream()
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.cuda.stream(self._stream):
+            inp = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).cuda(non_blocking=True)
+            self._context.set_input_shape(self._input, tuple(inp.shape))
+            out = torch.empty(tuple(self._context.get_tensor_shape(self._output)), dtype=torch.float32,
+                              device="cuda")
+            self._context.set_tensor_address(self._input, inp.data_ptr())
+            self._context.set_tensor_address(self._output, out.data_ptr())
+            self._context.execute_async_v3(self._stream.cuda_stream)
+            result = out.cpu().numpy()
+        self._stream.synchronize()
+        return result
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        from squeezeflow.runtimes.trt import unavailable
+
+        return unavailable()

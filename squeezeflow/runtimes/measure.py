@@ -44,9 +44,12 @@ def gzip_bytes(path: Path) -> int:
     return len(gzip.compress(Path(path).read_bytes(), compresslevel=9, mtime=0))
 
 
-def measure(model_path: Path, x: np.ndarray, y: np.ndarray, spec: MeasureSpec, runtime: str = "onnxruntime") -> dict:
+def measure(model_path: Path, x: np.ndarray, y: np.ndarray, spec: MeasureSpec, runtime: str = "onnxruntime",
+            reference: np.ndarray | None = None) -> dict:
     """Accuracy through the runtime, bytes, session load time, latency p50/p95/p99 at batch 1 (and at
-    spec.batch_sizes), throughput. In this process: see measure_isolated for the device's constraints."""
+    spec.batch_sizes), throughput; with `reference` (the reference model's predicted classes), the share of samples
+    on which the runtime predicts the same class (the sim-to-device gap). In this process: see measure_isolated
+    for the device's constraints."""
     t_load = time.perf_counter()
     engine = load_engine(runtime, model_path, spec.threads, spec.session_options)
     load_seconds = time.perf_counter() - t_load
@@ -79,10 +82,13 @@ def measure(model_path: Path, x: np.ndarray, y: np.ndarray, spec: MeasureSpec, r
         per_batch[f"latency_p95_ms_b{b}"] = float(np.percentile(bt, 95) * 1e3)
     correct = int((logits.argmax(1) == y).sum())
     low, high = wilson_interval(correct, len(y))
+    agreement = {} if reference is None else {
+        "agreement_with_reference": float((logits.argmax(1) == np.asarray(reference)).mean() * 100.0)}
     return {
         "accuracy": float((logits.argmax(1) == y).mean() * 100.0),
         "accuracy_ci95_low": low,
         "accuracy_ci95_high": high,
+        **agreement,
         "model_bytes": Path(model_path).stat().st_size,
         "model_gzip_bytes": gzip_bytes(model_path),
         "latency_p50_ms": float(np.percentile(times, 50) * 1e3),
@@ -98,7 +104,7 @@ def measure(model_path: Path, x: np.ndarray, y: np.ndarray, spec: MeasureSpec, r
 
 
 def measure_isolated(model_path: Path, x: np.ndarray, y: np.ndarray, spec: MeasureSpec,
-                     runtime: str = "onnxruntime") -> dict:
+                     runtime: str = "onnxruntime", reference: np.ndarray | None = None) -> dict:
     """`measure` in a fresh process under the target's constraints (threads, CPU affinity, address-space cap,
     timeout), plus its peak RSS. A model that crashes the runtime, runs out of memory or time returns
     {"error": reason} instead of raising: its gate fails with that reason and the other targets go on."""
@@ -109,7 +115,7 @@ def measure_isolated(model_path: Path, x: np.ndarray, y: np.ndarray, spec: Measu
 
     with tempfile.TemporaryDirectory(prefix="sf-measure-") as tmp:
         request, result = Path(tmp) / "request.json", Path(tmp) / "result.json"
-        np.savez(Path(tmp) / "data.npz", x=x, y=y)
+        np.savez(Path(tmp) / "data.npz", x=x, y=y, **({} if reference is None else {"reference": reference}))
         request.write_text(json.dumps({"model": str(Path(model_path).resolve()), "data": str(Path(tmp) / "data.npz"),
                                        "spec": spec.model_dump(mode="json"), "result": str(result),
                                        "runtime": runtime}))

@@ -60,6 +60,8 @@ class OrtInt8QdqConfig(BuilderConfig):
     symmetric_activations: bool = False
     calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
     calibration_samples: int = Field(256, ge=1, le=100_000)
+    quantize_bias: bool = Field(True, description="int32 biases (ONNX Runtime's kernels); false keeps them float, "
+                                "as TensorRT's explicit quantization wants")
     max_val_accuracy_drop: float = Field(0.5, ge=0, le=100, description="points of validation accuracy the "
                                          "quantized build may lose against the fp32 export before it backs off "
                                          "(per-channel, more calibration samples, sensitive layers left in float)")
@@ -138,7 +140,8 @@ def _quantize(prepped: Path, out: Path, attempt: dict, calibration: np.ndarray, 
                         activation_type=QuantType.QInt8 if spec.symmetric_activations else QuantType.QUInt8,
                         weight_type=QuantType.QInt8, calibrate_method=methods[spec.calibration_method],
                         nodes_to_exclude=list(attempt["nodes_to_exclude"]),
-                        extra_options={"ActivationSymmetric": spec.symmetric_activations})
+                        extra_options={"ActivationSymmetric": spec.symmetric_activations,
+                                       "QuantizeBias": spec.quantize_bias})
 
 
 def _val_accuracy(path: Path, validation: Validation | None) -> float:

@@ -44,8 +44,9 @@ def main(request_path: str) -> int:
 
         with np.load(request["data"], allow_pickle=False) as data:
             x, y = data["x"], data["y"]
+            reference = data["reference"] if "reference" in data else None
         metrics = measure(Path(request["model"]), x, y, MeasureSpec.model_validate(request["spec"]),
-                          request.get("runtime", "onnxruntime"))
+                          request.get("runtime", "onnxruntime"), reference)
     except MemoryError:
         print("MemoryError: out of memory", file=sys.stderr)
         return 3

@@ -177,8 +177,10 @@ CASES = [
          "unknown target"),
     case("target-unknown-key", target(extra={"budgetz": {"max_model_bytes": 1}}), "cpu-fp32.yaml",
          "field 'budgetz' = {'max_model_bytes': 1}", "not permitted"),
-    case("target-unknown-builder", target(builder="tensorrt"), "cpu-fp32.yaml", "field 'build.builder' = 'tensorrt'",
+    case("target-unknown-builder", target(builder="coreml"), "cpu-fp32.yaml", "field 'build.builder' = 'coreml'",
          "unknown builder"),
+    case("target-unknown-runtime", target(extra={"runtime": "tflite"}), "cpu-fp32.yaml",
+         "field 'runtime' = 'tflite'", "unknown runtime; known: onnxruntime, openvino, tensorrt"),
     case("target-negative-budget", target(max_latency_p95_ms=-1), "cpu-fp32.yaml",
          "field 'budgets.max_latency_p95_ms' = -1", "greater than 0"),
     case("target-name-mismatch", target(extra={"name": "cpu-fp33"}), "cpu-fp32.yaml", "field 'name' = 'cpu-fp33'"),
@@ -225,8 +227,8 @@ CASES = [
          "no such ONNX model file"),
     case("onnx-built-garbage", stage("validate-cpu-fp32", {"build-cpu-fp32/model.onnx": GARBAGE}),
          "build-cpu-fp32/model.onnx", "field '<file>'", "not a valid ONNX model"),
-    case("stage-bad-target", target(builder="tensorrt", argv=("stage", "dataset")), "cpu-fp32.yaml",
-         "field 'build.builder' = 'tensorrt'"),
+    case("stage-bad-target", target(builder="coreml", argv=("stage", "dataset")), "cpu-fp32.yaml",
+         "field 'build.builder' = 'coreml'"),
 ]
 
 

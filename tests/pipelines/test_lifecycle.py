@@ -3,12 +3,14 @@
 import json
 
 import numpy as np
+import onnx
 import pytest
 import yaml
 from dagster import DagsterInstance
 from mlflow import MlflowClient
 
 from pipelines.runner import run_lifecycle
+from squeezeflow.runtimes.trt import unavailable
 from squeezeflow.tracking import champion
 from squeezeflow.workspace import Workspace
 from tests.conftest import make_workspace, write_target
@@ -204,6 +206,29 @@ def test_a_target_whose_memory_cap_is_too_small_fails_its_gate_and_nothing_else(
     assert rows["cpu-int8"]["accuracy"] is not None and rows["cpu-int8"]["RSS MB"] > 10
     assert not any(r.startswith("validation failed") for r in rows["cpu-int8"]["gate_reasons"])
     set_target(ws, "cpu-fp32", measure={"memory_limit_mb": None})
+
+
+@pytest.mark.skipif(unavailable() is None, reason="TensorRT is available here: the engine is built instead")
+def test_an_unavailable_tensorrt_target_is_reported_and_only_counts_when_named(first_run):
+    ws, _, _ = first_run
+    spec = {"name": "gpu-trt", "runtime": "tensorrt", "build": {"builder": "tensorrt", "precision": "fp16"},
+            "measure": {"iterations": 20}, "budgets": {"max_accuracy_drop": 40.0, "max_latency_p95_ms": 50.0,
+                                                      "max_model_bytes": 2_000_000}}
+    (ws.targets_dir / "gpu-trt.yaml").write_text(yaml.safe_dump(spec))
+    try:
+        assert run_lifecycle(Workspace(ws.root), [], ["cpu-fp32", "gpu-trt"]) == 0  # the default set
+        rows = {r["target"]: r for r in last_summary(ws)["targets"]}
+        assert rows["gpu-trt"]["gate"] == "unavailable" and rows["gpu-trt"]["promoted"] == "no"
+        assert rows["gpu-trt"]["gate_reasons"] == [f"validation failed: unavailable: {unavailable()}"]
+        assert rows["cpu-fp32"]["gate"] == "pass" and rows["cpu-fp32"]["promoted"] in ("champion", "unchanged")
+        # the typed fp16 graph was built (and is kept by DVC); nothing was registered for the target
+        built = ws.stage_dir("build-gpu-trt") / "model.onnx"
+        assert onnx.load(str(built)).graph.initializer[0].data_type == onnx.TensorProto.FLOAT16
+        assert not client(ws).search_model_versions("name = 'squeezeflow-digits-gpu-trt'")
+        # named by the user, it holds the run back
+        assert run_lifecycle(Workspace(ws.root), [], ["cpu-fp32", "gpu-trt"], named=True) == 3
+    finally:
+        (ws.targets_dir / "gpu-trt.yaml").unlink()
 
 
 def test_a_chance_level_model_is_never_promoted(first_run):
