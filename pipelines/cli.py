@@ -214,6 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("--host", default="127.0.0.1")
     u.add_argument("--port", type=int)
     u.set_defaults(fn=cmd_ui)
+    from squeezeflow.runtimes import agent
+
+    a = sub.add_parser("agent", help="serve this device's runtimes to squeezeflow runs elsewhere: measures models "
+                       "sent to it (a target's `device: {agent: URL}`)")
+    agent.add_arguments(a)
+    a.set_defaults(fn=agent.run)
     args = p.parse_args(argv)
     return args.fn(args)
 

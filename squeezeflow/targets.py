@@ -42,6 +42,15 @@ class RegressionSpec(Strict):
     bootstrap: int = Field(2000, ge=200, le=1_000_000, description="bootstrap resamples per interval")
 
 
+class DeviceSpec(Strict):
+    """Validation on a remote device through its agent (`squeezeflow agent` running there)."""
+
+    agent: str = Field(pattern=r"^https?://[^\s/]+(/\S*)?$", description="the agent's URL, e.g. http://board:8765")
+    token_env: str = Field("SQUEEZEFLOW_AGENT_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                           description="environment variable holding the agent's token")
+    timeout_s: float = Field(900, gt=0, le=86_400, description="a measurement taking longer fails the gate")
+
+
 class TargetProfile(Strict):
     name: str
     description: str = ""
@@ -49,6 +58,7 @@ class TargetProfile(Strict):
                          "registered in squeezeflow/runtimes/engines.py (onnxruntime, openvino, tensorrt)")
     build: SerializeAsAny[BuilderConfig] = Field(description="a registered builder's name and its own options")
     measure: MeasureSpec = MeasureSpec()
+    device: DeviceSpec | None = Field(None, description="measure on a remote device's agent instead of this machine")
     budgets: Budgets
     regression: RegressionSpec = RegressionSpec()
     promotion: Literal["auto", "manual"] = Field("auto", description="auto: a passing candidate becomes champion; "

@@ -52,7 +52,7 @@ def load_builders() -> dict[str, type[Builder]]:
     import squeezeflow.runtimes as package
 
     for mod in pkgutil.iter_modules(package.__path__):
-        if mod.name not in ("base", "engines", "measure", "worker"):
+        if mod.name not in ("agent", "base", "engines", "measure", "worker"):
             importlib.import_module(f"{package.__name__}.{mod.name}")
     return BUILDERS
 

@@ -103,6 +103,26 @@ def measure(model_path: Path, x: np.ndarray, y: np.ndarray, spec: MeasureSpec, r
     }
 
 
+def unavailable_metrics(model_path: Path, reason: str, runtime: str, samples: int) -> dict:
+    """What validation reports for a runtime that cannot run here: its gate fails closed with the reason."""
+    return {"error": f"unavailable: {reason}", "unavailable": reason, "runtime": runtime,
+            "model_bytes": Path(model_path).stat().st_size, "model_gzip_bytes": gzip_bytes(model_path),
+            "test_samples": int(samples)}
+
+
+def measure_on_device(model_path: Path, x: np.ndarray, y: np.ndarray, spec: MeasureSpec,
+                      runtime: str = "onnxruntime", reference: np.ndarray | None = None) -> dict:
+    """Validation on this machine: unavailable (with the reason), or measured in the constrained process
+    (`spec.isolated`) or in this one. The validate stage and the device agent both measure through this."""
+    from squeezeflow.runtimes.engines import engine_unavailable
+
+    reason = engine_unavailable(runtime)
+    if reason:
+        return unavailable_metrics(model_path, reason, runtime, len(y))
+    how = measure_isolated if spec.isolated else measure
+    return how(model_path, x, y, spec, runtime, reference)
+
+
 def measure_isolated(model_path: Path, x: np.ndarray, y: np.ndarray, spec: MeasureSpec,
                      runtime: str = "onnxruntime", reference: np.ndarray | None = None) -> dict:
     """`measure` in a fresh process under the target's constraints (threads, CPU affinity, address-space cap,

@@ -1,0 +1,214 @@
+"""The device agent: runs on the target device and measures models sent to it, the same way validation measures
+here (a constrained process of its own per model, `measure_isolated`), returning the same metrics JSON.
+
+    squeezeflow agent --host 127.0.0.1 --port 8765 --token-file ~/.squeezeflow-agent-token [--dir DIR]
+    python -m squeezeflow.runtimes.agent ...        (the same, on a device with only numpy, pydantic and the runtime)
+
+One endpoint, `POST /measure`, body: an .npz (no pickles) with `model` (the file's bytes as uint8), `x`, `y`,
+optionally `reference` (the reference model's predicted classes) and `request` (UTF-8 JSON: `spec`, the target's
+`measure:` section, and `runtime`). `GET /health` lists the runtimes available on the device. Every request needs
+`Authorization: Bearer <token>` (401 otherwise); a body over the size limit is refused before it is read (413).
+The agent writes only inside its own folder: each model in a fresh subfolder there, removed after measuring.
+Python's standard HTTP server serves it: an agent measures one model at a time (a lock), like a device would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import io
+import json
+import os
+import sys
+import tempfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+
+MAX_UPLOAD_MB = 256
+
+
+class AgentError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def read_token(path: Path) -> str:
+    token = Path(path).read_text().strip()
+    if len(token) < 16:
+        raise ValueError(f"{path}: the token must be at least 16 characters")
+    return token
+
+
+def parse_body(body: bytes) -> dict:
+    """The upload as arrays; a malformed one is a 400 with the reason."""
+    try:
+        with np.load(io.BytesIO(body), allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except Exception as exc:  # noqa: BLE001 - anything unreadable is the client's error
+        raise AgentError(400, f"the body is not an .npz archive without pickles ({type(exc).__name__})") from None
+    missing = [k for k in ("model", "x", "y", "request") if k not in arrays]
+    if missing:
+        raise AgentError(400, f"the upload lacks {', '.join(missing)}")
+    try:
+        request = json.loads(arrays["request"].tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AgentError(400, f"'request' is not UTF-8 JSON: {exc}") from None
+    if not isinstance(request, dict):
+        raise AgentError(400, "'request' must be a JSON object")
+    return {**arrays, "request": request}
+
+
+def measure_upload(folder: Path, upload: dict) -> dict:
+    """Write the model into a fresh subfolder of the agent's folder, measure it there, remove it."""
+    from pydantic import ValidationError
+
+    from squeezeflow.runtimes.measure import MeasureSpec, measure_on_device
+
+    request = upload["request"]
+    try:
+        spec = MeasureSpec.model_validate(request.get("spec", {}))
+    except ValidationError as exc:
+        raise AgentError(400, f"'request.spec' is not a valid measure section: {exc.errors()[0]['msg']}") from None
+    runtime = str(request.get("runtime", "onnxruntime"))
+    with tempfile.TemporaryDirectory(dir=folder, prefix="model-") as tmp:
+        model = Path(tmp) / "model.onnx"
+        model.write_bytes(upload["model"].astype(np.uint8).tobytes())
+        spec = spec.model_copy(update={"isolated": True})  # the device's constraints apply to every measurement
+        return measure_on_device(model, upload["x"], upload["y"], spec, runtime, upload.get("reference"))
+
+
+def make_handler(token: str, folder: Path, max_bytes: int):
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "squeezeflow-agent"
+
+        def _reply(self, status: int, payload: dict) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _authorized(self) -> bool:
+            given = self.headers.get("Authorization", "")
+            return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            if not self._authorized():
+                return self._reply(401, {"error": "missing or wrong token"})
+            if self.path != "/health":
+                return self._reply(404, {"error": f"no such endpoint: GET {self.path}"})
+            from squeezeflow.runtimes.engines import ENGINES, engine_unavailable
+
+            return self._reply(200, {"status": "ok", "runtimes": {n: engine_unavailable(n) or "available"
+                                                                  for n in sorted(ENGINES)}})
+
+        def do_POST(self):  # noqa: N802
+            if not self._authorized():
+                self.close_connection = True
+                return self._reply(401, {"error": "missing or wrong token"})
+            if self.path != "/measure":
+                return self._reply(404, {"error": f"no such endpoint: POST {self.path}"})
+            try:
+                length = int(self.headers.get("Content-Length", ""))
+            except ValueError:
+                return self._reply(411, {"error": "a Content-Length is required"})
+            if length > max_bytes:
+                self.close_connection = True  # the body is never read
+                return self._reply(413, {"error": f"upload of {length} bytes is over the agent's limit of "
+                                                  f"{max_bytes} bytes (--max-upload-mb)"})
+            try:
+                upload = parse_body(self.rfile.read(length))
+                with lock:
+                    return self._reply(200, measure_upload(folder, upload))
+            except AgentError as exc:
+                return self._reply(exc.status, {"error": str(exc)})
+
+        def log_message(self, fmt, *args):  # one line per request on stderr, without the body
+            sys.stderr.write(f"squeezeflow agent: {self.address_string()} {fmt % args}\n")
+
+    return Handler
+
+
+def serve(host: str, port: int, token_file: Path, folder: Path, max_upload_mb: float = MAX_UPLOAD_MB,
+          ready=None) -> None:
+    token = read_token(token_file)
+    folder = Path(folder).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chdir(folder)  # nothing the agent or its runtimes write can land outside its folder by a relative path
+    server = ThreadingHTTPServer((host, port), make_handler(token, folder, int(max_upload_mb * 1024 * 1024)))
+    print(f"squeezeflow agent: listening on http://{host}:{server.server_address[1]} (folder {folder})",
+          file=sys.stderr, flush=True)
+    if ready:
+        ready(server)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
+def measure_remote(url: str, token: str, model_path: Path, x: np.ndarray, y: np.ndarray, spec,
+                   runtime: str = "onnxruntime", reference: np.ndarray | None = None, timeout_s: float = 900) -> dict:
+    """The client: send the model and the evaluation data to the agent at `url`, return its metrics. A refusal or
+    an unreachable agent returns {"error": reason}: the target's gate fails with it, the other targets go on."""
+    import urllib.error
+    import urllib.request
+
+    request = json.dumps({"spec": spec.model_dump(mode="json"), "runtime": runtime}).encode()
+    buf = io.BytesIO()
+    np.savez(buf, model=np.frombuffer(Path(model_path).read_bytes(), np.uint8), x=x, y=y,
+             request=np.frombuffer(request, np.uint8), **({} if reference is None else {"reference": reference}))
+    req = urllib.request.Request(f"{url.rstrip('/')}/measure", data=buf.getvalue(), method="POST",
+                                 headers={"Authorization": f"Bearer {token}",
+                                          "Content-Type": "application/octet-stream"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            result = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            detail = json.loads(exc.read() or b"{}").get("error", exc.reason)
+        except (ValueError, OSError):
+            detail = exc.reason
+        return {"error": f"the device agent at {url} refused the model (HTTP {exc.code}): {detail}"}
+    except (BrokenPipeError, ConnectionResetError):
+        return {"error": f"the device agent at {url} closed the connection while the model was sent (an upload "
+                         "over its --max-upload-mb limit?)"}
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return {"error": f"the device agent at {url} is unreachable or did not answer: {reason}"}
+    return {**result, "device_agent": url}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--token-file", required=True, type=Path, help="file holding the shared token (16+ characters)")
+    p.add_argument("--dir", type=Path, default=Path("squeezeflow-agent"), help="the agent's own folder")
+    p.add_argument("--max-upload-mb", type=float, default=MAX_UPLOAD_MB, help="largest request body accepted")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        serve(args.host, args.port, args.token_file, args.dir, args.max_upload_mb)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="squeezeflow agent", description="measure models on this device for squeezeflow")
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
