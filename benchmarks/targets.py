@@ -7,7 +7,8 @@ precision available on this machine (ONNX Runtime fp32 and static int8 QDQ, Open
 QDQ graph), then measures every build in its own constrained process (`measure_isolated`, one thread, the test
 split): accuracy, file bytes, batch-1 latency p50/p95/p99, throughput at batch 256, session load time and the
 measuring process's peak RSS. The builds are measured in rotation, `--rounds` times, and the median of each number
-is printed, so machine drift hits every runtime alike. TensorRT is listed as unavailable (no GPU, no libraries).
+is printed, so machine drift hits every runtime alike.
+TensorRT is built (the typed graph) and listed as unavailable with the reason where it has no GPU or libraries.
 """
 
 from __future__ import annotations
@@ -22,16 +23,20 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
 from squeezeflow.data import Splits  # noqa: E402
-from squeezeflow.runtimes import MeasureSpec, builder_for, measure_isolated  # noqa: E402
+from squeezeflow.runtimes import MeasureSpec, builder_for  # noqa: E402
+from squeezeflow.runtimes.measure import measure_on_device  # noqa: E402
 from squeezeflow.runtimes.ort_fp32 import OrtFp32Config  # noqa: E402
 from squeezeflow.runtimes.ort_int8 import OrtInt8QdqConfig  # noqa: E402
 from squeezeflow.runtimes.ov_cpu import OpenVinoConfig  # noqa: E402
+from squeezeflow.runtimes.trt import TensorRtConfig  # noqa: E402
 
 BUILDS = [  # (label, runtime, builder config)
     ("onnxruntime fp32", "onnxruntime", OrtFp32Config()),
     ("onnxruntime int8 (QDQ)", "onnxruntime", OrtInt8QdqConfig()),
     ("openvino fp32", "openvino", OpenVinoConfig(precision="fp32")),
     ("openvino int8 (QDQ)", "openvino", OpenVinoConfig(precision="int8")),
+    ("tensorrt fp16", "tensorrt", TensorRtConfig(precision="fp16")),
+    ("tensorrt int8 (symmetric QDQ)", "tensorrt", TensorRtConfig(precision="int8")),
 ]
 KEYS = ["accuracy", "model_bytes", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "throughput_per_s",
         "load_ms", "peak_rss_mb"]
@@ -56,7 +61,8 @@ def main() -> None:
             builder_for(cfg).build(exported, files[label], splits.x["train"], (splits.x["val"], splits.y["val"]))
         for _ in range(args.rounds):
             for label, runtime, _ in BUILDS:
-                results[label].append(measure_isolated(files[label], splits.x["test"], splits.y["test"], spec, runtime))
+                x, y = splits.x["test"], splits.y["test"]
+                results[label].append(measure_on_device(files[label], x, y, spec, runtime))
     print(f"\n{exported} on {len(splits.y['test'])} test samples, 1 thread, median of {args.rounds} rounds\n")
     print("| runtime | accuracy % | bytes | p50 us | p95 us | p99 us | samples/s (b=256) | load ms | peak RSS MB |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -64,13 +70,13 @@ def main() -> None:
         runs = results[label]
         errors = [r["error"] for r in runs if "error" in r]
         if errors:
-            print(f"| {label} | failed: {errors[0][:120]} | | | | | | | |")
+            what = errors[0] if errors[0].startswith("unavailable") else f"failed: {errors[0]}"
+            print(f"| {label} | {what[:140]} | | | | | | | |")
             continue
         m = {k: statistics.median(r[k] for r in runs) for k in KEYS}
         print(f"| {label} | {m['accuracy']:.2f} | {m['model_bytes']:,.0f} | {m['latency_p50_ms'] * 1e3:.1f} | "
               f"{m['latency_p95_ms'] * 1e3:.1f} | {m['latency_p99_ms'] * 1e3:.1f} | {m['throughput_per_s']:,.0f} | "
               f"{m['load_ms']:.1f} | {m['peak_rss_mb']:.0f} |")
-    print("| tensorrt fp16 / int8 | unavailable: no GPU and no TensorRT libraries on this machine | | | | | | | |")
 
 
 if __name__ == "__main__":

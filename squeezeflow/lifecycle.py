@@ -19,6 +19,7 @@ from squeezeflow.data import Splits
 from squeezeflow.errors import SqueezeflowInputError
 from squeezeflow.gates import GateVerdict, evaluate_gate
 from squeezeflow.io import atomic_dir, read_json, sha256_file, sha256_tree, write_json, write_text
+from squeezeflow.runtimes.engines import engine_config
 from squeezeflow.runtimes.measure import mlflow_session_options
 from squeezeflow.stages import Verdict, stage_name
 from squeezeflow.stats import resolution_warning
@@ -292,6 +293,13 @@ class Lifecycle:
         write_json(self._run_dir(run_key, target) / "candidate.json", asdict(cand))
         return cand
 
+    def selection(self, target: str) -> dict:
+        """Which recipe the target's build came from, and why (its select stage's record)."""
+        path = self.ws.stage_dir(stage_name("select", target)) / "selection.json"
+        if path.exists():
+            return read_json(path)
+        return {"recipe": self.params.compress.recipe, "reason": "the run's recipe"}
+
     def _unavailable(self, target: str, run_key: str, name: str, build: Path, sha: str, reason: str) -> Candidate:
         """A runtime that cannot run here (TensorRT without a GPU): the gate fails closed with the reason and is
         logged to MLflow, but no model version is registered (there is no validated model to register)."""
@@ -350,15 +358,25 @@ class Lifecycle:
             self.tracker.client.log_artifact(gate_run, str(out / f))
         passed = report["verdict"] == "passed"
         lineage = self.lineage_tags(run_key, target)
+        selection = self.selection(target)
         tags = {**lineage, registry.TARGET_TAG: target, registry.GATE_TAG: report["verdict"],
+                "squeezeflow.recipe": selection["recipe"], "squeezeflow.recipe_selection": selection["reason"][:5000],
+                "squeezeflow.runtime": profile.runtime,
+                "squeezeflow.runtime_config": json.dumps(engine_config(profile.runtime, profile.measure.threads,
+                                                                       profile.measure.session_options)),
                 "squeezeflow.gate_run_id": gate_run, "squeezeflow.gate_report": f"runs:/{gate_run}/gate_report.md",
                 "squeezeflow.gate_champion": f"v{str(champ.version)}" if champ else "none"}
-        short = {"data": lineage.get("squeezeflow.dvc.dataset", "")[:8], "recipe": self.params.compress.recipe,
+        short = {"data": lineage.get("squeezeflow.dvc.dataset", "")[:8], "recipe": selection["recipe"],
                  "dagster run": run_key[:8], "git": lineage.get("mlflow.source.git.commit", "")[:8]}
         example = Splits.load(self.ws.stage_dir("dataset")).x["val"][:5]
         try:
             mv = registry.register(self.tracker, gate_run, name, build, example, tags,
-                                   version_description(report, metrics, short),
+                                   version_description(report, metrics, short)
+                                   + (f" Recipe {selection['recipe']}: {selection['reason']}."
+                                      if selection.get("candidates") else "")
+                                   + (f" Validated with {profile.runtime}, loaded as the tag "
+                                      "squeezeflow.runtime_config says (MLflow's pyfunc runs the file with ONNX "
+                                      "Runtime)." if profile.runtime != "onnxruntime" else ""),
                                    session_options=mlflow_session_options(profile.measure))
         except Exception:
             self.tracker.end(gate_run, failed=True)

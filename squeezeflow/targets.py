@@ -59,6 +59,11 @@ class TargetProfile(Strict):
     build: SerializeAsAny[BuilderConfig] = Field(description="a registered builder's name and its own options")
     measure: MeasureSpec = MeasureSpec()
     device: DeviceSpec | None = Field(None, description="measure on a remote device's agent instead of this machine")
+    recipes: tuple[str, ...] = Field((), description="candidate recipes (names in recipes/) for this target: each is "
+                                     "built and measured here on the validation split, and the best one that meets "
+                                     "the budgets goes on; empty: the run's recipe (compress.recipe)")
+    objective: Literal["smallest", "fastest"] = Field("smallest", description="how the candidate recipes are "
+                                                      "ranked among those meeting the budgets: bytes or p95 latency")
     budgets: Budgets
     regression: RegressionSpec = RegressionSpec()
     promotion: Literal["auto", "manual"] = Field("auto", description="auto: a passing candidate becomes champion; "

@@ -101,7 +101,26 @@ class Workspace:
             return params.model_copy(update={"compress": params.compress.model_copy(update={"recipe": name})})
 
         return {"main": self.recipe(params).to_dict(),
-                "sweep": {name: self.recipe(named(name)).to_dict() for name in params.sweep.recipes}}
+                "sweep": {name: self.recipe(named(name)).to_dict() for name in params.sweep.recipes},
+                "candidates": {name: self._target_recipe(name, params) for name in self.candidate_recipes()}}
+
+    def candidate_recipes(self) -> list[str]:
+        """Every recipe some target lists as a candidate, once each."""
+        return sorted({r for t in self.targets.values() for r in t.recipes})
+
+    def _target_recipe(self, name: str, params: Params) -> dict:
+        """A target's candidate recipe, resolved like the run's; an unknown name names the target file."""
+        from squeezeflow.errors import SqueezeflowInputError
+
+        try:
+            return self.recipe(params.model_copy(update={"compress": params.compress.model_copy(
+                update={"recipe": name})})).to_dict()
+        except SqueezeflowInputError as exc:
+            if exc.field != "compress.recipe":
+                raise
+            owner = next(t for t in self.targets.values() if name in t.recipes)
+            raise SqueezeflowInputError(self.targets_dir / f"{owner.name}.yaml", "recipes", name, exc.problem) \
+                from None
 
     def validate(self, params: Params, targets: list[str] | None = None, source: str | None = None,
                  read_data: bool = False) -> list[str]:

@@ -31,6 +31,12 @@ class Engine:
         """Why this runtime cannot run here (a missing library or device), or None."""
         return None
 
+    @classmethod
+    def config(cls, threads: int = 1, options: dict[str, str] | None = None) -> dict:
+        """How this engine loads a model for a target: recorded with the registered version, so a user can load
+        it the way it was validated."""
+        return {"threads": threads, **(options or {})}
+
     def predict(self, x: np.ndarray, batch: int = 512) -> np.ndarray:
         x = x.astype(np.float32)
         return np.concatenate([self.run(x[i : i + batch]) for i in range(0, len(x), batch)])
@@ -43,6 +49,10 @@ def register_engine(cls: type[Engine]) -> type[Engine]:
 
 def engine_unavailable(runtime: str) -> str | None:
     return ENGINES[runtime].unavailable() if runtime in ENGINES else f"unknown runtime '{runtime}'"
+
+
+def engine_config(runtime: str, threads: int = 1, options: dict[str, str] | None = None) -> dict:
+    return {"runtime": runtime, **ENGINES[runtime].config(threads, options)}
 
 
 def load_engine(runtime: str, path: Path, threads: int = 1, options: dict[str, str] | None = None) -> Engine:
@@ -66,6 +76,12 @@ class OnnxRuntime(Engine):
     def run(self, x: np.ndarray) -> np.ndarray:
         return self._sess.run(self._out, {self._input: x})[0]
 
+    @classmethod
+    def config(cls, threads: int = 1, options: dict[str, str] | None = None) -> dict:
+        """The session squeezeflow.onnxio.session builds (also in the MLflow model's onnx_session_options)."""
+        return {"providers": ["CPUExecutionProvider"], "threads": threads, "inter_op_threads": 1,
+                "execution_mode": "sequential", "session_config_entries": dict(options or {})}
+
 
 @register_engine
 class OpenVino(Engine):
@@ -80,11 +96,10 @@ class OpenVino(Engine):
         from squeezeflow.onnxio import missing_or_empty
 
         missing_or_empty(Path(path))
-        config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
-                  **(options or {})}
+        config = self.config(threads, options)
         try:
             core = ov.Core()
-            self._compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+            self._compiled = core.compile_model(core.read_model(str(path)), config.pop("device"), config)
         except RuntimeError as exc:  # e.g. "No suitable implementations" for int8 on a CPU without VNNI
             raise RuntimeError(f"OpenVINO cannot compile this model for CPU: {' '.join(str(exc).split())[:300]}") \
                 from None
@@ -92,6 +107,12 @@ class OpenVino(Engine):
 
     def run(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self._request.infer([x])[0])
+
+    @classmethod
+    def config(cls, threads: int = 1, options: dict[str, str] | None = None) -> dict:
+        """openvino.Core().compile_model(model, config.pop("device"), config) loads it as validated."""
+        return {"device": "CPU", "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
+                **(options or {})}
 
 
 @register_engine
@@ -140,3 +161,7 @@ class TensorRt(Engine):  # pragma: no cover - needs TensorRT and a CUDA GPU
         from squeezeflow.runtimes.trt import unavailable
 
         return unavailable()
+
+    @classmethod
+    def config(cls, threads: int = 1, options: dict[str, str] | None = None) -> dict:
+        return {"device": "cuda:0", "engine": "model.plan (beside the typed model.onnx)", "threads": threads}

@@ -1,18 +1,20 @@
-"""Stage 7 (per target): build the target's deployable model with the builder its profile names."""
+"""Stage 7 (per target): build the target's deployable model, from the export of the recipe it selected, with the
+builder its profile names."""
 
 from __future__ import annotations
 
 from squeezeflow.data import Splits
 from squeezeflow.runtimes import build_artifact
-from squeezeflow.stages.base import Stage, StageContext, register_stage
+from squeezeflow.stages.base import Stage, StageContext, register_stage, stage_name
 
 
 def run(ctx: StageContext) -> dict:
     splits = Splits.load(ctx.input("dataset"))
-    return build_artifact(ctx.target.build, ctx.input("exported") / "model.onnx", ctx.out / "model.onnx",
+    source = ctx.input(stage_name("select", ctx.target.name)) / "model.onnx"  # the export of the chosen recipe
+    return build_artifact(ctx.target.build, source, ctx.out / "model.onnx",
                           splits.x["train"], (splits.x["val"], splits.y["val"]))
 
 
 STAGE = register_stage(Stage(
-    "build", run, deps=("dataset", "exported"), target_params=("runtime", "build"), code=("squeezeflow.runtimes",),
+    "build", run, deps=("dataset", "select"), target_params=("runtime", "build"), code=("squeezeflow.runtimes",),
     per_target=True, kinds=("onnx", "dvc"), description="build of the exported model with the target's builder"))

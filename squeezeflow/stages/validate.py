@@ -37,13 +37,13 @@ def run(ctx: StageContext) -> dict:
     model = ctx.input(stage_name("build", ctx.target.name)) / "model.onnx"
     check_onnx_file(model)  # a missing or corrupt file is bad input (one clear error), not a device failure
     x, y = splits.x["test"], splits.y["test"]
-    # The exported model as run by ONNX Runtime here: what the runtime on the device should agree with.
-    reference = onnx_logits(ctx.input("exported") / "model.onnx", x).argmax(1)
+    # The export the build started from, run by ONNX Runtime here: what the runtime on the device should agree with.
+    reference = onnx_logits(ctx.input(stage_name("select", ctx.target.name)) / "model.onnx", x).argmax(1)
     return measure_target(ctx.target, model, x, y, reference)
 
 
 STAGE = register_stage(Stage(
-    "validate", run, deps=("dataset", "exported", "build"), target_params=("runtime", "measure", "device"),
+    "validate", run, deps=("dataset", "select", "build"), target_params=("runtime", "measure", "device"),
     code=("squeezeflow.runtimes.measure", "squeezeflow.runtimes.engines", "squeezeflow.runtimes.agent",
           "squeezeflow.stats"), per_target=True,
     asset="validated", timings=("latency_*", "throughput_per_s", "load_ms", "peak_rss_mb", "cpus"),

@@ -231,6 +231,39 @@ def test_an_unavailable_tensorrt_target_is_reported_and_only_counts_when_named(f
         (ws.targets_dir / "gpu-trt.yaml").unlink()
 
 
+def test_a_target_deploys_the_candidate_recipe_that_meets_its_latency_budget(first_run):
+    """Two candidate recipes; only the narrow one meets the target's latency budget on the validation split (the
+    wide MLP needs ~4M multiply-adds per sample, >= 0.3 ms here; the narrow one ~1k, ~0.02 ms). The narrow one
+    is built, gated, promoted, and the registered version says which recipe won and why."""
+    ws, _, _ = first_run
+    add_recipe(ws, "wide", student_hidden=[2048, 2048], epochs=2)
+    add_recipe(ws, "narrow", student_hidden=[16], epochs=6)
+    path = write_target(ws.targets_dir, "edge-pick", max_latency_p95_ms=0.15, max_model_bytes=50_000_000)
+    spec = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**spec, "recipes": ["wide", "narrow"], "objective": "smallest"}))
+    try:
+        assert run_lifecycle(Workspace(ws.root), [], ["edge-pick"]) == 0
+        selection = json.loads((ws.stage_dir("select-edge-pick") / "selection.json").read_text())
+        assert selection["recipe"] == "narrow"
+        wide = next(c for c in selection["candidates"] if c["recipe"] == "wide")
+        assert not wide["meets_budgets"] and wide["latency_p95_ms"] > 0.15
+        assert "wide (latency_p95_ms" in selection["reason"]
+        row = last_summary(ws)["targets"][0]
+        assert row["gate"] == "pass" and row["promoted"] == "champion"
+        c = client(ws)
+        mv = champion(type("T", (), {"client": c})(), "squeezeflow-digits-edge-pick")
+        assert mv.tags["squeezeflow.recipe"] == "narrow"
+        assert mv.tags["squeezeflow.recipe_selection"] == selection["reason"]
+        assert json.loads(mv.tags["squeezeflow.runtime_config"])["threads"] == 1
+        assert "Recipe narrow:" in mv.description
+        # the target's Pareto plot and the record are artifacts of its select stage's MLflow run
+        runs = c.search_runs([r.experiment_id for r in c.search_experiments()],
+                             "tags.squeezeflow.stage = 'select-edge-pick'")
+        assert runs and {"pareto.png", "selection.json"} <= {a.path for a in c.list_artifacts(runs[0].info.run_id)}
+    finally:
+        path.unlink()
+
+
 def test_a_chance_level_model_is_never_promoted(first_run):
     ws, _, _ = first_run
     # Every other gate is wide open: only the majority-class baseline stands between this model and promotion.

@@ -147,6 +147,6 @@ def test_two_fresh_workspaces_give_identical_dvc_hashes(fresh_pair, killed):
     # Same data, code, params and seed: the killed workspace's last run used the params the fresh one's first two
     # did (its flags applied to the killed run only). Every stage's output hash in dvc.lock is the same.
     a, b = fresh_pair[3], stage_hashes(killed[0])
-    assert set(a) == {"dataset", "teacher", "compressed", "finetuned", "exported",
-                      *(f"{k}-{t}" for t in TARGETS for k in ("build", "validate"))}
+    assert set(a) == {"dataset", "teacher", "compressed", "finetuned", "exported", "alternatives",
+                      *(f"{k}-{t}" for t in TARGETS for k in ("select", "build", "validate"))}
     assert a == b

@@ -18,7 +18,7 @@ LAYERS = [
     {"compression", "export"},
     {"runtimes"},
     {"targets"},
-    {"gates", "tracking", "evaluate", "sweep"},
+    {"gates", "tracking", "evaluate", "sweep", "selection"},
     {"stages"},
     {"versioning"},
     {"workspace", "runlock"},

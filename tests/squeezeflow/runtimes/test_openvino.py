@@ -57,3 +57,18 @@ def test_the_openvino_builder_takes_its_own_options_only():
         parse_build_config({"builder": "openvino", "optimization_level": "all"}, "t.yaml")
     with pytest.raises(ValueError, match="field 'build.precision' = 'int4'"):
         parse_build_config({"builder": "openvino", "precision": "int4"}, "t.yaml")
+
+
+def test_the_recorded_runtime_config_loads_the_model_as_validated(exported):
+    import openvino as ov
+
+    from squeezeflow.runtimes.engines import engine_config
+
+    src, x, _ = exported
+    config = engine_config("openvino", threads=1)
+    assert config.pop("runtime") == "openvino"
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(str(src)), config.pop("device"), config)  # as the tag says
+    assert int(compiled.get_property("INFERENCE_NUM_THREADS")) == 1
+    np.testing.assert_allclose(np.asarray(compiled.create_infer_request().infer([x[:4]])[0]),
+                               load_engine("openvino", src, threads=1).run(x[:4]), atol=1e-5)

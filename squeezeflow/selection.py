@@ -1,0 +1,102 @@
+"""The best recipe per target: each candidate recipe's model is built for the target and measured on it on the
+validation split (never the test split, which the gate keeps for the final verdict); the target's budgets are
+checked there, and among the candidates that meet them the smallest (or the fastest, per the target's
+`objective`) wins. The decision and its reason are recorded, and drawn as the target's Pareto plot."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from squeezeflow.gates.gate import evaluate_gate
+from squeezeflow.io import atomic_path
+from squeezeflow.targets import Budgets
+
+RANK = {"smallest": ("model_bytes", "B"), "fastest": ("latency_p95_ms", "ms p95")}
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One candidate recipe, built for the target and measured on the validation split."""
+
+    recipe: str
+    accuracy: float | None
+    model_bytes: int | None
+    latency_p95_ms: float | None
+    meets_budgets: bool = False
+    failures: list[str] = field(default_factory=list)
+    error: str = ""
+
+
+def judge(recipe: str, metrics: dict, teacher_val_accuracy: float, budgets: Budgets, baseline: float) -> Measured:
+    """The target's budgets, applied to the validation-split measurement (the gate's own rules)."""
+    verdict = evaluate_gate(metrics, teacher_val_accuracy, budgets, baseline)
+    failed = [c["message"] for c in verdict.checks if not c["passed"]]
+    if metrics.get("error"):
+        failed = failed[:1]  # the reason it could not be measured; the budgets then fail for want of numbers
+    return Measured(recipe, metrics.get("accuracy"), metrics.get("model_bytes"), metrics.get("latency_p95_ms"),
+                    verdict.passed, failed, metrics.get("error", ""))
+
+
+def choose(candidates: list[Measured], objective: str) -> tuple[Measured, str]:
+    """The winner and why. Meeting the budgets first; among those, the objective (accuracy breaks ties). When no
+    candidate meets them, the most accurate goes on: the gate then judges it on the test split and holds it back."""
+    key, unit = RANK[objective]
+    fit = [c for c in candidates if c.meets_budgets]
+    if fit:
+        best = min(fit, key=lambda c: (getattr(c, key), -(c.accuracy or 0.0), c.recipe))
+        why = (f"{objective} ({key}) of the {len(fit)} of {len(candidates)} candidate recipes that meet the "
+               f"target's budgets on the validation split: {_describe(best)}")
+    else:
+        measured = [c for c in candidates if c.accuracy is not None] or candidates
+        best = max(measured, key=lambda c: (c.accuracy or 0.0, -(c.model_bytes or 0), c.recipe))
+        why = (f"none of the {len(candidates)} candidate recipes meets the target's budgets on the validation split; "
+               f"the most accurate goes on to the gate: {_describe(best)}")
+    others = [f"{c.recipe} ({'meets the budgets, ' + _describe(c, False) if c.meets_budgets else c.failures[0]})"
+              for c in candidates if c is not best and (c.meets_budgets or c.failures)]
+    if others:
+        why += "; not chosen: " + "; ".join(others)
+    return best, why
+
+
+def _describe(c: Measured, name: bool = True) -> str:
+    parts = [f"{c.model_bytes:,} B" if c.model_bytes is not None else None,
+             f"p95 {c.latency_p95_ms:.3f} ms" if c.latency_p95_ms is not None else None,
+             f"val accuracy {c.accuracy:.2f}%" if c.accuracy is not None else None]
+    text = ", ".join(p for p in parts if p)
+    return f"{c.recipe} ({text})" if name else text
+
+
+def as_records(candidates: list[Measured]) -> list[dict]:
+    return [asdict(c) for c in candidates]
+
+
+def plot_candidates(candidates: list[Measured], chosen: str, budgets: Budgets, teacher_val_accuracy: float,
+                    path: Path, title: str) -> None:
+    """Validation accuracy against bytes and against p95 latency, the budgets as dashed lines, the winner starred."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [c for c in candidates if c.accuracy is not None]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    floor = teacher_val_accuracy - budgets.max_accuracy_drop
+    for ax, key, limit, label in ((axes[0], "model_bytes", budgets.max_model_bytes, "model bytes"),
+                                  (axes[1], "latency_p95_ms", budgets.max_latency_p95_ms, "latency p95, ms")):
+        for c in shown:
+            ax.scatter(getattr(c, key), c.accuracy, marker="*" if c.recipe == chosen else "o",
+                       s=220 if c.recipe == chosen else 50,
+                       c="tab:green" if c.meets_budgets else "tab:gray", zorder=3)
+            ax.annotate(c.recipe, (getattr(c, key), c.accuracy), fontsize=8, xytext=(4, 4), textcoords="offset points")
+        ax.axvline(limit, color="tab:red", ls="--", lw=1, label=f"budget: {label} <= {limit:g}")
+        ax.axhline(floor, color="tab:orange", ls="--", lw=1, label=f"budget: accuracy >= {floor:.2f}%")
+        ax.set_xlabel(f"{label} (validation measurement on the target)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0].set_ylabel("validation accuracy, %")
+    fig.suptitle(f"{title}: green meets every budget, the star goes on")
+    fig.tight_layout()
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
