@@ -48,7 +48,7 @@ def target_assets(target: TargetProfile, stages: dict[str, Stage]) -> list:
         meta = {"model_name": cand.model_name, "version": cand.version or "(not registered)",
                 "new_version": cand.new, "gate_report": cand.report_uri,
                 **({"unavailable": cand.unavailable} if cand.unavailable else {})}
-        check_meta = {"version": cand.version, "report_uri": cand.report_uri,
+        check_meta = {"version": cand.version or "(not registered)", "report_uri": cand.report_uri,
                       "checks": MetadataValue.json(cand.checks)}
         if cand.report_md:
             check_meta["report"] = MetadataValue.md(cand.report_md)

@@ -86,5 +86,5 @@ STAGE = register_stage(Stage(
     target_params=("recipes", "objective", "runtime", "build", "measure", "budgets", "device"),
     recipe_params=("main.name",), code=("squeezeflow.selection", "squeezeflow.runtimes", "squeezeflow.gates.gate"),
     timings=("latency_*",), per_target=True, artifacts=("selection.json", "pareto.png"), report=report,
-    kinds=("onnx", "dvc"), asset="selected", description="the recipe this target deploys: each candidate recipe "
+    kinds=("onnx", "dvc"), asset="selected", description="recipe selection: each candidate recipe "
     "built and measured on the target on the validation split; the smallest (or fastest) that meets the budgets"))

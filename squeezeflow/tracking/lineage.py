@@ -350,6 +350,7 @@ def build_lineage(source, uri: str, ui_url: str = DEFAULT_UI) -> Lineage:
     chain.append(stage_link("compressed", "compressed", "compressed", KEY_METRICS["compressed"]))
     chain.append(stage_link("finetuned", "finetuned", "finetuned", KEY_METRICS["finetuned"]))
     chain.append(stage_link("exported", "exported", "export (ONNX)", KEY_METRICS["exported"]))
+    chain.append(_selection_link(rd, tags, kids, target))
     chain.append(stage_link(stage_name("build", target), "build", f"build {target}", KEY_METRICS["build"]))
     chain.append(stage_link(stage_name("validate", target), "validation", f"validation {target}",
                             KEY_METRICS["validate"]))
@@ -363,6 +364,21 @@ def build_lineage(source, uri: str, ui_url: str = DEFAULT_UI) -> Lineage:
 
     url = f"{rd.ui}/#/models/{quote(name, safe='')}/versions/{version}"
     return Lineage(ref.uri, name, version, sorted(mv.aliases or []), mv.description or "", url, chain)
+
+
+def _selection_link(rd: _Reader, tags: dict, kids: dict, target: str) -> Link:
+    """Which recipe the target deployed and why (the version's tags, written from its select stage)."""
+    run = kids.get(stage_name("select", target))
+    chosen = tags.get("squeezeflow.recipe")
+    summary = (f"{chosen}: {tags.get('squeezeflow.recipe_selection', '')}" if chosen
+               else "the run's recipe (registered before per-target recipe selection was recorded)")
+    link = Link("selection", "recipe selection", summary, run.info.run_id if run else None, rd.run_url(run),
+                details={"recipe": chosen, "reason": tags.get("squeezeflow.recipe_selection")})
+    if chosen and chosen != (run.data.params.get("recipe.main.name") if run else chosen):
+        link.notes.append(f"deployed recipe {chosen} is a candidate recipe, not the run's main recipe: the "
+                          "compressed/finetuned/exported links describe the main line (its model came from the "
+                          "candidate_recipes stage)")
+    return link
 
 
 def _recipe_link(rd: _Reader, kids: dict) -> Link:
