@@ -102,6 +102,12 @@ def load_target(path: Path) -> TargetProfile:
         raise SqueezeflowInputError(path, "name", profile.name, f"must equal the file name '{path.stem}'")
     if not NAME_RE.match(profile.name):
         raise SqueezeflowInputError(path, "name", profile.name, "use lowercase letters, digits and '-'")
+    limit = profile.build.largest_batch()
+    for field, value in [("measure.throughput_batch", profile.measure.throughput_batch),
+                         *(("measure.batch_sizes", b) for b in profile.measure.batch_sizes)]:
+        if limit is not None and value > limit:
+            raise SqueezeflowInputError(path, field, value, f"larger than the largest batch the build accepts "
+                                        f"(build.max_batch = {limit})")
     return profile
 
 

@@ -23,6 +23,10 @@ class BuilderConfig(Strict):
 
     builder: str
 
+    def largest_batch(self) -> int | None:
+        """The largest batch the built model accepts (None: any); measurement must stay within it."""
+        return None
+
 
 class Builder:
     name: ClassVar[str]

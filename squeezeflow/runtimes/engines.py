@@ -140,7 +140,11 @@ class TensorRt(Engine):  # pragma: no cover - needs TensorRT and a CUDA GPU
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self._input, self._output = inputs[0], next(n for n in names if n not in inputs)
+        self._max_batch = int(self._engine.get_tensor_profile_shape(self._input, 0)[2][0])  # (min, opt, max)
         self._stream = torch.cuda.Stream()
+
+    def predict(self, x: np.ndarray, batch: int = 512) -> np.ndarray:
+        return super().predict(x, min(batch, self._max_batch))  # the engine takes at most its profile's max batch
 
     def run(self, x: np.ndarray) -> np.ndarray:
         torch = self._torch

@@ -41,6 +41,9 @@ class TensorRtConfig(BuilderConfig):
     max_val_accuracy_drop: float = Field(0.5, ge=0, le=100, description="points of validation accuracy the typed "
                                          "graph may lose against the fp32 export (int8: before it backs off)")
 
+    def largest_batch(self) -> int | None:
+        return self.max_batch
+
 
 def unavailable() -> str | None:
     """Why TensorRT cannot build or run engines here, or None when it can."""

@@ -233,13 +233,14 @@ def test_an_unavailable_tensorrt_target_is_reported_and_only_counts_when_named(f
 
 def test_a_target_deploys_the_candidate_recipe_that_meets_its_latency_budget(first_run):
     """Two candidate recipes; only the narrow one meets the target's latency budget on the validation split (the
-    wide MLP needs ~4M multiply-adds per sample, >= 0.3 ms here; the narrow one ~1k, ~0.02 ms). The narrow one
+    wide MLP needs ~4M multiply-adds per sample, 0.4-0.7 ms here; the narrow one ~1k, ~0.01 ms). The narrow one
     is built, gated, promoted, and the registered version says which recipe won and why."""
     ws, _, _ = first_run
     add_recipe(ws, "wide", student_hidden=[2048, 2048], epochs=2)
     add_recipe(ws, "narrow", student_hidden=[16], epochs=6)
     path = write_target(ws.targets_dir, "edge-pick", max_latency_p95_ms=0.15, max_model_bytes=50_000_000)
     spec = yaml.safe_load(path.read_text())
+    spec["measure"]["iterations"] = 200  # a p95 over 200 calls: a few preempted calls on a busy machine do not move it
     path.write_text(yaml.safe_dump({**spec, "recipes": ["wide", "narrow"], "objective": "smallest"}))
     try:
         assert run_lifecycle(Workspace(ws.root), [], ["edge-pick"]) == 0

@@ -63,3 +63,20 @@ def test_engine_builds_with_a_timing_cache_and_agrees(exported, tmp_path):  # pr
     assert engine["sha256"] and (tmp_path / "model.plan").stat().st_size == engine["bytes"] and cache.is_file()
     out = load_engine("tensorrt", tmp_path / "model.onnx").predict(x, batch=64)
     assert (out.argmax(1) == y).mean() >= 0.98
+
+
+def test_a_profile_measuring_beyond_the_engines_largest_batch_is_refused(tmp_path):
+    import yaml
+
+    from squeezeflow.targets import load_target
+
+    spec = {"name": "gpu", "runtime": "tensorrt", "build": {"builder": "tensorrt", "max_batch": 64},
+            "measure": {"throughput_batch": 256},
+            "budgets": {"max_accuracy_drop": 1, "max_latency_p95_ms": 1, "max_model_bytes": 10**6}}
+    (tmp_path / "gpu.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(SqueezeflowInputError, match=r"field 'measure.throughput_batch' = 256: larger than the "
+                                                    r"largest batch the build accepts \(build.max_batch = 64\)"):
+        load_target(tmp_path / "gpu.yaml")
+    spec["measure"] = {"throughput_batch": 64, "batch_sizes": [8]}
+    (tmp_path / "gpu.yaml").write_text(yaml.safe_dump(spec))
+    assert load_target(tmp_path / "gpu.yaml").build.largest_batch() == 64
