@@ -43,8 +43,25 @@ def read_token(path: Path) -> str:
     return token
 
 
-def parse_body(body: bytes) -> dict:
+def _check_members(body: bytes, max_bytes: int) -> None:
+    """An .npz is a zip: only stored (uncompressed) members, their total within the limit, so nothing inflates
+    past it in memory (a compressed member can grow a thousandfold)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(body)) as archive:
+            infos = archive.infolist()
+    except zipfile.BadZipFile:
+        raise AgentError(400, "the body is not an .npz archive (np.savez)") from None
+    if any(i.compress_type != zipfile.ZIP_STORED for i in infos):
+        raise AgentError(400, "compressed .npz members are refused: send np.savez, not np.savez_compressed")
+    if sum(i.file_size for i in infos) > max_bytes:
+        raise AgentError(413, f"the archive's members exceed the agent's limit of {max_bytes} bytes")
+
+
+def parse_body(body: bytes, max_bytes: int | None = None) -> dict:
     """The upload as arrays; a malformed one is a 400 with the reason."""
+    _check_members(body, len(body) if max_bytes is None else max_bytes)
     try:
         with np.load(io.BytesIO(body), allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
@@ -53,6 +70,13 @@ def parse_body(body: bytes) -> dict:
     missing = [k for k in ("model", "x", "y", "request") if k not in arrays]
     if missing:
         raise AgentError(400, f"the upload lacks {', '.join(missing)}")
+    x, y = arrays["x"], arrays["y"]
+    if x.ndim < 2 or y.ndim != 1 or len(x) != len(y) or not len(y) or x.dtype.kind not in "fiu" \
+            or y.dtype.kind not in "iu":
+        raise AgentError(400, f"x must be numeric N x ... and y N integer labels (got x {x.shape} {x.dtype}, "
+                              f"y {y.shape} {y.dtype})")
+    if "reference" in arrays and arrays["reference"].shape != y.shape:
+        raise AgentError(400, f"reference must have y's shape {y.shape} (got {arrays['reference'].shape})")
     try:
         request = json.loads(arrays["request"].tobytes().decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -86,6 +110,7 @@ def make_handler(token: str, folder: Path, max_bytes: int):
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "squeezeflow-agent"
+        timeout = 60  # seconds a client may stall mid-request before its connection is dropped
 
         def _reply(self, status: int, payload: dict) -> None:
             data = json.dumps(payload).encode()
@@ -113,22 +138,31 @@ def make_handler(token: str, folder: Path, max_bytes: int):
             if not self._authorized():
                 self.close_connection = True
                 return self._reply(401, {"error": "missing or wrong token"})
+            self.close_connection = True  # a body left unread must not be parsed as the next request
             if self.path != "/measure":
                 return self._reply(404, {"error": f"no such endpoint: POST {self.path}"})
             try:
                 length = int(self.headers.get("Content-Length", ""))
             except ValueError:
                 return self._reply(411, {"error": "a Content-Length is required"})
+            if length < 0:
+                return self._reply(400, {"error": f"Content-Length {length} is negative"})
             if length > max_bytes:
                 self.close_connection = True  # the body is never read
                 return self._reply(413, {"error": f"upload of {length} bytes is over the agent's limit of "
                                                   f"{max_bytes} bytes (--max-upload-mb)"})
             try:
-                upload = parse_body(self.rfile.read(length))
+                body = self.rfile.read(length)
+                if len(body) != length:
+                    return self._reply(400, {"error": f"the body ended after {len(body)} of {length} bytes"})
+                upload = parse_body(body, max_bytes)
                 with lock:
                     return self._reply(200, measure_upload(folder, upload))
             except AgentError as exc:
                 return self._reply(exc.status, {"error": str(exc)})
+            except Exception as exc:  # noqa: BLE001 - the client gets the reason, the agent stays up
+                return self._reply(500, {"error": f"the agent failed: {type(exc).__name__}: "
+                                                  f"{' '.join(str(exc).split())[:300]}"})
 
         def log_message(self, fmt, *args):  # one line per request on stderr, without the body
             sys.stderr.write(f"squeezeflow agent: {self.address_string()} {fmt % args}\n")
@@ -142,6 +176,7 @@ def serve(host: str, port: int, token_file: Path, folder: Path, max_upload_mb: f
     folder = Path(folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     os.chdir(folder)  # nothing the agent or its runtimes write can land outside its folder by a relative path
+    tempfile.tempdir = str(folder)  # the measuring process's request and data files too
     server = ThreadingHTTPServer((host, port), make_handler(token, folder, int(max_upload_mb * 1024 * 1024)))
     print(f"squeezeflow agent: listening on http://{host}:{server.server_address[1]} (folder {folder})",
           file=sys.stderr, flush=True)
@@ -167,21 +202,28 @@ def measure_remote(url: str, token: str, model_path: Path, x: np.ndarray, y: np.
     req = urllib.request.Request(f"{url.rstrip('/')}/measure", data=buf.getvalue(), method="POST",
                                  headers={"Authorization": f"Bearer {token}",
                                           "Content-Type": "application/octet-stream"})
+    import http.client
+
     try:
         with urllib.request.urlopen(req, timeout=timeout_s) as resp:
             result = json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         try:
             detail = json.loads(exc.read() or b"{}").get("error", exc.reason)
-        except (ValueError, OSError):
+        except (ValueError, OSError, AttributeError, http.client.HTTPException):
             detail = exc.reason
         return {"error": f"the device agent at {url} refused the model (HTTP {exc.code}): {detail}"}
+    except http.client.RemoteDisconnected:
+        return {"error": f"the device agent at {url} closed the connection without an answer"}
     except (BrokenPipeError, ConnectionResetError):
         return {"error": f"the device agent at {url} closed the connection while the model was sent (an upload "
                          "over its --max-upload-mb limit?)"}
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
-        return {"error": f"the device agent at {url} is unreachable or did not answer: {reason}"}
+        return {"error": f"the device agent at {url} is unreachable or did not answer: {type(exc).__name__}: "
+                         f"{reason}"}
+    if not isinstance(result, dict):
+        return {"error": f"the device agent at {url} answered something other than a metrics object"}
     return {**result, "device_agent": url}
 
 

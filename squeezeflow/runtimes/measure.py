@@ -141,12 +141,24 @@ def measure_isolated(model_path: Path, x: np.ndarray, y: np.ndarray, spec: Measu
                                        "runtime": runtime}))
         try:
             proc = subprocess.run([sys.executable, "-m", "squeezeflow.runtimes.worker", str(request)],
-                                  capture_output=True, text=True, timeout=spec.timeout_s)
+                                  capture_output=True, text=True, timeout=spec.timeout_s, env=_worker_env())
         except subprocess.TimeoutExpired:
             return {"error": f"the measurement took longer than {spec.timeout_s:g} s (measure.timeout_s)"}
         if proc.returncode == 0 and result.exists():
             return json.loads(result.read_text())
         return {"error": _failure(proc.returncode, proc.stderr, spec)}
+
+
+def _worker_env() -> dict:
+    """This process's environment, with the folder squeezeflow is imported from first on the path: the worker
+    finds the same package whatever its working directory (the device agent runs in its own folder)."""
+    import os
+
+    import squeezeflow
+
+    root = str(Path(squeezeflow.__file__).resolve().parents[1])
+    path = os.environ.get("PYTHONPATH", "")
+    return {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
 
 
 def _failure(code: int, stderr: str, spec: MeasureSpec) -> str:

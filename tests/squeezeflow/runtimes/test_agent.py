@@ -131,3 +131,58 @@ def test_the_agent_will_not_start_with_a_short_token(tmp_path):
                            str(tmp_path / "token"), "--dir", str(tmp_path / "a")], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 2 and "at least 16 characters" in proc.stderr
+
+
+def _post(url, body: bytes, **headers):
+    conn = http.client.HTTPConnection(url.removeprefix("http://"), timeout=30)
+    conn.putrequest("POST", "/measure")
+    for k, v in {"Authorization": f"Bearer {TOKEN}", **headers}.items():
+        conn.putheader(k, v)
+    conn.endheaders()
+    if body:
+        conn.send(body)
+    resp = conn.getresponse()
+    return resp.status, json.loads(resp.read())
+
+
+def test_hostile_uploads_are_refused_and_the_agent_stays_up(agent, model):
+    import io
+
+    url, folder = agent
+    path, x, y = model
+    status, answer = _post(url, b"x" * 4096, **{"Content-Length": "-1"})
+    assert status == 400 and "negative" in answer["error"]
+    buf = io.BytesIO()  # a compressed archive could inflate past the limit in memory
+    np.savez_compressed(buf, model=np.zeros(10, np.uint8), x=x, y=y, request=np.frombuffer(b"{}", np.uint8))
+    status, answer = _post(url, buf.getvalue(), **{"Content-Length": str(len(buf.getvalue()))})
+    assert status == 400 and "compressed" in answer["error"]
+    buf = io.BytesIO()
+    np.savez(buf, model=np.frombuffer(path.read_bytes(), np.uint8), x=x, y=y[:3],
+             request=np.frombuffer(b"{}", np.uint8))
+    status, answer = _post(url, buf.getvalue(), **{"Content-Length": str(len(buf.getvalue()))})
+    assert status == 400 and "y N integer labels" in answer["error"]
+    # an error inside the agent comes back as a 500 with its reason; the agent keeps serving
+    out = measure_remote(url, TOKEN, path, x, y, SPEC, runtime="no-such-runtime")
+    assert "error" in out and "accuracy" not in out
+    assert "accuracy" in measure_remote(url, TOKEN, path, x, y, SPEC)
+    assert list(folder.iterdir()) == []
+
+
+def test_a_service_that_is_not_the_agent_is_an_error_not_a_crash(model):
+    import socket
+    import threading
+
+    path, x, y = model
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def banner():
+        conn, _ = server.accept()
+        conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+        conn.close()
+
+    threading.Thread(target=banner, daemon=True).start()
+    out = measure_remote(f"http://127.0.0.1:{server.getsockname()[1]}", TOKEN, path, x, y, SPEC, timeout_s=10)
+    server.close()
+    assert "is unreachable or did not answer" in out["error"] or "closed the connection" in out["error"]
