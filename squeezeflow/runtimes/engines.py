@@ -150,15 +150,16 @@ class TensorRt(Engine):  # pragma: no cover - needs TensorRT and a CUDA GPU
         torch = self._torch
         with torch.cuda.stream(self._stream):
             inp = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).cuda(non_blocking=True)
-            self._context.set_input_shape(self._input, tuple(inp.shape))
+            if not self._context.set_input_shape(self._input, tuple(inp.shape)):
+                raise RuntimeError(f"TensorRT refused input shape {tuple(inp.shape)} (outside the engine's profile?)")
             out = torch.empty(tuple(self._context.get_tensor_shape(self._output)), dtype=torch.float32,
                               device="cuda")
             self._context.set_tensor_address(self._input, inp.data_ptr())
             self._context.set_tensor_address(self._output, out.data_ptr())
-            self._context.execute_async_v3(self._stream.cuda_stream)
-            result = out.cpu().numpy()
-        self._stream.synchronize()
-        return result
+            if not self._context.execute_async_v3(self._stream.cuda_stream):
+                raise RuntimeError("TensorRT could not run the engine (execute_async_v3 failed)")
+            self._stream.synchronize()
+            return out.cpu().numpy()
 
     @classmethod
     def unavailable(cls) -> str | None:

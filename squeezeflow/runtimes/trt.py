@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from squeezeflow.export.onnx import check_onnx_file
 from squeezeflow.io import atomic_path, sha256_file
@@ -43,6 +43,12 @@ class TensorRtConfig(BuilderConfig):
 
     def largest_batch(self) -> int | None:
         return self.max_batch
+
+    @model_validator(mode="after")
+    def _opt_within_max(self):
+        if self.opt_batch > self.max_batch:  # an optimization profile needs min <= opt <= max
+            raise ValueError(f"opt_batch {self.opt_batch} is larger than max_batch {self.max_batch}")
+        return self
 
 
 def unavailable() -> str | None:
@@ -142,7 +148,7 @@ def build_engine(onnx_path: Path, plan: Path, spec: TensorRtConfig) -> dict:  # 
     flags = 0 if major >= 11 else 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse(Path(onnx_path).read_bytes()):
+    if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise RuntimeError(f"TensorRT cannot parse {onnx_path}: {errors[:500]}")
     config = builder.create_builder_config()
@@ -151,9 +157,14 @@ def build_engine(onnx_path: Path, plan: Path, spec: TensorRtConfig) -> dict:  # 
     shared = Path(spec.timing_cache) if spec.timing_cache else None
     seed = shared.read_bytes() if shared and shared.is_file() else b""
     cache = config.create_timing_cache(seed)
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    if not config.set_timing_cache(cache, ignore_mismatch=False):  # made on another GPU/driver/TensorRT: start anew
+        seed, cache = b"", config.create_timing_cache(b"")
+        config.set_timing_cache(cache, ignore_mismatch=False)
     inp = network.get_input(0)
     sample = tuple(inp.shape)[1:]
+    if any(d < 0 for d in sample):
+        raise RuntimeError(f"{onnx_path}: input '{inp.name}' has dynamic dimensions {tuple(inp.shape)} beyond the "
+                           "batch; the engine's optimization profile needs them fixed")
     profile = builder.create_optimization_profile()
     profile.set_shape(inp.name, (1, *sample), (spec.opt_batch, *sample), (spec.max_batch, *sample))
     config.add_optimization_profile(profile)
@@ -162,7 +173,7 @@ def build_engine(onnx_path: Path, plan: Path, spec: TensorRtConfig) -> dict:  # 
         raise RuntimeError(f"TensorRT could not build an engine from {onnx_path} (see its log above)")
     with atomic_path(plan) as tmp:
         tmp.write_bytes(bytes(serialized))
-    cache_bytes = bytes(config.get_timing_cache().serialize())
+    cache_bytes = bytes(cache.serialize())
     with atomic_path(plan.with_suffix(".timing.cache")) as tmp:
         tmp.write_bytes(cache_bytes)
     if shared:

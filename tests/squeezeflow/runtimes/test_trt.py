@@ -80,3 +80,8 @@ def test_a_profile_measuring_beyond_the_engines_largest_batch_is_refused(tmp_pat
     spec["measure"] = {"throughput_batch": 64, "batch_sizes": [8]}
     (tmp_path / "gpu.yaml").write_text(yaml.safe_dump(spec))
     assert load_target(tmp_path / "gpu.yaml").build.largest_batch() == 64
+
+
+def test_an_optimization_profile_must_have_opt_within_max():
+    with pytest.raises(SqueezeflowInputError, match="opt_batch 64 is larger than max_batch 8"):
+        parse_build_config({"builder": "tensorrt", "opt_batch": 64, "max_batch": 8}, Path("gpu.yaml"))
