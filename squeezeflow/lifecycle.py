@@ -17,7 +17,7 @@ from typing import Any
 
 from squeezeflow.data import Splits
 from squeezeflow.errors import SqueezeflowInputError
-from squeezeflow.gates import GateVerdict, evaluate_gate
+from squeezeflow.gates import GateVerdict, evaluate_gate, failed_reasons
 from squeezeflow.io import atomic_dir, read_json, sha256_file, sha256_tree, write_json, write_text
 from squeezeflow.runtimes.engines import engine_config
 from squeezeflow.runtimes.measure import mlflow_session_options
@@ -300,6 +300,18 @@ class Lifecycle:
             return read_json(path)
         return {"recipe": self.params.compress.recipe, "reason": "the run's recipe"}
 
+    def _log_gate(self, run_key: str, target: str, report: dict, md: str, tags: dict) -> str:
+        """The gate report beside the run's candidate record and as artifacts of a `gate-<target>` MLflow run (left
+        open: the caller ends it)."""
+        out = self._run_dir(run_key, target)
+        write_json(out / "gate_report.json", report)
+        write_text(out / "gate_report.md", md)
+        gate_run = self.tracker.stage_run(self.parent_run(run_key), run_key, stage_name("gate", target),
+                                          _gate_metrics(report), tags)
+        for f in ("gate_report.json", "gate_report.md"):
+            self.tracker.client.log_artifact(gate_run, str(out / f))
+        return gate_run
+
     def _unavailable(self, target: str, run_key: str, name: str, build: Path, sha: str, reason: str) -> Candidate:
         """A runtime that cannot run here (TensorRT without a GPU): the gate fails closed with the reason and is
         logged to MLflow, but no model version is registered (there is no validated model to register)."""
@@ -309,15 +321,10 @@ class Lifecycle:
         checks = list(self.gate(target).checks)
         report = gate_report(target, name, {"path": str(build), "sha256": sha, "metrics": metrics}, None, checks,
                              None, run_key, [f"unavailable: {reason}"])
-        md, out = report_markdown(report), self._run_dir(run_key, target)
-        write_json(out / "gate_report.json", report)
-        write_text(out / "gate_report.md", md)
-        gate_run = self.tracker.stage_run(self.parent_run(run_key), run_key, stage_name("gate", target),
-                                          _gate_metrics(report), {"squeezeflow.gate": "failed",
-                                                                  "squeezeflow.target": target,
-                                                                  "squeezeflow.unavailable": reason[:500]})
-        for f in ("gate_report.json", "gate_report.md"):
-            self.tracker.client.log_artifact(gate_run, str(out / f))
+        md = report_markdown(report)
+        gate_run = self._log_gate(run_key, target, report, md, {"squeezeflow.gate": "failed",
+                                                                "squeezeflow.target": target,
+                                                                "squeezeflow.unavailable": reason[:500]})
         self.tracker.end(gate_run)
         return Candidate(name, "", False, False, f"runs:/{gate_run}/gate_report.md", md,
                          failed_reasons(checks), report["checks"], unavailable=reason)
@@ -347,15 +354,9 @@ class Lifecycle:
         report = gate_report(target, name, {"path": str(build), "sha256": sha, "metrics": metrics}, champ_info,
                              checks, comparison, run_key, notes)
         md = report_markdown(report)
-        out = self._run_dir(run_key, target)
-        write_json(out / "gate_report.json", report)
-        write_text(out / "gate_report.md", md)
-        parent = self.parent_run(run_key)
-        gate_run = self.tracker.stage_run(parent, run_key, stage_name("gate", target), _gate_metrics(report),
-                                          {"squeezeflow.gate": report["verdict"], "squeezeflow.target": target,
-                                           "squeezeflow.gate_champion": f"v{str(champ.version)}" if champ else "none"})
-        for f in ("gate_report.json", "gate_report.md"):
-            self.tracker.client.log_artifact(gate_run, str(out / f))
+        gate_run = self._log_gate(run_key, target, report, md, {
+            "squeezeflow.gate": report["verdict"], "squeezeflow.target": target,
+            "squeezeflow.gate_champion": f"v{str(champ.version)}" if champ else "none"})
         passed = report["verdict"] == "passed"
         lineage = self.lineage_tags(run_key, target)
         selection = self.selection(target)
@@ -443,14 +444,6 @@ class Lifecycle:
             raise
         self.tracker.end(child)
         return Promotion(cand.model_name, cand.version, uri, alias, True, str(current.version) if current else None)
-
-
-def failed_reasons(checks: list[dict]) -> list[str]:
-    """The failed checks' messages; when validation itself failed, only its reason (the budgets then all fail
-    closed for want of numbers: saying so for each is noise)."""
-    failed = [c for c in checks if not c["passed"]]
-    first = [c for c in failed if c["name"] == "validation"]
-    return [c["message"] for c in (first or failed)]
 
 
 def run_dir(ws: Workspace, run_key: str, target: str) -> Path:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from squeezeflow.gates.gate import evaluate_gate
+from squeezeflow.gates.gate import evaluate_gate, failed_reasons
 from squeezeflow.io import atomic_path
 from squeezeflow.targets import Budgets
 
@@ -31,11 +31,8 @@ class Measured:
 def judge(recipe: str, metrics: dict, teacher_val_accuracy: float, budgets: Budgets, baseline: float) -> Measured:
     """The target's budgets, applied to the validation-split measurement (the gate's own rules)."""
     verdict = evaluate_gate(metrics, teacher_val_accuracy, budgets, baseline)
-    failed = [c["message"] for c in verdict.checks if not c["passed"]]
-    if metrics.get("error"):
-        failed = failed[:1]  # the reason it could not be measured; the budgets then fail for want of numbers
     return Measured(recipe, metrics.get("accuracy"), metrics.get("model_bytes"), metrics.get("latency_p95_ms"),
-                    verdict.passed, failed, metrics.get("error", ""))
+                    verdict.passed, failed_reasons(verdict.checks), metrics.get("error", ""))
 
 
 def choose(candidates: list[Measured], objective: str) -> tuple[Measured, str]:

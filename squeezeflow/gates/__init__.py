@@ -8,7 +8,7 @@ from squeezeflow.gates.compare import (
                                        paired_accuracy,
                                        regression_checks,
 )
-from squeezeflow.gates.gate import GateVerdict, evaluate_gate
+from squeezeflow.gates.gate import GateVerdict, evaluate_gate, failed_reasons
 
-__all__ = ["GateVerdict", "evaluate_gate", "compare_models", "interleaved_latency", "latency_ratio",
+__all__ = ["GateVerdict", "evaluate_gate", "failed_reasons", "compare_models", "interleaved_latency", "latency_ratio",
            "paired_accuracy", "regression_checks"]

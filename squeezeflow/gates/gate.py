@@ -87,3 +87,11 @@ def evaluate_gate(metrics: dict, teacher_accuracy: float, budgets: Budgets,
         checks.insert(0, {"name": "validation", "value": None, "budget": None, "passed": False,
                           "message": f"validation failed: {metrics['error']}"})
     return GateVerdict(all(c["passed"] for c in checks), checks)
+
+
+def failed_reasons(checks: list[dict]) -> list[str]:
+    """The failed checks' messages; when validation itself failed, only its reason (the budgets then all fail
+    closed for want of numbers: saying so for each is noise)."""
+    failed = [c for c in checks if not c["passed"]]
+    first = [c for c in failed if c["name"] == "validation"]
+    return [c["message"] for c in (first or failed)]
