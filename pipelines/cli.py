@@ -46,6 +46,10 @@ def _overrides(args) -> list[str]:
     items = list(args.set or [])
     if args.npz:
         items += ["dataset.name=npz", f"dataset.path={Path(args.npz).resolve()}"]
+    elif getattr(args, "data", None):
+        path = Path(args.data).resolve()
+        kind = "image_folder" if path.is_dir() else "npz" if path.suffix.lower() == ".npz" else "table"
+        items += [f"dataset.name={kind}", f"dataset.path={path}"]
     elif args.dataset:
         items.append(f"dataset.name={args.dataset}")
     if args.recipe:
@@ -67,7 +71,8 @@ def cmd_run(args) -> int:
     try:  # bad params, targets, recipes or data fail here, before any run starts
         parsed = dict(parse_override(o) for o in overrides)
         params = apply_overrides(ws.params(), parsed, source="command line")
-        targets = ws.validate(params, args.target, source="--npz" if args.npz else None, read_data=True)
+        flag = "--npz" if args.npz else "--data" if args.data else None
+        targets = ws.validate(params, args.target, source=flag, read_data=True)
     except SqueezeflowInputError as exc:
         if exc.source == str(ws.params_path) and exc.field in parsed:  # name where the value came from
             flag = "--recipe" if args.recipe and exc.field == "compress.recipe" else "command line"
@@ -179,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     src = r.add_mutually_exclusive_group()
     src.add_argument("--dataset", help="built-in dataset: digits (default) or mnist1d")
     src.add_argument("--npz", help="your own .npz holding x (float, N x ...) and y (int labels 0..C-1)")
+    src.add_argument("--data", help="your own data: a .csv/.parquet table (label column 'label'), a folder with one "
+                     "subfolder of images per class, or an .npz")
     r.add_argument("--recipe", help="compression recipe: a name in recipes/ (default: params.yaml's compress.recipe) "
                    "or a .yaml path")
     r.add_argument("--target", action="append", help="only this target (repeatable); default: all in device_targets/")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -15,16 +15,28 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+FILE_DATASETS = {"npz": "the .npz file", "table": "the .csv or .parquet file",
+                 "image_folder": "the folder holding one subfolder of images per class"}
+
+
 class DatasetParams(Strict):
-    name: str = "digits"
-    path: str | None = Field(None, description="the .npz file, when name is 'npz'")
+    name: str = Field("digits", description="digits, mnist1d (built in); npz, table, image_folder (your file)")
+    path: str | None = Field(None, description="the file or folder, for npz, table and image_folder (relative to "
+                                               "the workspace)")
     value_range: tuple[float, float] | None = Field(None, description="expected [min, max] of x")
     num_classes: int | None = Field(None, ge=2)
+    label_column: str = Field("label", min_length=1, description="table: the column holding the class")
+    image_size: tuple[int, int] | None = Field(None, description="image_folder: [height, width] every image is "
+                                               "resized to (null: the first image's size)")
+    channels: Literal[1, 3] | None = Field(None, description="image_folder: 1 (grayscale) or 3 (RGB); null: 3 when "
+                                           "any image has colour")
 
     @model_validator(mode="after")
-    def _path_for_npz(self) -> DatasetParams:
-        if self.name == "npz" and not self.path:
-            raise ValueError("dataset 'npz' needs dataset.path to name the .npz file")
+    def _path_for_files(self) -> DatasetParams:
+        if self.name in FILE_DATASETS and not self.path:
+            raise ValueError(f"dataset '{self.name}' needs dataset.path to name {FILE_DATASETS[self.name]}")
+        if self.image_size is not None and min(self.image_size) < 1:
+            raise ValueError(f"image_size must be positive, got {list(self.image_size)}")
         return self
 
 
@@ -72,10 +84,41 @@ class TeacherTrainParams(TrainParams):
     select: Literal["val_accuracy", "val_loss", "last"] = STRONG_TRAIN["select"]
 
 
+class BuiltinSource(Strict):
+    """squeezeflow's own architectures (teacher.arch, teacher.hidden)."""
+
+    kind: Literal["builtin"] = "builtin"
+
+
+class PythonSource(Strict):
+    """The user's own nn.Module: `factory` is 'module:function' importable from the workspace's folder, called with
+    `kwargs` (plus num_classes / input_shape / in_channels when it takes them and kwargs do not set them)."""
+
+    kind: Literal["python"]
+    factory: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$",
+                         description="'my_pkg.models:build': a function (or class) returning an nn.Module")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the factory")
+    checkpoint: str | None = Field(None, description="a state dict (torch.save(model.state_dict())), loaded with "
+                                                     "weights_only=True")
+    train: bool = Field(True, description="train here (from the checkpoint, if any); false: compress the "
+                                          "checkpoint's model as it is")
+
+    @model_validator(mode="after")
+    def _checkpoint_to_keep(self) -> PythonSource:
+        if not self.train and not self.checkpoint:
+            raise ValueError("train: false compresses a trained model: give its checkpoint")
+        return self
+
+
+ModelSource = Annotated[BuiltinSource | PythonSource, Field(discriminator="kind")]
+
+
 class TeacherParams(Strict):
     """Train big: a wide model; the recipe makes it small. `auto` picks a CNN for images and 1-D signals, an MLP
-    for tabular features (models.choose_arch); no `hidden`, that architecture's default size."""
+    for tabular features (models.choose_arch); no `hidden`, that architecture's default size. Or the user's own
+    model (`source: {kind: python, factory: ...}`)."""
 
+    source: ModelSource = Field(default_factory=BuiltinSource, description="where the teacher comes from")
     arch: str = "auto"
     hidden: tuple[int, ...] | None = Field(None, description="channels per block (cnn) or widths (mlp); "
                                            "null: cnn 128-256-256, mlp 512-512")
@@ -128,6 +171,18 @@ class Params(Strict):
     export: ExportParams = ExportParams()
     sweep: SweepParams = SweepParams()
     registry: RegistryParams = RegistryParams()
+
+
+def anchored(params: Params, root: Path) -> Params:
+    """Relative file paths in params (the dataset, the teacher's checkpoint) read as relative to the workspace."""
+    def at(path: str | None) -> str | None:
+        return str(Path(root) / path) if path and not Path(path).is_absolute() else path
+
+    update = {"dataset": params.dataset.model_copy(update={"path": at(params.dataset.path)})}
+    if isinstance(params.teacher.source, PythonSource) and params.teacher.source.checkpoint:
+        src = params.teacher.source.model_copy(update={"checkpoint": at(params.teacher.source.checkpoint)})
+        update["teacher"] = params.teacher.model_copy(update={"source": src})
+    return params.model_copy(update=update)
 
 
 def parse_params(data: Any, source: str | Path) -> Params:

@@ -15,6 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from squeezeflow.config import FILE_DATASETS
 from squeezeflow.data import Splits
 from squeezeflow.errors import SqueezeflowInputError
 from squeezeflow.gates import GateVerdict, evaluate_gate, failed_reasons
@@ -260,7 +261,7 @@ class Lifecycle:
         """`<prefix>-<registry.model_name>-<target>`; the model name defaults to the dataset's (the .npz file's stem),
         so two datasets never share a champion."""
         reg, ds = self.params.registry, self.params.dataset
-        name = reg.model_name or (Path(ds.path).stem if ds.name == "npz" and ds.path else ds.name)
+        name = reg.model_name or (Path(ds.path).stem if ds.name in FILE_DATASETS and ds.path else ds.name)
         return f"{reg.model_prefix}-{safe_name(name)}-{target}"
 
     @property

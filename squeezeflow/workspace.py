@@ -6,6 +6,7 @@ The project checkout is the default workspace; tests make their own in a temp fo
 from __future__ import annotations
 
 import os
+import sys
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import yaml
 
 from squeezeflow.compression.recipe import Recipe, find_recipe, load_recipe
-from squeezeflow.config import Params, apply_overrides, load_params
+from squeezeflow.config import FILE_DATASETS, Params, anchored, apply_overrides, load_params
 from squeezeflow.io import read_json, sha256_tree, write_text
 from squeezeflow.stages import Stage, StageContext, stage_graph
 from squeezeflow.targets import TargetProfile, load_targets
@@ -36,6 +37,9 @@ def default_root() -> Path:
 class Workspace:
     def __init__(self, root: Path | str | None = None):
         self.root = Path(root).resolve() if root else default_root()
+        # the user's model factory and data loader import from the workspace's folder
+        if str(self.root) not in sys.path:
+            sys.path.insert(0, str(self.root))
 
     params_path = property(lambda self: self.root / "params.yaml")
     targets_dir = property(lambda self: self.root / "device_targets")
@@ -75,8 +79,9 @@ class Workspace:
         return stage_graph(list(self.targets.values()))
 
     def params(self) -> Params:
-        """params.yaml as the user wrote it (never rewritten: flags apply to one run)."""
-        return load_params(self.params_path)
+        """params.yaml as the user wrote it (never rewritten: flags apply to one run); relative file paths in it
+        are relative to the workspace."""
+        return anchored(load_params(self.params_path), self.root)
 
     def recorded_params(self) -> Params:
         """The parameters of the last prepared run (params.yaml + its flags): what `dvc repro` runs with."""
@@ -145,11 +150,18 @@ class Workspace:
             raise SqueezeflowInputError(source, "sweep.target", params.sweep.target,
                                         f"no such device target; known: {sorted(self.targets)}")
         self.resolved_recipes(params)
-        if params.dataset.name == "npz":
+        if params.teacher.source.kind == "python":
+            from squeezeflow.models.user import check_factory
+
+            check_factory(params.teacher.source, source)
+            ckpt = params.teacher.source.checkpoint
+            if ckpt and not Path(ckpt).is_file():
+                raise SqueezeflowInputError(source, "teacher.source.checkpoint", ckpt, "no such file")
+        if params.dataset.name in FILE_DATASETS:
             path = Path(params.dataset.path)
-            if not path.is_file():
-                raise SqueezeflowInputError(source, "dataset.path", str(path), "no such file")
-            if read_data:  # a user's file: read and split it now, before anything is created
+            if not path.exists():
+                raise SqueezeflowInputError(source, "dataset.path", str(path), "no such file or folder")
+            if read_data:  # a user's file or folder: read and split it now, before anything is created
                 make_splits(load_dataset(params.dataset, source), params.split, params.seed)
         return chosen
 

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from squeezeflow.models import ModelSpec
+from squeezeflow.models.graph import matches, user_path
 
 Kind = Literal["student", "structure", "sparsify", "quantize", "train"]
 # steps must come in this order; "train" steps (fine-tuning) may come anywhere
@@ -33,6 +34,18 @@ class TechniqueConfig(BaseModel):
         return []
 
 
+class Selection(TechniqueConfig):
+    """Which modules a technique touches, by path in the user's model (`layer3.1.conv2`; in a built-in flat model
+    the layer index): fnmatch patterns, e.g. include ['layer3.*', 'layer4.*'], exclude ['*.downsample.*']."""
+
+    include: tuple[str, ...] = Field((), description="module path patterns to compress; empty: every module the "
+                                     "technique handles")
+    exclude: tuple[str, ...] = Field((), description="module path patterns left alone")
+
+    def chooses(self, model: nn.Module, path: str) -> bool:
+        return matches(user_path(model, path), self.include, self.exclude)
+
+
 @dataclass
 class CompressContext:
     """What a technique may use besides the model: the trained teacher, the data and the seed."""
@@ -47,6 +60,12 @@ class CompressContext:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return self.teacher_spec.input_shape
+
+    def example(self, n: int = 2):
+        """A few training samples as a tensor: what graph tracing (Torch-Pruning, the output layer) runs on."""
+        import torch
+
+        return torch.as_tensor(self.train[0][:n])
 
     @property
     def num_classes(self) -> int:

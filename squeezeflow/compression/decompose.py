@@ -17,7 +17,13 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from squeezeflow.compression.base import Applied, CompressContext, Technique, TechniqueConfig, register_technique
+from squeezeflow.compression.base import (
+    Applied,
+    CompressContext,
+    Selection,
+    Technique,
+    register_technique,
+)
 from squeezeflow.compression.factorization import exactly_one, param_counts, ratio_rank, relative_error, rewrite
 
 Conv = nn.Conv1d | nn.Conv2d
@@ -89,7 +95,7 @@ def tucker_layers(conv: Conv, rank_out: int, rank_in: int, iterations: int = 0) 
     ]
 
 
-class TuckerConfig(TechniqueConfig):
+class TuckerConfig(Selection):
     rank_ratio: float = Field(gt=0, le=1, description="rank of each channel mode as a fraction of its channels")
     iterations: int = Field(2, ge=0, le=100, description="HOOI refinement sweeps after the HOSVD; 0 = HOSVD only")
     only_if_smaller: bool = Field(True, description="skip a conv whose decomposition has no fewer parameters")
@@ -99,19 +105,19 @@ class TuckerConfig(TechniqueConfig):
 class TuckerFactorize(Technique):
     name, kind, Config = "factorize-tucker", "structure", TuckerConfig
 
-    def apply(self, model: nn.Sequential, ctx: CompressContext) -> Applied:
+    def apply(self, model: nn.Module, ctx: CompressContext) -> Applied:
         cfg: TuckerConfig = self.config
         layers, skipped = {}, []
 
-        def replace(i: int, layer: nn.Module) -> list[nn.Module] | None:
-            if not decomposable(layer):
+        def replace(i: str, layer: nn.Module) -> list[nn.Module] | None:
+            if not decomposable(layer) or not cfg.chooses(model, i):
                 return None
             rank_out, rank_in = tucker_ranks(layer, cfg.rank_ratio)
             if cfg.only_if_smaller and tucker_params(layer, rank_out, rank_in) >= layer.weight.numel():
-                skipped.append(str(i))
+                skipped.append(i)
                 return None
             new = tucker_layers(layer, rank_out, rank_in, cfg.iterations)
-            layers[str(i)] = {"rank_out": new[1].out_channels, "rank_in": new[1].in_channels,
+            layers[i] = {"rank_out": new[1].out_channels, "rank_in": new[1].in_channels,
                               "weight_error": relative_error(layer.weight, tucker_chain_weight(new))}
             return new
 
@@ -204,7 +210,7 @@ def cp_layers(conv: Conv, rank: int, iterations: int = 200, tol: float = 1e-8, s
     return layers
 
 
-class CpConfig(TechniqueConfig):
+class CpConfig(Selection):
     rank_ratio: float | None = Field(None, gt=0, le=1, description="rank as a fraction of min(Cin, Cout)")
     rank: int | None = Field(None, ge=1, le=4096, description="the same absolute rank for every conv")
     iterations: int = Field(200, ge=1, le=10_000, description="at most this many ALS sweeps")
@@ -221,20 +227,20 @@ class CpConfig(TechniqueConfig):
 class CpFactorize(Technique):
     name, kind, Config = "factorize-cp", "structure", CpConfig
 
-    def apply(self, model: nn.Sequential, ctx: CompressContext) -> Applied:
+    def apply(self, model: nn.Module, ctx: CompressContext) -> Applied:
         cfg: CpConfig = self.config
         layers, skipped = {}, []
 
-        def replace(i: int, layer: nn.Module) -> list[nn.Module] | None:
-            if not decomposable(layer):
+        def replace(i: str, layer: nn.Module) -> list[nn.Module] | None:
+            if not decomposable(layer) or not cfg.chooses(model, i):
                 return None
             rank = cp_rank(layer, cfg.rank_ratio, cfg.rank)
             too_big = cfg.only_if_smaller and cp_params(layer, rank) >= layer.weight.numel()
             if too_big or numeric_padding(layer) is None:
-                skipped.append(str(i))
+                skipped.append(i)
                 return None
             new = cp_layers(layer, rank, cfg.iterations, cfg.tol, ctx.seed)
-            layers[str(i)] = {"rank": rank, "weight_error": relative_error(layer.weight, cp_chain_weight(new))}
+            layers[i] = {"rank": rank, "weight_error": relative_error(layer.weight, cp_chain_weight(new))}
             return new
 
         out = rewrite(model, replace)

@@ -7,7 +7,7 @@ teacher's through a learned linear projection, which is thrown away after traini
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -30,9 +30,18 @@ from squeezeflow.training import distillation_loss, seed_everything
 
 class StudentSpec(TechniqueConfig):
     """The student: by default the teacher's architecture at `width` of its size (a CNN teacher's 128-256-256
-    channels become 16-32-32, an MLP's 512-512 widths 64-64), so one recipe fits images, signals and tables."""
+    channels become 16-32-32, an MLP's 512-512 widths 64-64), so one recipe fits images, signals and tables.
+
+    A user's teacher (teacher.source python): the student is the teacher's factory with `kwargs` merged into the
+    teacher's (a width or depth argument), another `factory`, or, when neither is given, the teacher itself with
+    `channels` of each layer's channels kept by structured pruning (Torch-Pruning), its weights the start."""
 
     arch: str | None = Field(None, description="null: the teacher's architecture")
+    factory: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$",
+                                description="a user model's student: 'module:function' (null: the teacher's)")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="factory kwargs, merged into the teacher's")
+    channels: float = Field(0.25, gt=0, le=1, description="a student pruned from a user's teacher keeps this "
+                            "fraction of each layer's channels")
     hidden: tuple[int, ...] | None = Field(None, description="widths (mlp) or channels (cnn); null: `width` times "
                                            "the teacher's (or the architecture's default)")
     width: float = Field(0.125, gt=0, le=4, description="fraction of the teacher's hidden sizes, when hidden is null")
@@ -47,7 +56,17 @@ class StudentSpec(TechniqueConfig):
             raise ValueError(f"every width must be >= 1, got {list(self.hidden)}")
         return self
 
+    def derived_from_teacher(self, like: ModelSpec) -> bool:
+        """A user's teacher and no factory or kwargs: the student is the teacher, pruned."""
+        return like.arch == "python" and self.factory is None and not self.kwargs and self.arch is None
+
     def spec(self, like: ModelSpec) -> ModelSpec:
+        if like.arch == "python" and self.arch is None:
+            if self.derived_from_teacher(like):
+                return like
+            kwargs = {**(like.extra.get("kwargs") or {}), **self.kwargs} if self.factory is None else self.kwargs
+            return ModelSpec("python", like.input_shape, like.num_classes,
+                             extra={"factory": self.factory or like.extra["factory"], "kwargs": dict(kwargs)})
         arch = self.arch or like.arch
         base = like.hidden if arch == like.arch else DEFAULT_HIDDEN.get(arch, (64,))
         hidden = self.hidden or tuple(max(4, round(h * self.width)) for h in base)
@@ -65,6 +84,17 @@ class DistillConfig(SoftTargets):
     student: StudentSpec = StudentSpec()
     hint_weight: float = Field(0.0, ge=0, description="weight of the penultimate-feature (hint) loss; 0 = off")
     train: TrainParams = TrainParams(epochs=150, patience=15, lr=3e-3)
+
+
+def make_student(cfg: StudentSpec, teacher: nn.Module, ctx: CompressContext) -> tuple[nn.Module, ModelSpec]:
+    """A new student (seeded) behind the teacher's input normalization, or the teacher pruned (see StudentSpec)."""
+    from squeezeflow.compression.channels import prune_channels
+
+    spec = cfg.spec(ctx.teacher_spec)
+    seed_everything(ctx.seed)
+    if cfg.derived_from_teacher(ctx.teacher_spec):
+        return prune_channels(teacher, ctx.example(), 1 - cfg.channels), spec
+    return with_input_norm(build_model(spec), input_norm(teacher)), spec
 
 
 def features(model: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
@@ -104,11 +134,12 @@ class Distill(Technique):
     def apply(self, model: nn.Sequential, ctx: CompressContext) -> Applied:
         cfg: DistillConfig = self.config
         teacher = model.eval()  # the model so far (the trained teacher when this is the first step)
-        spec = cfg.student.spec(ctx.teacher_spec)
-        seed_everything(ctx.seed)
-        student = with_input_norm(build_model(spec), input_norm(teacher))
+        student, spec = make_student(cfg.student, teacher, ctx)
         kd = kd_loss_fn(teacher, cfg)
         if cfg.hint_weight > 0:
+            if type(student) is not nn.Sequential or type(teacher) is not nn.Sequential:
+                raise ValueError("hint_weight needs flat built-in models (the penultimate layer's features); "
+                                 "a user model's student is distilled without it")
             probe = torch.as_tensor(ctx.train[0][:2])
             with torch.no_grad():
                 s_dim, t_dim = features(student, probe).shape[1], features(teacher, probe).shape[1]

@@ -12,10 +12,10 @@ from pydantic import Field
 from torch import nn
 
 from squeezeflow.compression.base import Applied, CompressContext, Technique, TechniqueConfig, register_technique
-from squeezeflow.compression.distill import StudentSpec
+from squeezeflow.compression.distill import StudentSpec, make_student
 from squeezeflow.config import TrainParams
 from squeezeflow.models import build_model, input_norm, with_input_norm
-from squeezeflow.training import accuracy, seed_everything
+from squeezeflow.training import accuracy
 
 
 class OnlineDistillConfig(TechniqueConfig):
@@ -60,11 +60,10 @@ class OnlineDistill(Technique):
 
     def apply(self, model: nn.Sequential, ctx: CompressContext) -> Applied:
         cfg: OnlineDistillConfig = self.config
-        spec = cfg.student.spec(ctx.teacher_spec)
-        seed_everything(ctx.seed)
-        norm = input_norm(ctx.teacher)
-        student = with_input_norm(build_model(spec), norm)
-        peer = with_input_norm(build_model(spec if cfg.peer == "student" else ctx.teacher_spec), norm)
+        student, spec = make_student(cfg.student, ctx.teacher, ctx)
+        peer_spec = spec if cfg.peer == "student" else ctx.teacher_spec
+        peer = make_student(cfg.student, ctx.teacher, ctx)[0] if cfg.student.derived_from_teacher(ctx.teacher_spec) \
+            and cfg.peer == "student" else with_input_norm(build_model(peer_spec), input_norm(ctx.teacher))
         cohort = Cohort(student, peer)
         result = ctx.fit(cohort, cfg.train, desc="online-distill", loss_fn=cohort.loss(cfg))
         return Applied(student.eval(), {"epochs": result.epochs_run, "val_accuracy": result.best_val_accuracy,

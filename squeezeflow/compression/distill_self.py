@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+
 from pydantic import Field
 from torch import nn
 
 from squeezeflow.compression.base import Applied, CompressContext, Technique, register_technique
 from squeezeflow.compression.distill import SoftTargets, kd_loss_fn
 from squeezeflow.config import TrainParams
-from squeezeflow.models import describe, rebuild
 from squeezeflow.training import seed_everything
 
 
@@ -17,10 +18,14 @@ class SelfDistillConfig(SoftTargets):
     seed_offset: int = Field(1, ge=0, description="the copy starts from a different initialisation than the teacher")
 
 
-def fresh_copy(model: nn.Sequential, seed: int) -> nn.Sequential:
-    """Same layers, new random weights."""
+def fresh_copy(model: nn.Module, seed: int) -> nn.Module:
+    """Same layers, new random weights (input statistics and other buffers without a reset are kept)."""
     seed_everything(seed)
-    return rebuild(describe(model))
+    copy_ = copy.deepcopy(model)
+    for m in copy_.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    return copy_
 
 
 @register_technique

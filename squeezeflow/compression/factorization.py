@@ -10,6 +10,7 @@ from torch import nn
 
 from squeezeflow.compression.base import TechniqueConfig
 from squeezeflow.models import count_parameters
+from squeezeflow.models.graph import set_module
 
 
 def exactly_one(config: TechniqueConfig, a: str, b: str) -> None:
@@ -28,14 +29,23 @@ def relative_error(original: torch.Tensor, approx: torch.Tensor) -> float:
     return float((original - approx.detach().double()).norm() / original.norm().clamp_min(1e-30))
 
 
-def rewrite(model: nn.Sequential, replace: Callable[[int, nn.Module], list[nn.Module] | None]) -> nn.Sequential:
-    """A new flat Sequential in which layer i becomes replace(i, layer) unless that is None. Works on a copy, so
-    the caller's model (often the teacher) is never changed."""
-    layers: list[nn.Module] = []
-    for i, layer in enumerate(copy.deepcopy(model)):
-        new = replace(i, layer)
-        layers.extend([layer] if new is None else new)
-    return nn.Sequential(*layers).train(model.training)
+def rewrite(model: nn.Module, replace: Callable[[str, nn.Module], list[nn.Module] | None]) -> nn.Module:
+    """A copy of `model` in which the layer at each path becomes replace(path, layer) unless that is None: the
+    chain of new layers sits where the layer was. In a flat Sequential (the built-in models) the chain is spliced
+    in, so the model stays flat. The caller's model (often the teacher) is never changed."""
+    out = copy.deepcopy(model)
+    flat = type(out) is nn.Sequential and not any(k.startswith("_squeezeflow") for k in vars(out))
+    if flat:
+        layers: list[nn.Module] = []
+        for i, layer in enumerate(out):
+            new = replace(str(i), layer)
+            layers.extend([layer] if new is None else new)
+        return nn.Sequential(*layers).train(model.training)
+    for path, layer in [(p, m) for p, m in out.named_modules() if p]:
+        new = replace(path, layer)
+        if new is not None:
+            set_module(out, path, new[0] if len(new) == 1 else nn.Sequential(*new))
+    return out.train(model.training)
 
 
 def param_counts(before: nn.Module, after: nn.Module) -> dict[str, int]:

@@ -11,8 +11,9 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from squeezeflow.compression.base import Applied, CompressContext, Technique, TechniqueConfig, register_technique
+from squeezeflow.compression.base import Applied, CompressContext, Selection, Technique, register_technique
 from squeezeflow.compression.factorization import exactly_one, param_counts, ratio_rank, relative_error, rewrite
+from squeezeflow.models.graph import output_layer
 
 
 def svd_factors(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,7 +54,7 @@ def factorize_linear(layer: nn.Linear, rank: int) -> list[nn.Module]:
     return [first, second]
 
 
-class SvdConfig(TechniqueConfig):
+class SvdConfig(Selection):
     rank_ratio: float | None = Field(None, gt=0, le=1, description="rank as a fraction of min(in, out)")
     energy: float | None = Field(None, gt=0, le=1, description="smallest rank keeping this fraction of the sum of "
                                                                "squared singular values")
@@ -77,21 +78,21 @@ class SvdFactorize(Technique):
         # in the weight's own dtype: its eps decides which singular values are rounding noise
         return energy_rank(torch.linalg.svdvals(layer.weight.detach()), cfg.energy)
 
-    def apply(self, model: nn.Sequential, ctx: CompressContext) -> Applied:
+    def apply(self, model: nn.Module, ctx: CompressContext) -> Applied:
         cfg: SvdConfig = self.config
-        linears = [i for i, m in enumerate(model) if type(m) is nn.Linear]  # exact type: not a quantized subclass
-        last = linears[-1] if cfg.skip_last and linears else None
+        last = output_layer(model, ctx.example()) if cfg.skip_last else None
         layers, skipped = {}, []
 
-        def replace(i: int, layer: nn.Module) -> list[nn.Module] | None:
-            if type(layer) is not nn.Linear or i == last:
+        def replace(i: str, layer: nn.Module) -> list[nn.Module] | None:
+            # exact type: not a quantized subclass
+            if type(layer) is not nn.Linear or i == last or not cfg.chooses(model, i):
                 return None
             rank, n_in, n_out = self.rank(layer), layer.in_features, layer.out_features
             if cfg.only_if_smaller and rank * (n_in + n_out) >= n_in * n_out:
-                skipped.append(str(i))
+                skipped.append(i)
                 return None
             new = factorize_linear(layer, rank)
-            layers[str(i)] = {"rank": rank, "weight_error": relative_error(layer.weight, new[1].weight @ new[0].weight)}
+            layers[i] = {"rank": rank, "weight_error": relative_error(layer.weight, new[1].weight @ new[0].weight)}
             return new
 
         out = rewrite(model, replace)

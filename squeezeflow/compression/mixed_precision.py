@@ -20,10 +20,11 @@ from squeezeflow.compression.base import Applied, CompressContext, Technique, re
 from squeezeflow.compression.qat import qat_loss
 from squeezeflow.compression.quantize import FP32, Bits, QuantOptions, quant_metrics, quantize_model, targets
 from squeezeflow.config import TrainParams
+from squeezeflow.models.graph import get_module
 from squeezeflow.training import accuracy
 
-Plan = dict[int, int]  # layer index -> bits; layers not in it stay fp32
-Move = tuple[int, int, int]  # (layer, bits before, bits after)
+Plan = dict[str, int]  # layer path -> bits; layers not in it stay fp32
+Move = tuple[str, int, int]  # (layer path, bits before, bits after)
 EPS = 1e-9  # accuracy differences are float sums: a drop equal to the budget is within it
 
 
@@ -47,23 +48,23 @@ class MixedPrecisionConfig(QuantOptions):
 class Evaluator:
     """Val accuracy drop of the model quantized by a plan, vs the model as given."""
 
-    def __init__(self, model: nn.Sequential, cfg: MixedPrecisionConfig, ctx: CompressContext):
+    def __init__(self, model: nn.Module, cfg: MixedPrecisionConfig, ctx: CompressContext):
         self.model, self.cfg, self.ctx = model, cfg, ctx
         self.calibration = ctx.train[0][: cfg.calibration_samples]
         self.base = accuracy(model, *ctx.val)
 
-    def build(self, plan: Plan) -> nn.Sequential:
+    def build(self, plan: Plan) -> nn.Module:
         return quantize_model(self.model, plan, self.cfg, self.calibration)
 
     def drop(self, plan: Plan) -> float:
         return self.base - accuracy(self.build(plan), *self.ctx.val)
 
 
-def sensitivity(ev: Evaluator, layers: list[int], candidates: tuple[int, ...]) -> dict[int, dict[int, float]]:
+def sensitivity(ev: Evaluator, layers: list[str], candidates: tuple[int, ...]) -> dict[str, dict[int, float]]:
     return {i: {b: ev.drop({i: b}) for b in candidates} for i in layers}
 
 
-def greedy_choice(sens: dict[int, dict[int, float]], numel: dict[int, int], budget: float) -> list[Move]:
+def greedy_choice(sens: dict[str, dict[int, float]], numel: dict[str, int], budget: float) -> list[Move]:
     """The greedy moves, in the order taken."""
     bits = {i: FP32 for i in sens}
     cost = lambda i, b: 0.0 if b == FP32 else max(sens[i][b], 0.0)  # noqa: E731 (drops below 0 are noise)
@@ -109,12 +110,12 @@ def verified(ev: Evaluator, moves: list[Move], budget: float) -> tuple[Plan, flo
 class MixedPrecision(Technique):
     name, kind, Config = "mixed-precision", "quantize", MixedPrecisionConfig
 
-    def apply(self, model: nn.Sequential, ctx: CompressContext) -> Applied:
+    def apply(self, model: nn.Module, ctx: CompressContext) -> Applied:
         cfg: MixedPrecisionConfig = self.config
         ev = Evaluator(model, cfg, ctx)
         layers = targets(model, cfg)
         sens = sensitivity(ev, layers, cfg.candidates)
-        moves = greedy_choice(sens, {i: model[i].weight.numel() for i in layers}, cfg.max_accuracy_drop)
+        moves = greedy_choice(sens, {i: get_module(model, i).weight.numel() for i in layers}, cfg.max_accuracy_drop)
         plan, drop, undone = verified(ev, moves, cfg.max_accuracy_drop)
         out = ev.build(plan)
         metrics = {"sensitivity": {str(i): {str(b): d for b, d in t.items()} for i, t in sens.items()},

@@ -9,19 +9,23 @@ from pydantic import Field
 from torch import nn
 from torch.nn.utils import prune
 
-from squeezeflow.compression.base import Applied, CompressContext, Technique, TechniqueConfig, register_technique
+from squeezeflow.compression.base import Applied, CompressContext, Selection, Technique, register_technique
 from squeezeflow.config import TrainParams
 
 
-def prunable_weights(model: nn.Module) -> list[tuple[nn.Module, str]]:
-    """Weights of Linear and Conv layers; biases stay dense (few values, large effect)."""
-    return [(m, "weight") for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
+def prunable_weights(model: nn.Module, chosen=None) -> list[tuple[nn.Module, str]]:
+    """Weights of Linear and Conv layers (those whose path `chosen` accepts); biases stay dense (few values, large
+    effect)."""
+    return [(m, "weight") for p, m in model.named_modules()
+            if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)) and (chosen is None or chosen(p))]
 
 
-def magnitude_prune(model: nn.Module, sparsity_: float, scope: str = "global") -> None:
+def magnitude_prune(model: nn.Module, sparsity_: float, scope: str = "global", chosen=None) -> None:
     """Zero the smallest-magnitude weights, globally or per layer, and make it permanent (no reparametrisation
     left for export to trip over)."""
-    params = prunable_weights(model)
+    params = prunable_weights(model, chosen)
+    if not params:
+        raise ValueError("no Linear/Conv1d/Conv2d layer matches the step's include/exclude patterns")
     if sparsity_ <= 0:
         return
     if scope == "global":
@@ -53,7 +57,7 @@ def sparsity(model: nn.Module) -> float:
 # --- the technique -----------------------------------------------------------------------------------------------
 
 
-class MagnitudePruneConfig(TechniqueConfig):
+class MagnitudePruneConfig(Selection):
     sparsity: float = Field(0.5, ge=0, lt=1, description="fraction of Linear/Conv weights set to zero")
     scope: Literal["global", "layer"] = "global"
     steps: int = Field(1, ge=1, le=100, description="1 = one-shot; more = iterative, sparsity rising linearly")
@@ -76,7 +80,7 @@ class MagnitudePrune(Technique):
         levels = schedule(cfg.sparsity, cfg.steps)
         for i, level in enumerate(levels):
             # the amount is a fraction of all weights; zeros from earlier steps are the smallest, so they stay pruned
-            magnitude_prune(model, level, cfg.scope)
+            magnitude_prune(model, level, cfg.scope, lambda p: cfg.chooses(model, p))
             if cfg.finetune and i < len(levels) - 1:
                 ctx.fit(model, cfg.finetune, desc=f"prune {level:.0%}")
         return Applied(model, {"sparsity": sparsity(model), "steps": cfg.steps})

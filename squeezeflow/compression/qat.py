@@ -31,7 +31,7 @@ def qat_loss(ctx: CompressContext, alpha: float, temperature: float):
 class Qat(Technique):
     name, kind, Config = "qat", "quantize", QatConfig
 
-    def apply(self, model: nn.Sequential, ctx: CompressContext) -> Applied:
+    def apply(self, model: nn.Module, ctx: CompressContext) -> Applied:
         cfg: QatConfig = self.config
         plan = {i: cfg.bits for i in targets(model, cfg)}
         out = quantize_model(model, plan, cfg, ctx.train[0][: cfg.calibration_samples])

@@ -17,7 +17,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from squeezeflow.compression.base import Applied, CompressContext, Technique, TechniqueConfig, register_technique
+from squeezeflow.compression.base import Applied, CompressContext, Selection, Technique, register_technique
+from squeezeflow.models.graph import get_module, set_module
 from squeezeflow.models.quant_layers import ActQuant, WeightQuant, is_quantized, quantizable, to_quant
 from squeezeflow.training import accuracy
 
@@ -25,7 +26,7 @@ Bits = Literal[8, 4, 2, 1]
 FP32 = 32  # the "bits" of a layer left in float
 
 
-class QuantOptions(TechniqueConfig):
+class QuantOptions(Selection):
     """What every quantizing technique shares (the bit widths are each technique's own)."""
 
     per_channel: bool = Field(True, description="one scale per output channel (else one per layer)")
@@ -53,20 +54,22 @@ class QuantizeConfig(QuantOptions):
     bits: Bits = 8
 
 
-def weighted_layers(model: nn.Sequential) -> list[int]:
-    """Indices of the Linear/Conv layers, plain or already quantized."""
-    return [i for i, m in enumerate(model) if quantizable(m) or is_quantized(m)]
+def weighted_layers(model: nn.Module) -> list[str]:
+    """Paths of the Linear/Conv layers, plain or already quantized, wherever they sit in the model."""
+    return [p for p, m in model.named_modules() if p and (quantizable(m) or is_quantized(m))]
 
 
-def targets(model: nn.Sequential, opts: QuantOptions) -> list[int]:
-    """The plain Linear/Conv layers to quantize: all of them but the skipped first/last."""
+def targets(model: nn.Module, opts: QuantOptions) -> list[str]:
+    """The plain Linear/Conv layers to quantize: those the include/exclude patterns choose, but the skipped
+    first/last."""
     idx = weighted_layers(model)
     skip = ({idx[0]} if opts.skip_first and idx else set()) | ({idx[-1]} if opts.skip_last and idx else set())
-    return [i for i in idx if i not in skip and quantizable(model[i])]
+    return [p for p in idx if p not in skip and quantizable(get_module(model, p))
+            and opts.chooses(model, p)]
 
 
 @torch.no_grad()
-def calibrate(model: nn.Sequential, x: np.ndarray, batch: int = 256) -> None:
+def calibrate(model: nn.Module, x: np.ndarray, batch: int = 256) -> None:
     """Let each ActQuant observe the activation range; only they run in train mode (BatchNorm stats stay)."""
     model.eval()
     observers = [m for m in model.modules() if isinstance(m, ActQuant)]
@@ -78,17 +81,15 @@ def calibrate(model: nn.Sequential, x: np.ndarray, batch: int = 256) -> None:
     model.eval()
 
 
-def quantize_model(model: nn.Sequential, plan: dict[int, int], opts: QuantOptions,
-                   calibration: np.ndarray | None = None) -> nn.Sequential:
-    """A copy of `model` with layer i quantized to plan[i] bits (the model itself is left untouched)."""
-    layers: list[nn.Module] = []
-    for i, m in enumerate(copy.deepcopy(model)):
-        if i in plan:
-            if opts.activations:
-                layers.append(ActQuant())
-            m = to_quant(m, opts.weight_quant(plan[i]))
-        layers.append(m)
-    out = nn.Sequential(*layers).eval()
+def quantize_model(model: nn.Module, plan: dict[str, int], opts: QuantOptions,
+                   calibration: np.ndarray | None = None) -> nn.Module:
+    """A copy of `model` with the layer at each path quantized to plan[path] bits (the model itself is left
+    untouched). With activations, the layer becomes Sequential(ActQuant, quantized layer)."""
+    out = copy.deepcopy(model)
+    for path, bits in plan.items():
+        q = to_quant(get_module(out, path), opts.weight_quant(bits))
+        set_module(out, path, nn.Sequential(ActQuant(), q) if opts.activations else q)
+    out.eval()
     if opts.activations:
         if calibration is None:
             raise ValueError("activation quantization needs calibration samples")
@@ -96,22 +97,26 @@ def quantize_model(model: nn.Sequential, plan: dict[int, int], opts: QuantOption
     return out
 
 
-def layer_bits(model: nn.Sequential, plan: dict[int, int]) -> dict[str, int]:
-    """Bits of every Linear/Conv weight of `model` under `plan` (32 = left in float), keyed by layer index."""
-    return {str(i): plan.get(i, model[i].bits if is_quantized(model[i]) else FP32) for i in weighted_layers(model)}
+def layer_bits(model: nn.Module, plan: dict[str, int]) -> dict[str, int]:
+    """Bits of every Linear/Conv weight of `model` under `plan` (32 = left in float), keyed by layer path."""
+    def bits(p: str) -> int:
+        m = get_module(model, p)
+        return plan.get(p, m.bits if is_quantized(m) else FP32)
+
+    return {p: bits(p) for p in weighted_layers(model)}
 
 
-def size_metrics(model: nn.Sequential, plan: dict[int, int]) -> dict:
+def size_metrics(model: nn.Module, plan: dict[str, int]) -> dict:
     """Weight bytes at the planned bit widths (scales and zero points not counted), vs fp32."""
     bits = layer_bits(model, plan)
-    numel = {str(i): model[i].weight.numel() for i in weighted_layers(model)}
+    numel = {p: get_module(model, p).weight.numel() for p in weighted_layers(model)}
     stored = sum(numel[k] * b for k, b in bits.items()) / 8
     fp32 = sum(numel.values()) * 4
     return {"bits": bits, "weight_bytes": stored, "fp32_weight_bytes": fp32,
             "weight_compression": fp32 / stored if stored else 1.0}
 
 
-def quant_metrics(before: nn.Sequential, plan: dict[int, int], after: nn.Sequential, ctx: CompressContext) -> dict:
+def quant_metrics(before: nn.Module, plan: dict[str, int], after: nn.Module, ctx: CompressContext) -> dict:
     return {**size_metrics(before, plan), "val_accuracy_fp32": accuracy(before, *ctx.val),
             "val_accuracy": accuracy(after, *ctx.val)}
 
@@ -122,7 +127,7 @@ class Quantize(Technique):
 
     name, kind, Config = "quantize", "quantize", QuantizeConfig
 
-    def apply(self, model: nn.Sequential, ctx: CompressContext) -> Applied:
+    def apply(self, model: nn.Module, ctx: CompressContext) -> Applied:
         cfg: QuantizeConfig = self.config
         plan = {i: cfg.bits for i in targets(model, cfg)}
         out = quantize_model(model, plan, cfg, ctx.train[0][: cfg.calibration_samples])

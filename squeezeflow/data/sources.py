@@ -106,3 +106,109 @@ def _npz(params: DatasetParams) -> Dataset:
         raise SqueezeflowInputError(path, "y", int(y[i]), f"labels must be in {allowed}: row {i} has {int(y[i])} "
                                     f"({bad.size} such row(s))")
     return Dataset("npz", str(path.resolve()), x.astype(np.float32), y, _num_classes(params, y), params.value_range)
+
+
+def _labels(values, where: Path, field: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Class ids 0..C-1 and the class names, sorted (integer labels by value, others by name)."""
+    import pandas as pd
+
+    series = pd.Series(values)
+    if series.isna().any():
+        row = int(np.flatnonzero(series.isna().to_numpy())[0])
+        raise SqueezeflowInputError(where, field, None, f"row {row} has no label")
+    if pd.api.types.is_integer_dtype(series) and series.min() >= 0:
+        y = series.to_numpy().astype(np.int64)
+        return y, tuple(str(c) for c in range(int(y.max()) + 1))
+    names = sorted(series.astype(str).unique())
+    index = {n: i for i, n in enumerate(names)}
+    return series.astype(str).map(index).to_numpy().astype(np.int64), tuple(names)
+
+
+@register_dataset("table")
+def _table(params: DatasetParams) -> Dataset:
+    """A CSV or Parquet file: one row per sample, a label column; numeric columns as they are, text/boolean/
+    categorical columns one-hot encoded (their categories sorted, so the encoding is the same on every run)."""
+    import pandas as pd
+
+    path = Path(params.path or "")
+    if not path.is_file():
+        raise SqueezeflowInputError(path, "dataset.path", str(path), "no such file")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        elif path.suffix.lower() in (".csv", ".txt"):
+            frame = pd.read_csv(path)
+        else:
+            raise SqueezeflowInputError(path, "dataset.path", str(path), "a table is a .csv or .parquet file")
+    except SqueezeflowInputError:
+        raise
+    except Exception as exc:  # pandas/pyarrow parse errors
+        raise SqueezeflowInputError(path, "<file>", str(path), f"not a readable table ({type(exc).__name__}: "
+                                    f"{' '.join(str(exc).split())[:160]})") from None
+    if params.label_column not in frame.columns:
+        raise SqueezeflowInputError(path, "dataset.label_column", params.label_column,
+                                    f"no such column; the table has {list(map(str, frame.columns))[:12]}")
+    if len(frame) == 0:
+        raise SqueezeflowInputError(path, "<file>", str(path), "the table has no rows")
+    y, _ = _labels(frame[params.label_column], path, params.label_column)
+    features = frame.drop(columns=[params.label_column])
+    categorical = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])
+                   or pd.api.types.is_bool_dtype(features[c])]
+    for c in categorical:
+        features[c] = pd.Categorical(features[c].astype(str), categories=sorted(features[c].astype(str).unique()))
+    x = pd.get_dummies(features, columns=categorical, dtype=np.float32).to_numpy(dtype=np.float32)
+    if x.shape[1] == 0:
+        raise SqueezeflowInputError(path, "<file>", str(path), "the table has no feature columns besides the label")
+    return Dataset("table", str(path.resolve()), x, y, _num_classes(params, y), params.value_range)
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+@register_dataset("image_folder")
+def _image_folder(params: DatasetParams) -> Dataset:
+    """One subfolder per class (its name is the class; classes sorted by name) of PNG/JPEG/... images, decoded,
+    resized to image_size and scaled to 0..1: x is N x H x W (grayscale) or N x 3 x H x W (RGB)."""
+    from PIL import Image, UnidentifiedImageError
+
+    root = Path(params.path or "")
+    if not root.is_dir():
+        raise SqueezeflowInputError(root, "dataset.path", str(root), "no such folder")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    files = [(f, i) for i, c in enumerate(classes) for f in sorted((root / c).rglob("*"))
+             if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
+    if len(classes) < 2 or not files:
+        raise SqueezeflowInputError(root, "dataset.path", str(root), f"expected one subfolder of images per class "
+                                    f"(at least 2); found {len(classes)} subfolder(s) and {len(files)} image(s)")
+
+    def decode(f: Path) -> Image.Image:
+        try:
+            with Image.open(f) as im:
+                im.load()
+                return im.copy()
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise SqueezeflowInputError(f, "<file>", str(f), f"not a decodable image ({exc})") from None
+
+    first = decode(files[0][0])
+    h, w = params.image_size or (first.height, first.width)
+    mode = {1: "L", 3: "RGB"}.get(params.channels or 0)
+    if mode is None:  # colour when any image has it (a cheap look at each image's header)
+        mode = "RGB" if any(_has_colour(f) for f, _ in files) else "L"
+    x = np.empty((len(files), *((3, h, w) if mode == "RGB" else (h, w))), dtype=np.float32)
+    for k, (f, _) in enumerate(files):
+        im = decode(f).convert(mode).resize((w, h), Image.BILINEAR)
+        arr = np.asarray(im, dtype=np.float32) / 255.0
+        x[k] = arr.transpose(2, 0, 1) if mode == "RGB" else arr
+    y = np.array([i for _, i in files], dtype=np.int64)
+    return Dataset("image_folder", str(root.resolve()), x, y, params.num_classes or len(classes),
+                   params.value_range or (0.0, 1.0))
+
+
+def _has_colour(f: Path) -> bool:
+    from PIL import Image
+
+    try:
+        with Image.open(f) as im:
+            return im.mode not in ("1", "L", "LA", "I", "I;16", "F")
+    except OSError:
+        return False  # decode() names the file

@@ -13,6 +13,7 @@ session fails to load, so such graphs keep 2-bit and binary weights in int4 cont
 
 from __future__ import annotations
 
+import copy
 import io
 import warnings
 from pathlib import Path
@@ -24,6 +25,7 @@ import torch
 from onnx import helper, numpy_helper, version_converter
 from torch import nn
 
+from squeezeflow.models.graph import set_module
 from squeezeflow.models.quant_layers import ActQuant, QParams, is_quantized, to_float
 
 # bits -> (signed container, unsigned container, the opset whose DequantizeLinear takes them)
@@ -54,22 +56,21 @@ class _FrozenActQuant(nn.Module):
         return torch.fake_quantize_per_tensor_affine(x, self.scale, self.zero_point, ActQuant.QMIN, ActQuant.QMAX)
 
 
-def freeze(model: nn.Sequential) -> tuple[nn.Sequential, dict[str, QParams]]:
+def freeze(model: nn.Module) -> tuple[nn.Module, dict[str, QParams]]:
     """The traceable plain copy, and the integer form of each of its weights keyed by parameter name."""
-    layers, weights = [], {}
-    for i, m in enumerate(model):
+    frozen, weights = copy.deepcopy(model), {}
+    for path, m in list(frozen.named_modules()):
         if is_quantized(m):
-            weights[f"{i}.weight"] = m.qparams()
-            m = to_float(m)
+            weights[f"{path}.weight"] = m.qparams()
+            set_module(frozen, path, to_float(m))
         elif isinstance(m, ActQuant):
             if not m.observed:
-                raise ValueError(f"layer {i} (ActQuant) has not seen any data: calibrate it before export")
-            m = _FrozenActQuant(m)
-        layers.append(m)
-    return nn.Sequential(*layers).eval(), weights
+                raise ValueError(f"layer {path} (ActQuant) has not seen any data: calibrate it before export")
+            set_module(frozen, path, _FrozenActQuant(m))
+    return frozen.eval(), weights
 
 
-def trace(model: nn.Sequential, input_shape: tuple[int, ...], opset: int, names: tuple[str, str]) -> onnx.ModelProto:
+def trace(model: nn.Module, input_shape: tuple[int, ...], opset: int, names: tuple[str, str]) -> onnx.ModelProto:
     example = torch.zeros((1, *input_shape), dtype=torch.float32)
     buf = io.BytesIO()
     with warnings.catch_warnings():
@@ -149,7 +150,7 @@ def integer_weights(proto: onnx.ModelProto, weights: dict[str, QParams], opset: 
     return proto
 
 
-def export_quantized(model: nn.Sequential, input_shape: tuple[int, ...], path: Path, opset: int,
+def export_quantized(model: nn.Module, input_shape: tuple[int, ...], path: Path, opset: int,
                      names: tuple[str, str] = ("input", "logits")) -> None:
     frozen, weights = freeze(model)
     activations = any(isinstance(m, ActQuant) for m in model.modules())

@@ -1,4 +1,5 @@
-"""Checkpoints: the layer list (what the model is now) + the spec (how it was first built) + the weights."""
+"""Checkpoints: the model as plain data (models/tree.py: what it is now) + the spec (how it was first built) + the
+weights."""
 
 from __future__ import annotations
 
@@ -12,15 +13,15 @@ from torch import nn
 
 from squeezeflow.errors import SqueezeflowInputError
 from squeezeflow.io import atomic_path
-from squeezeflow.models.layers import describe, rebuild
 from squeezeflow.models.registry import ModelSpec
+from squeezeflow.models.tree import describe_tree, load_resized, rebuild_tree
 
 
-def save_checkpoint(path: Path, model: nn.Sequential, spec: ModelSpec) -> None:
+def save_checkpoint(path: Path, model: nn.Module, spec: ModelSpec) -> None:
     # Saved through a buffer: torch.save names the zip's records after the file, and the temp name is random,
     # which would give identical weights different bytes (and DVC hashes).
     buf = io.BytesIO()
-    torch.save({"spec": spec.to_dict(), "layers": describe(model), "state_dict": model.state_dict()}, buf)
+    torch.save({"spec": spec.to_dict(), "model": describe_tree(model), "state_dict": model.state_dict()}, buf)
     with atomic_path(Path(path)) as tmp:
         tmp.write_bytes(buf.getvalue())
 
@@ -36,7 +37,7 @@ def _brief(exc: BaseException) -> str:
     return line if len(line) <= 160 else line[:157] + "..."
 
 
-def load_checkpoint(path: Path) -> tuple[nn.Sequential, ModelSpec]:
+def load_checkpoint(path: Path) -> tuple[nn.Module, ModelSpec]:
     """A missing, corrupt or foreign file is bad input naming the file (SqueezeflowInputError), never a torch error."""
     path = Path(path)
     if not path.is_file():
@@ -51,14 +52,16 @@ def load_checkpoint(path: Path) -> tuple[nn.Sequential, ModelSpec]:
     except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, OSError) as exc:
         raise SqueezeflowInputError(path, "<file>", str(path), "not a readable squeezeflow checkpoint "
                                     f"(torch.load: {_brief(exc)})") from None
-    missing = [k for k in ("layers", "state_dict", "spec") if not isinstance(blob, dict) or k not in blob]
+    if isinstance(blob, dict) and "layers" in blob and "model" not in blob:  # written before models/tree.py
+        blob = {**blob, "model": {"type": "sequential", "layers": blob["layers"]}}
+    missing = [k for k in ("model", "state_dict", "spec") if not isinstance(blob, dict) or k not in blob]
     if missing:
         found = sorted(map(str, blob)) if isinstance(blob, dict) else type(blob).__name__
         raise SqueezeflowInputError(path, missing[0], None, f"not a squeezeflow checkpoint: no '{missing[0]}' "
                                     f"(found {found})")
     try:
-        model = rebuild(blob["layers"])
-        model.load_state_dict(blob["state_dict"])
+        model = rebuild_tree(blob["model"])
+        load_resized(model, blob["state_dict"])
         spec = ModelSpec.from_dict(blob["spec"])
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
         raise SqueezeflowInputError(path, "<file>", str(path), "not a valid squeezeflow checkpoint "

@@ -86,15 +86,19 @@ class Standardize(nn.Module):
 register_layer("standardize", Standardize)
 
 
-def input_norm(model: nn.Sequential) -> Standardize | None:
-    return model[0] if len(model) and isinstance(model[0], Standardize) else None
+def input_norm(model: nn.Module) -> Standardize | None:
+    flat = type(model) is nn.Sequential and len(model)
+    return model[0] if flat and isinstance(model[0], Standardize) else None
 
 
-def with_input_norm(model: nn.Sequential, norm: Standardize | None) -> nn.Sequential:
-    """The model behind a copy of `norm` (a student inherits its teacher's input statistics)."""
+def with_input_norm(model: nn.Module, norm: Standardize | None) -> nn.Module:
+    """The model behind a copy of `norm` (a student inherits its teacher's input statistics). A built-in flat
+    Sequential stays flat; any other module (the user's, built by a factory) becomes Sequential(norm, model)."""
     if norm is None or input_norm(model) is not None:
         return model
-    return nn.Sequential(copy.deepcopy(norm), *model)
+    if type(model) is nn.Sequential and not any(k.startswith("_squeezeflow") for k in vars(model)):
+        return nn.Sequential(copy.deepcopy(norm), *model)
+    return nn.Sequential(copy.deepcopy(norm), model)
 
 
 def _type_name(module: nn.Module) -> str:

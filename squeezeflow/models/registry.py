@@ -40,6 +40,9 @@ def register_arch(name: str):
     return add
 
 
+FLAT_ARCHS = {"mlp", "cnn"}  # a flat Sequential of registered layers: a checkpoint describes it layer by layer
+SOURCE_ATTR = "_squeezeflow_spec"  # set on every other module build_model makes
+
 # A teacher's size when params.yaml names no hidden sizes: channels per block (cnn), widths (mlp).
 DEFAULT_HIDDEN: dict[str, tuple[int, ...]] = {"cnn": (128, 256, 256), "mlp": (512, 512)}
 
@@ -71,9 +74,14 @@ def resolve_arch(arch: str, hidden: tuple[int, ...] | None, x_train: np.ndarray)
 
 
 def build_model(spec: ModelSpec) -> nn.Module:
+    """The module `spec` describes. One that is not a flat Sequential of registered layers remembers its spec, so a
+    checkpoint can rebuild it after compression changed it (models/tree.py)."""
     if spec.arch not in ARCHS:
         raise KeyError(f"unknown architecture '{spec.arch}'; known: {sorted(ARCHS)}")
-    return ARCHS[spec.arch](spec)
+    model = ARCHS[spec.arch](spec)
+    if spec.arch not in FLAT_ARCHS:
+        setattr(model, SOURCE_ATTR, spec.to_dict())
+    return model
 
 
 @register_arch("mlp")
@@ -113,3 +121,64 @@ def cnn(spec: ModelSpec) -> nn.Module:
         layers.append(nn.Dropout(spec.dropout))
     layers.append(nn.Linear(channels * math.prod(size), spec.num_classes))
     return nn.Sequential(*layers)
+
+
+# --- the user's own model ----------------------------------------------------------------------------------------
+
+
+def import_factory(ref: str):
+    """'my_pkg.models:build' -> the callable. The workspace's folder is on sys.path (Workspace.open_imports)."""
+    import importlib
+
+    module_name, sep, attr = ref.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"a factory is 'module:function' (e.g. 'my_pkg.models:build'), got '{ref}'")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # ImportError, or an error raised by the user's module while it is imported
+        raise ValueError(f"cannot import module '{module_name}' ({type(exc).__name__}: {exc})") from None
+    fn = module
+    for part in attr.split("."):
+        if not hasattr(fn, part):
+            raise ValueError(f"module '{module_name}' has no '{attr}'")
+        fn = getattr(fn, part)
+    if not callable(fn):
+        raise ValueError(f"'{ref}' is not callable")
+    return fn
+
+
+def factory_files(ref: str) -> list[str]:
+    """The source file of the factory's module: what the teacher stage's version depends on."""
+    import importlib
+
+    module = importlib.import_module(ref.partition(":")[0])
+    path = getattr(module, "__file__", None)
+    return [path] if path else []
+
+
+def _inject(fn, kwargs: dict, spec: ModelSpec) -> dict:
+    """Pass num_classes / input_shape / in_channels when the factory takes them and kwargs do not set them."""
+    import inspect
+
+    try:
+        names = set(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return kwargs
+    offered = {"num_classes": spec.num_classes, "input_shape": tuple(spec.input_shape),
+               "in_channels": spec.input_shape[0] if len(spec.input_shape) == 3 else 1}
+    return {**{k: v for k, v in offered.items() if k in names and k not in kwargs}, **kwargs}
+
+
+@register_arch("python")
+def python_factory(spec: ModelSpec) -> nn.Module:
+    """A user's factory (extra: factory 'module:function', kwargs). It must return an nn.Module."""
+    fn = import_factory(str(spec.extra["factory"]))
+    kwargs = _inject(fn, dict(spec.extra.get("kwargs") or {}), spec)
+    try:
+        model = fn(**kwargs)
+    except Exception as exc:
+        raise ValueError(f"{spec.extra['factory']}(**{kwargs}) raised {type(exc).__name__}: {exc}") from None
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"{spec.extra['factory']} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import time
 
+from torch import nn
+
 from squeezeflow.config import TeacherParams
 from squeezeflow.data import Splits
 from squeezeflow.io import read_json
 from squeezeflow.models import ModelSpec, resolve_arch, save_checkpoint
+from squeezeflow.models.user import build_user_model, check_output, load_state, python_spec
 from squeezeflow.stages.base import Stage, StageContext, register_stage
 from squeezeflow.stats import wilson_interval
-from squeezeflow.training import accuracy, train_from_scratch
+from squeezeflow.training import accuracy, seed_everything, train_from_scratch
+from squeezeflow.training.build import train_model
 
 
 def data_meta(ctx: StageContext) -> dict:
@@ -23,31 +27,53 @@ def teacher_spec(p: TeacherParams, meta: dict, x_train) -> ModelSpec:
     return ModelSpec(arch, tuple(meta["input_shape"]), meta["num_classes"], hidden, p.dropout, dict(p.extra))
 
 
+def user_teacher(ctx: StageContext, meta: dict, splits: Splits) -> tuple[nn.Module, ModelSpec, dict]:
+    """The user's model: built by their factory, from their checkpoint, checked on two samples; trained here unless
+    `train: false` (then only evaluated)."""
+    p, src, where = ctx.params.teacher, ctx.params.teacher.source, ctx.params_source
+    spec = python_spec(src, tuple(meta["input_shape"]), meta["num_classes"])
+    seed_everything(ctx.params.seed)
+    model = build_user_model(spec, where)
+    if src.checkpoint:
+        load_state(model, src.checkpoint, where)
+    check_output(model, splits.x["train"], spec.num_classes, where, value=src.factory)
+    if not src.train:
+        return model.eval(), spec, {"epochs": 0, "best_epoch": 0, "trained": False,
+                                    "val_accuracy": accuracy(model, splits.x["val"], splits.y["val"])}
+    model, result = train_model(model, (splits.x["train"], splits.y["train"]), (splits.x["val"], splits.y["val"]),
+                                p.train, ctx.params.seed, normalize=p.normalize == "feature", desc="teacher")
+    return model, spec, {"epochs": result.epochs_run, "best_epoch": result.best_epoch, "trained": True,
+                         "val_accuracy": result.best_val_accuracy}
+
+
 def run(ctx: StageContext) -> dict:
     meta, splits = data_meta(ctx), Splits.load(ctx.input("dataset"))
     p = ctx.params.teacher
-    spec = teacher_spec(p, meta, splits.x["train"])
     t0 = time.perf_counter()
-    model, result = train_from_scratch(spec, (splits.x["train"], splits.y["train"]),
-                                       (splits.x["val"], splits.y["val"]), p.train, ctx.params.seed,
-                                       normalize=p.normalize == "feature", desc="teacher")
+    if p.source.kind == "python":
+        model, spec, fitted = user_teacher(ctx, meta, splits)
+    else:
+        spec = teacher_spec(p, meta, splits.x["train"])
+        model, result = train_from_scratch(spec, (splits.x["train"], splits.y["train"]),
+                                           (splits.x["val"], splits.y["val"]), p.train, ctx.params.seed,
+                                           normalize=p.normalize == "feature", desc="teacher")
+        fitted = {"epochs": result.epochs_run, "best_epoch": result.best_epoch,
+                  "val_accuracy": result.best_val_accuracy}
     save_checkpoint(ctx.out / "model.pt", model, spec)
     test_acc, n_test = accuracy(model, splits.x["test"], splits.y["test"]), len(splits.y["test"])
     return {
-        "val_accuracy": result.best_val_accuracy,
+        **fitted,
         "test_accuracy": test_acc,
         "test_accuracy_ci95": list(wilson_interval(round(test_acc * n_test / 100), n_test)),
-        "epochs": result.epochs_run,
-        "best_epoch": result.best_epoch,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "arch": spec.arch,
+        "arch": spec.arch if spec.arch != "python" else spec.extra["factory"],
         "hidden": list(spec.hidden),
         "train_seconds": time.perf_counter() - t0,
     }
 
 
 STAGE = register_stage(Stage(
-    "teacher", run, deps=("dataset",), params=("seed", "teacher"),
+    "teacher", run, deps=("dataset",), params=("seed", "teacher"), input_params=("model",),
     code=("squeezeflow.models", "squeezeflow.training", "squeezeflow.stats"), timings=("train_seconds",),
     description="Train big: the teacher (inputs standardized inside it, the strong schedule).",
     kinds=("pytorch", "dvc")))

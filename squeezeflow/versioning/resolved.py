@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from squeezeflow.config import Params
-from squeezeflow.io import sha256_file
+from squeezeflow.io import sha256_file, sha256_tree
 from squeezeflow.stages import Stage
 
 RESOLVED_PARAMS = ".squeezeflow/params.yaml"  # params.yaml + this run's flags: what stages and DVC read
@@ -26,10 +26,34 @@ ARTIFACTS = "artifacts"  # stage outputs: artifacts/<stage>
 
 
 def input_fingerprints(params: Params) -> dict:
-    """The user's data file by content: params name the file, DVC must also see what is in it."""
-    path = Path(params.dataset.path) if params.dataset.name == "npz" and params.dataset.path else None
-    digest = sha256_file(path) if path is not None and path.is_file() else None
-    return {"dataset": {"file": str(path) if path else None, "sha256": digest}}
+    """The user's files by content: params name the data file, the model's factory and checkpoint; DVC must also
+    see what is in them (editing the model's code retrains the teacher)."""
+    path = Path(params.dataset.path) if params.dataset.path else None
+    return {"dataset": {"file": str(path) if path else None, "sha256": _digest(path)},
+            "model": model_fingerprint(params)}
+
+
+def _digest(path: Path | None) -> str | None:
+    if path is None or not path.exists():
+        return None
+    return sha256_tree(path) if path.is_dir() else sha256_file(path)
+
+
+def model_fingerprint(params: Params) -> dict:
+    src = params.teacher.source
+    if src.kind != "python":
+        return {"kind": src.kind}
+    from importlib.util import find_spec
+
+    try:
+        found = find_spec(src.factory.partition(":")[0])
+    except (ImportError, ValueError):
+        found = None
+    origin = Path(found.origin) if found and found.origin else None
+    ckpt = Path(src.checkpoint) if src.checkpoint else None
+    return {"kind": src.kind, "factory": src.factory, "factory_file": str(origin) if origin else None,
+            "factory_sha256": _digest(origin), "checkpoint": str(ckpt) if ckpt else None,
+            "checkpoint_sha256": _digest(ckpt)}
 
 
 def resolved_files(params: Params, stages: Mapping[str, Stage], targets: Mapping, recipes: dict) -> dict[str, str]:

@@ -213,7 +213,7 @@ CASES = [
     case("ckpt-pickled-object", stage("exported", {"finetuned/model.pt": lambda: _torch_bytes({"x": Path("/")})},
                                       dataset=False), "finetuned/model.pt", "field '<file>'", "Unsupported global"),
     case("ckpt-foreign-dict", stage("exported", {"finetuned/model.pt": lambda: _torch_bytes({"w": torch.zeros(2)})},
-                                    dataset=False), "finetuned/model.pt", "field 'layers' = None",
+                                    dataset=False), "finetuned/model.pt", "field 'model' = None",
          "not a squeezeflow checkpoint"),
     case("ckpt-missing", stage("exported", {}, dataset=False), "finetuned/model.pt", "field '<file>'",
          "no such checkpoint file"),

@@ -70,8 +70,8 @@ def test_verification_backs_off_when_the_prediction_was_too_optimistic():
     cfg = MixedPrecisionConfig(max_accuracy_drop=0.5)
     ev = Evaluator(model, cfg, ctx)
     # a sensitivity table claiming nothing matters: the greedy step takes every layer to 2 bits
-    moves = greedy_choice({1: {2: 0.0}, 3: {2: 0.0}}, {1: 4096, 3: 640}, budget=0.5)
-    assert len(moves) == 2 and ev.drop({1: 2, 3: 2}) > 0.5
+    moves = greedy_choice({"1": {2: 0.0}, "3": {2: 0.0}}, {"1": 4096, "3": 640}, budget=0.5)
+    assert len(moves) == 2 and ev.drop({"1": 2, "3": 2}) > 0.5
     plan, drop, undone = verified(ev, moves, 0.5)
     assert undone >= 1 and drop <= 0.5 and drop == pytest.approx(ev.drop(plan) if plan else 0.0)
 

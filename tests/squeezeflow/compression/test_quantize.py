@@ -90,11 +90,13 @@ def test_activation_quantization_inserts_calibrated_observers():
     model, ctx, _ = digits_task()
     applied = Quantize(QuantizeConfig(bits=8, activations=True, calibration_samples=200)).apply(model, ctx)
     q = applied.model
-    assert [type(m) for m in q] == [nn.Flatten, ActQuant, QuantLinear, nn.ReLU, ActQuant, QuantLinear]
-    first = q[1]
+    # each quantized layer sits where the float one was, behind its observer
+    assert [type(m) for m in q] == [nn.Flatten, nn.Sequential, nn.ReLU, nn.Sequential]
+    assert [type(m) for m in q[1]] == [type(m) for m in q[3]] == [ActQuant, QuantLinear]
+    first = q[1][0]
     x = torch.as_tensor(ctx.train[0][:200]).flatten(1)
     assert first.observed and float(first.min_val) == float(x.min()) and float(first.max_val) == float(x.max())
-    assert q[4].min_val >= 0  # after a ReLU
+    assert q[3][0].min_val >= 0  # after a ReLU
     assert not q.training and abs(applied.metrics["val_accuracy"] - accuracy(model, *ctx.val)) <= 2.0
 
 

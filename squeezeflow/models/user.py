@@ -1,0 +1,81 @@
+"""The user's own model: built by their factory, loaded from their checkpoint, checked against the data before any
+training. Every problem is one SqueezeflowInputError naming the params file, the field and the value."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from squeezeflow.config import PythonSource
+from squeezeflow.errors import SqueezeflowInputError
+from squeezeflow.models.registry import ModelSpec, build_model, import_factory
+
+
+def python_spec(source: PythonSource, input_shape: tuple[int, ...], num_classes: int) -> ModelSpec:
+    return ModelSpec("python", tuple(input_shape), int(num_classes),
+                     extra={"factory": source.factory, "kwargs": dict(source.kwargs)})
+
+
+def build_user_model(spec: ModelSpec, where: str, field: str = "teacher.source.factory") -> nn.Module:
+    try:
+        return build_model(spec)
+    except ValueError as exc:
+        raise SqueezeflowInputError(where, field, spec.extra.get("factory"), str(exc)) from None
+
+
+def check_factory(source: PythonSource, where: str) -> None:
+    """Importable and callable: checked before any work (Workspace.validate)."""
+    try:
+        import_factory(source.factory)
+    except ValueError as exc:
+        raise SqueezeflowInputError(where, "teacher.source.factory", source.factory, str(exc)) from None
+
+
+def load_state(model: nn.Module, checkpoint: str | Path, where: str,
+               field: str = "teacher.source.checkpoint") -> None:
+    """A plain state dict (or {'state_dict': ...}), loaded with weights_only: data, never code."""
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise SqueezeflowInputError(where, field, str(path), "no such file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, OSError) as exc:
+        first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+        raise SqueezeflowInputError(where, field, str(path), f"not a readable state dict ({first[:160]})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise SqueezeflowInputError(where, field, str(path), "expected a state dict (torch.save(model.state_dict()))")
+    own = model.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    shapes = [k for k in set(own) & set(state) if own[k].shape != state[k].shape]
+    if missing or unexpected or shapes:
+        parts = [f"missing {missing[:3]}" if missing else "", f"unexpected {unexpected[:3]}" if unexpected else "",
+                 f"shape of {shapes[0]}: model {tuple(own[shapes[0]].shape)}, file {tuple(state[shapes[0]].shape)}"
+                 if shapes else ""]
+        raise SqueezeflowInputError(where, field, str(path), "its keys do not match the factory's model: "
+                                    + "; ".join(p for p in parts if p))
+    model.load_state_dict(state)
+
+
+def check_output(model: nn.Module, x: np.ndarray, num_classes: int, where: str,
+                 field: str = "teacher.source.factory", value: str = "") -> None:
+    """One forward pass of two samples: the model must take the data's layout and give one logit per class."""
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.as_tensor(x[:2]))
+    except Exception as exc:
+        raise SqueezeflowInputError(where, field, value, f"the model cannot run on the data's samples of shape "
+                                    f"{tuple(x.shape[1:])}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] != num_classes:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise SqueezeflowInputError(where, field, value, f"the model's output is {got} for 2 samples; the dataset "
+                                    f"has {num_classes} classes, so it must be (2, {num_classes})")
