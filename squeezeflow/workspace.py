@@ -163,6 +163,11 @@ class Workspace:
                 raise SqueezeflowInputError(source, "dataset.path", str(path), "no such file or folder")
             if read_data:  # a user's file or folder: read and split it now, before anything is created
                 make_splits(load_dataset(params.dataset, source), params.split, params.seed)
+        if params.teacher.source.kind == "python" and read_data:  # the user's model, on two samples of the data
+            from squeezeflow.models.user import check_user_model
+
+            data = load_dataset(params.dataset, source)
+            check_user_model(params.teacher.source, data.x[:2], data.num_classes, source)
         return chosen
 
     def prepare(self, overrides: dict[str, Any] | None = None) -> Params:

@@ -152,13 +152,13 @@ def _table(params: DatasetParams) -> Dataset:
         raise SqueezeflowInputError(path, "<file>", str(path), "the table has no rows")
     y, _ = _labels(frame[params.label_column], path, params.label_column)
     features = frame.drop(columns=[params.label_column])
+    if features.shape[1] == 0:
+        raise SqueezeflowInputError(path, "<file>", str(path), "the table has no feature columns besides the label")
     categorical = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])
                    or pd.api.types.is_bool_dtype(features[c])]
     for c in categorical:
         features[c] = pd.Categorical(features[c].astype(str), categories=sorted(features[c].astype(str).unique()))
     x = pd.get_dummies(features, columns=categorical, dtype=np.float32).to_numpy(dtype=np.float32)
-    if x.shape[1] == 0:
-        raise SqueezeflowInputError(path, "<file>", str(path), "the table has no feature columns besides the label")
     return Dataset("table", str(path.resolve()), x, y, _num_classes(params, y), params.value_range)
 
 

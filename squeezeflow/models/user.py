@@ -79,3 +79,14 @@ def check_output(model: nn.Module, x: np.ndarray, num_classes: int, where: str,
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise SqueezeflowInputError(where, field, value, f"the model's output is {got} for 2 samples; the dataset "
                                     f"has {num_classes} classes, so it must be (2, {num_classes})")
+
+
+def check_user_model(source: PythonSource, x: np.ndarray, num_classes: int, where: str) -> nn.Module:
+    """Everything about the user's model that can be wrong, checked on two samples before any work: the factory
+    imports and returns an nn.Module, the checkpoint matches it, and it gives one logit per class."""
+    spec = python_spec(source, tuple(x.shape[1:]), num_classes)
+    model = build_user_model(spec, where)
+    if source.checkpoint:
+        load_state(model, source.checkpoint, where)
+    check_output(model, x, num_classes, where, value=source.factory)
+    return model

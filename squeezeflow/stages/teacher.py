@@ -10,7 +10,7 @@ from squeezeflow.config import TeacherParams
 from squeezeflow.data import Splits
 from squeezeflow.io import read_json
 from squeezeflow.models import ModelSpec, resolve_arch, save_checkpoint
-from squeezeflow.models.user import build_user_model, check_output, load_state, python_spec
+from squeezeflow.models.user import check_user_model, python_spec
 from squeezeflow.stages.base import Stage, StageContext, register_stage
 from squeezeflow.stats import wilson_interval
 from squeezeflow.training import accuracy, seed_everything, train_from_scratch
@@ -33,10 +33,7 @@ def user_teacher(ctx: StageContext, meta: dict, splits: Splits) -> tuple[nn.Modu
     p, src, where = ctx.params.teacher, ctx.params.teacher.source, ctx.params_source
     spec = python_spec(src, tuple(meta["input_shape"]), meta["num_classes"])
     seed_everything(ctx.params.seed)
-    model = build_user_model(spec, where)
-    if src.checkpoint:
-        load_state(model, src.checkpoint, where)
-    check_output(model, splits.x["train"], spec.num_classes, where, value=src.factory)
+    model = check_user_model(src, splits.x["train"], spec.num_classes, where)
     if not src.train:
         return model.eval(), spec, {"epochs": 0, "best_epoch": 0, "trained": False,
                                     "val_accuracy": accuracy(model, splits.x["val"], splits.y["val"])}

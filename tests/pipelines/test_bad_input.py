@@ -121,6 +121,49 @@ def stage(name: str, files: dict[str, bytes | Callable[[], bytes]], dataset: boo
     return setup
 
 
+USER_NET = """
+from torch import nn
+
+
+def build(num_classes=10, outputs=None):
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, outputs or num_classes))
+"""
+
+
+def user_model(code: str, state: dict | None = None, factory: str = "build"):
+    """params.yaml naming a factory in a module of the workspace (a fresh module name per case: Python caches
+    imports), with a checkpoint holding `state` if given."""
+    def setup(ws: Path) -> list[str]:
+        name = f"usernet_{abs(hash((code, factory, str(state)))) % 10**8}"
+        (ws / f"{name}.py").write_text(code)
+        src = {"kind": "python", "factory": f"{name}:{factory}"}
+        if state is not None:
+            (ws / "teacher.pt").write_bytes(_torch_bytes(state))
+            src["checkpoint"] = "teacher.pt"
+        (ws / "params.yaml").write_text(yaml.safe_dump({"teacher": {"source": src, "train": {"epochs": 1}}}))
+        return ["run"]
+    return setup
+
+
+def data_files(files: dict[str, bytes], flag_path: str):
+    """`run --data <flag_path>` after writing the files (relative to a folder beside the workspace)."""
+    def setup(ws: Path) -> list[str]:
+        for rel, data in files.items():
+            path = ws.parent / "userdata" / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        return ["run", "--data", str(ws.parent / "userdata" / flag_path)]
+    return setup
+
+
+def _png(value: int) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((8, 8), value, dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def case(id: str, setup, *needles: str, rc: int = 2):
     return pytest.param(setup, needles, rc, id=id)
 
@@ -133,6 +176,23 @@ def half(kind: str) -> Callable[[], bytes]:
 CASES = [
     # data files: read and split by `run --npz`, before any run starts
     case("npz-missing", npz(), "data.npz", "field 'dataset.path'", "no such file"),
+    # the user's own model and data (teacher.source python, --data): checked on two samples before any work
+    case("factory-not-importable", user_model(USER_NET, factory="nope"), "params.yaml",
+         "field 'teacher.source.factory'", ":nope'", "has no 'nope'"),
+    case("factory-module-missing", lambda ws: (ws / "params.yaml").write_text(yaml.safe_dump({"teacher": {
+        "source": {"kind": "python", "factory": "no_such_module_here:build"}}})) and ["run"],
+         "field 'teacher.source.factory'", "cannot import module 'no_such_module_here'"),
+    case("factory-no-module", user_model("def build(**kw):\n    return 42\n"), "field 'teacher.source.factory'",
+         "returned int, not a torch.nn.Module"),
+    case("checkpoint-keys", user_model(USER_NET, state={"fc.weight": torch.zeros(10, 64)}),
+         "field 'teacher.source.checkpoint'", "teacher.pt", "keys do not match", "missing ['1.bias'"),
+    case("output-classes", user_model(USER_NET.replace("outputs=None", "outputs=3")),
+         "field 'teacher.source.factory'", "(2, 3)", "10 classes"),
+    case("image-undecodable", data_files({"a/1.png": _png(0), "a/2.png": _png(9), "a/3.png": _png(3),
+                                          "b/1.png": _png(200), "b/2.png": b"not a png", "b/3.png": _png(250)},
+                                         ""), "b/2.png", "field '<file>'", "not a decodable image"),
+    case("table-no-label", data_files({"t.csv": b"a,b,kind\n1,2,x\n3,4,y\n5,6,x\n"}, "t.csv"), "t.csv",
+         "field 'dataset.label_column' = 'label'", "no such column", "'kind'"),
     case("npz-random-bytes", npz(raw=GARBAGE), "data.npz", "field '<file>'", "not a .npz file"),
     case("npz-truncated", npz(raw=_npz_bytes(x=np.zeros((50, 4), np.float32))[:200]), "data.npz", "field '<file>'",
          "not a readable .npz file"),
