@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -90,7 +90,38 @@ class BuiltinSource(Strict):
     kind: Literal["builtin"] = "builtin"
 
 
-class PythonSource(Strict):
+class FactorySource(Strict):
+    """A model built by a function (the user's, or squeezeflow's torchvision adapter), from an optional checkpoint."""
+
+    checkpoint: str | None = Field(None, description="a state dict (torch.save(model.state_dict())), loaded with "
+                                                     "weights_only=True")
+    train: bool = Field(True, description="train here (from the checkpoint, if any); false: compress the "
+                                          "checkpoint's model as it is")
+
+    @model_validator(mode="after")
+    def _checkpoint_to_keep(self):
+        if not self.train and not self.checkpoint:
+            raise ValueError("train: false compresses a trained model: give its checkpoint")
+        return self
+
+    # What builds it: 'module:function', its keyword arguments, and the params field an error about it names.
+    factory_field: ClassVar[str] = "teacher.source.factory"
+
+    def factory_ref(self) -> str:
+        raise NotImplementedError
+
+    def factory_kwargs(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def factory_value(self) -> str:
+        return self.factory_ref()
+
+    def label(self) -> str:
+        """How metrics and lineage name the model."""
+        return self.factory_ref()
+
+
+class PythonSource(FactorySource):
     """The user's own nn.Module: `factory` is 'module:function' importable from the workspace's folder, called with
     `kwargs` (plus num_classes / input_shape / in_channels when it takes them and kwargs do not set them)."""
 
@@ -98,19 +129,40 @@ class PythonSource(Strict):
     factory: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$",
                          description="'my_pkg.models:build': a function (or class) returning an nn.Module")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the factory")
-    checkpoint: str | None = Field(None, description="a state dict (torch.save(model.state_dict())), loaded with "
-                                                     "weights_only=True")
-    train: bool = Field(True, description="train here (from the checkpoint, if any); false: compress the "
-                                          "checkpoint's model as it is")
 
-    @model_validator(mode="after")
-    def _checkpoint_to_keep(self) -> PythonSource:
-        if not self.train and not self.checkpoint:
-            raise ValueError("train: false compresses a trained model: give its checkpoint")
-        return self
+    def factory_ref(self) -> str:
+        return self.factory
+
+    def factory_kwargs(self) -> dict[str, Any]:
+        return dict(self.kwargs)
 
 
-ModelSource = Annotated[BuiltinSource | PythonSource, Field(discriminator="kind")]
+class TorchvisionSource(FactorySource):
+    """A torchvision architecture by name, built with `weights=None` (weights are never downloaded), the dataset's
+    number of classes and its input channels."""
+
+    kind: Literal["torchvision"]
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="resnet18, mobilenet_v3_small, ... "
+                      "(torchvision.models.list_models())")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the architecture "
+                                   "(e.g. width_mult, dropout)")
+
+    factory_field: ClassVar[str] = "teacher.source.name"
+
+    def factory_ref(self) -> str:
+        return "squeezeflow.models.vision:torchvision_model"
+
+    def factory_kwargs(self) -> dict[str, Any]:
+        return {"name": self.name, **self.kwargs}
+
+    def factory_value(self) -> str:
+        return self.name
+
+    def label(self) -> str:
+        return f"torchvision:{self.name}"
+
+
+ModelSource = Annotated[BuiltinSource | PythonSource | TorchvisionSource, Field(discriminator="kind")]
 
 
 class TeacherParams(Strict):
@@ -179,7 +231,7 @@ def anchored(params: Params, root: Path) -> Params:
         return str(Path(root) / path) if path and not Path(path).is_absolute() else path
 
     update = {"dataset": params.dataset.model_copy(update={"path": at(params.dataset.path)})}
-    if isinstance(params.teacher.source, PythonSource) and params.teacher.source.checkpoint:
+    if isinstance(params.teacher.source, FactorySource) and params.teacher.source.checkpoint:
         src = params.teacher.source.model_copy(update={"checkpoint": at(params.teacher.source.checkpoint)})
         update["teacher"] = params.teacher.model_copy(update={"source": src})
     return params.model_copy(update=update)

@@ -150,7 +150,7 @@ class Workspace:
             raise SqueezeflowInputError(source, "sweep.target", params.sweep.target,
                                         f"no such device target; known: {sorted(self.targets)}")
         self.resolved_recipes(params)
-        if params.teacher.source.kind == "python":
+        if params.teacher.source.kind != "builtin":
             from squeezeflow.models.user import check_factory
 
             check_factory(params.teacher.source, source)
@@ -163,7 +163,7 @@ class Workspace:
                 raise SqueezeflowInputError(source, "dataset.path", str(path), "no such file or folder")
             if read_data:  # a user's file or folder: read and split it now, before anything is created
                 make_splits(load_dataset(params.dataset, source), params.split, params.seed)
-        if params.teacher.source.kind == "python" and read_data:  # the user's model, on two samples of the data
+        if params.teacher.source.kind != "builtin" and read_data:  # the user's model, on two samples of the data
             from squeezeflow.models.user import check_user_model
 
             data = load_dataset(params.dataset, source)

@@ -3,6 +3,7 @@ SQLite MLflow store and a Dagster instance inside it. Nothing touches the projec
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -50,6 +51,18 @@ def make_workspace(root: Path, params: dict | None = None, targets: tuple[str, .
     (root / "recipes").mkdir()
     (root / "recipes" / "tiny.yaml").write_text(yaml.safe_dump(TINY_RECIPE, sort_keys=False))
     return root
+
+
+@contextlib.contextmanager
+def lifecycle_env(base: Path):
+    """For module-scoped fixtures: a Dagster home and DVC site cache under `base`, MLflow in the workspace."""
+    with pytest.MonkeyPatch.context() as mp:
+        (base / "dagster_home").mkdir()
+        (base / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        mp.setenv("DAGSTER_HOME", str(base / "dagster_home"))
+        mp.setenv("DVC_SITE_CACHE_DIR", str(base / "dvc_site"))
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        yield base
 
 
 @pytest.fixture

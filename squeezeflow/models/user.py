@@ -11,29 +11,30 @@ import numpy as np
 import torch
 from torch import nn
 
-from squeezeflow.config import PythonSource
+from squeezeflow.config import FactorySource
 from squeezeflow.errors import SqueezeflowInputError
 from squeezeflow.models.registry import ModelSpec, build_model, import_factory
 
 
-def python_spec(source: PythonSource, input_shape: tuple[int, ...], num_classes: int) -> ModelSpec:
+def python_spec(source: FactorySource, input_shape: tuple[int, ...], num_classes: int) -> ModelSpec:
     return ModelSpec("python", tuple(input_shape), int(num_classes),
-                     extra={"factory": source.factory, "kwargs": dict(source.kwargs)})
+                     extra={"factory": source.factory_ref(), "kwargs": source.factory_kwargs()})
 
 
-def build_user_model(spec: ModelSpec, where: str, field: str = "teacher.source.factory") -> nn.Module:
+def build_user_model(spec: ModelSpec, where: str, field: str = "teacher.source.factory",
+                     value: str | None = None) -> nn.Module:
     try:
         return build_model(spec)
     except ValueError as exc:
-        raise SqueezeflowInputError(where, field, spec.extra.get("factory"), str(exc)) from None
+        raise SqueezeflowInputError(where, field, value or spec.extra.get("factory"), str(exc)) from None
 
 
-def check_factory(source: PythonSource, where: str) -> None:
+def check_factory(source: FactorySource, where: str) -> None:
     """Importable and callable: checked before any work (Workspace.validate)."""
     try:
-        import_factory(source.factory)
+        import_factory(source.factory_ref())
     except ValueError as exc:
-        raise SqueezeflowInputError(where, "teacher.source.factory", source.factory, str(exc)) from None
+        raise SqueezeflowInputError(where, source.factory_field, source.factory_value(), str(exc)) from None
 
 
 def load_state(model: nn.Module, checkpoint: str | Path, where: str,
@@ -81,12 +82,12 @@ def check_output(model: nn.Module, x: np.ndarray, num_classes: int, where: str,
                                     f"has {num_classes} classes, so it must be (2, {num_classes})")
 
 
-def check_user_model(source: PythonSource, x: np.ndarray, num_classes: int, where: str) -> nn.Module:
+def check_user_model(source: FactorySource, x: np.ndarray, num_classes: int, where: str) -> nn.Module:
     """Everything about the user's model that can be wrong, checked on two samples before any work: the factory
     imports and returns an nn.Module, the checkpoint matches it, and it gives one logit per class."""
     spec = python_spec(source, tuple(x.shape[1:]), num_classes)
-    model = build_user_model(spec, where)
+    model = build_user_model(spec, where, source.factory_field, source.factory_value())
     if source.checkpoint:
         load_state(model, source.checkpoint, where)
-    check_output(model, x, num_classes, where, value=source.factory)
+    check_output(model, x, num_classes, where, source.factory_field, source.factory_value())
     return model

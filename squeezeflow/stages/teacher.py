@@ -47,7 +47,7 @@ def run(ctx: StageContext) -> dict:
     meta, splits = data_meta(ctx), Splits.load(ctx.input("dataset"))
     p = ctx.params.teacher
     t0 = time.perf_counter()
-    if p.source.kind == "python":
+    if p.source.kind != "builtin":
         model, spec, fitted = user_teacher(ctx, meta, splits)
     else:
         spec = teacher_spec(p, meta, splits.x["train"])
@@ -63,7 +63,7 @@ def run(ctx: StageContext) -> dict:
         "test_accuracy": test_acc,
         "test_accuracy_ci95": list(wilson_interval(round(test_acc * n_test / 100), n_test)),
         "parameters": sum(p.numel() for p in model.parameters()),
-        "arch": spec.arch if spec.arch != "python" else spec.extra["factory"],
+        "arch": spec.arch if p.source.kind == "builtin" else p.source.label(),
         "hidden": list(spec.hidden),
         "train_seconds": time.perf_counter() - t0,
     }

@@ -72,6 +72,35 @@ def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray) -> tuple[float, flo
     return float((logits.argmax(1) == yt).float().mean() * 100.0), float(F.cross_entropy(logits, yt))
 
 
+_BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def stale_batchnorms(model: nn.Module, steps: int) -> list[nn.modules.batchnorm._BatchNorm]:
+    """BatchNorms whose running statistics still carry more than 5% of their starting values after `steps`
+    updates: with torchvision's MobileNet/EfficientNet momentum of 0.01 that is the first ~300 steps, and a model
+    evaluated then predicts one class although it trains well."""
+    return [m for m in model.modules() if isinstance(m, _BN) and m.track_running_stats and m.momentum is not None
+            and (1 - m.momentum) ** steps > 0.05]
+
+
+@torch.no_grad()
+def recalibrate_batchnorms(model: nn.Module, x: torch.Tensor, norms: list, batch: int, samples: int = 2048) -> None:
+    """Running statistics recomputed as exact averages over (up to `samples` of) the training inputs, as
+    torch.optim.swa_utils.update_bn does; the weights are untouched."""
+    if not norms:
+        return
+    was, momenta = model.training, [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches below
+    model.train()
+    for i in range(0, min(len(x), samples), batch):
+        model(x[i : i + batch])
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    model.train(was)
+
+
 def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
         params: TrainParams, seed: int, desc: str, loss_fn: LossFn | None = None,
         after_step: Callable[[], None] | None = None) -> FitResult:
@@ -111,6 +140,7 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
                 sched.step()
             if after_step:
                 after_step()
+        recalibrate_batchnorms(model, xt, stale_batchnorms(model, epoch * steps_per_epoch), params.batch_size)
         acc, loss = evaluate(model, *val)
         if score(acc, loss) > best:
             best, best_acc, best_epoch, best_state = score(acc, loss), acc, epoch, copy.deepcopy(model.state_dict())

@@ -41,19 +41,24 @@ def _digest(path: Path | None) -> str | None:
 
 def model_fingerprint(params: Params) -> dict:
     src = params.teacher.source
-    if src.kind != "python":
+    if src.kind == "builtin":
         return {"kind": src.kind}
     from importlib.util import find_spec
 
     try:
-        found = find_spec(src.factory.partition(":")[0])
+        found = find_spec(src.factory_ref().partition(":")[0])
     except (ImportError, ValueError):
         found = None
     origin = Path(found.origin) if found and found.origin else None
     ckpt = Path(src.checkpoint) if src.checkpoint else None
-    return {"kind": src.kind, "factory": src.factory, "factory_file": str(origin) if origin else None,
-            "factory_sha256": _digest(origin), "checkpoint": str(ckpt) if ckpt else None,
-            "checkpoint_sha256": _digest(ckpt)}
+    out = {"kind": src.kind, "factory": src.factory_ref(), "kwargs": src.factory_kwargs(),
+           "factory_file": str(origin) if origin else None, "factory_sha256": _digest(origin),
+           "checkpoint": str(ckpt) if ckpt else None, "checkpoint_sha256": _digest(ckpt)}
+    if src.kind == "torchvision":  # the architecture's code is torchvision's: its version stands for it
+        from importlib.metadata import version
+
+        out["torchvision"] = version("torchvision")
+    return out
 
 
 def resolved_files(params: Params, stages: Mapping[str, Stage], targets: Mapping, recipes: dict) -> dict[str, str]:

@@ -186,6 +186,9 @@ CASES = [
          "returned int, not a torch.nn.Module"),
     case("checkpoint-keys", user_model(USER_NET, state={"fc.weight": torch.zeros(10, 64)}),
          "field 'teacher.source.checkpoint'", "teacher.pt", "keys do not match", "missing ['1.bias'"),
+    case("torchvision-unknown", lambda ws: (ws / "params.yaml").write_text(yaml.safe_dump({"teacher": {
+        "source": {"kind": "torchvision", "name": "resnet7"}}})) and ["run"],
+         "field 'teacher.source.name' = 'resnet7'", "unknown torchvision classification model", "resnet18"),
     case("output-classes", user_model(USER_NET.replace("outputs=None", "outputs=3")),
          "field 'teacher.source.factory'", "(2, 3)", "10 classes"),
     case("image-undecodable", data_files({"a/1.png": _png(0), "a/2.png": _png(9), "a/3.png": _png(3),

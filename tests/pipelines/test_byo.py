@@ -14,7 +14,7 @@ from PIL import Image
 
 from pipelines.runner import run_lifecycle
 from squeezeflow.workspace import Workspace
-from tests.conftest import make_workspace
+from tests.conftest import lifecycle_env, make_workspace
 
 pytestmark = pytest.mark.slow
 
@@ -100,12 +100,7 @@ def reused(ws: Workspace) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def byo(tmp_path_factory):
     base = tmp_path_factory.mktemp("byo")
-    with pytest.MonkeyPatch.context() as mp:
-        (base / "dagster_home").mkdir()
-        (base / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-        mp.setenv("DAGSTER_HOME", str(base / "dagster_home"))
-        mp.setenv("DVC_SITE_CACHE_DIR", str(base / "dvc_site"))
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with lifecycle_env(base):
         root = base / "ws"
         params = {"dataset": {"name": "image_folder", "path": "images"}, "compress": {"recipe": "byo"},
                   "teacher": {"source": {"kind": "python", "factory": "usernets.nets:build",

@@ -13,7 +13,7 @@ from pipelines.runner import run_lifecycle
 from squeezeflow.runtimes.trt import unavailable
 from squeezeflow.tracking import champion
 from squeezeflow.workspace import Workspace
-from tests.conftest import make_workspace, write_target
+from tests.conftest import lifecycle_env, make_workspace, write_target
 
 pytestmark = pytest.mark.slow
 TARGETS = ["cpu-fp32", "cpu-int8", "edge-fp32-2t"]
@@ -32,12 +32,7 @@ def client(ws: Workspace) -> MlflowClient:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     base = tmp_path_factory.mktemp("lifecycle")
-    with pytest.MonkeyPatch.context() as mp:
-        (base / "dagster_home").mkdir()
-        (base / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-        mp.setenv("DAGSTER_HOME", str(base / "dagster_home"))
-        mp.setenv("DVC_SITE_CACHE_DIR", str(base / "dvc_site"))
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with lifecycle_env(base):
         yield base
 
 

@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 from pipelines.cli import main
 from pipelines.runner import run_lifecycle
 from squeezeflow.workspace import Workspace
-from tests.conftest import make_workspace
+from tests.conftest import lifecycle_env, make_workspace
 
 pytestmark = pytest.mark.slow
 MODEL = "squeezeflow-data-cpu-fp32"
@@ -21,12 +21,7 @@ STAGE_STEPS = ["dataset", "teacher", "compressed", "finetuned", "exported", "bui
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     base = tmp_path_factory.mktemp("lineage")
-    with pytest.MonkeyPatch.context() as mp:
-        (base / "dagster_home").mkdir()
-        (base / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-        mp.setenv("DAGSTER_HOME", str(base / "dagster_home"))
-        mp.setenv("DVC_SITE_CACHE_DIR", str(base / "dvc_site"))
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with lifecycle_env(base):
         yield base
 
 
