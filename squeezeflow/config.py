@@ -20,7 +20,8 @@ FILE_DATASETS = {"npz": "the .npz file", "table": "the .csv or .parquet file",
 
 
 class DatasetParams(Strict):
-    name: str = Field("digits", description="digits, mnist1d (built in); npz, table, image_folder (your file)")
+    name: str = Field("digits", description="digits, mnist1d (built in); npz, table, image_folder (your file); "
+                      "python (your function)")
     path: str | None = Field(None, description="the file or folder, for npz, table and image_folder (relative to "
                                                "the workspace)")
     value_range: tuple[float, float] | None = Field(None, description="expected [min, max] of x")
@@ -30,11 +31,17 @@ class DatasetParams(Strict):
                                                "resized to (null: the first image's size)")
     channels: Literal[1, 3] | None = Field(None, description="image_folder: 1 (grayscale) or 3 (RGB); null: 3 when "
                                            "any image has colour")
+    factory: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$",
+                                description="python: 'my_pkg.data:load', returning (x, y) arrays or a torch Dataset, "
+                                            "or {train, val, test} of those (then used as they are)")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="python: keyword arguments for the factory")
 
     @model_validator(mode="after")
     def _path_for_files(self) -> DatasetParams:
         if self.name in FILE_DATASETS and not self.path:
             raise ValueError(f"dataset '{self.name}' needs dataset.path to name {FILE_DATASETS[self.name]}")
+        if (self.name == "python") != (self.factory is not None):
+            raise ValueError("dataset 'python' needs dataset.factory ('my_pkg.data:load'), and only it takes one")
         if self.image_size is not None and min(self.image_size) < 1:
             raise ValueError(f"image_size must be positive, got {list(self.image_size)}")
         return self

@@ -21,7 +21,7 @@ def deploy_and_measure(model: nn.Module, spec: ModelSpec, splits: Splits, workdi
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     exported, built = workdir / "exported.onnx", workdir / "model.onnx"
-    export_onnx(model, spec.input_shape, exported, opset)
+    export_onnx(model, spec.input_shape, exported, opset, spec.input_dtype)
     build_artifact(target.build, exported, built, splits.x["train"], (splits.x["val"], splits.y["val"]))
     return {**measure(built, splits.x["test"], splits.y["test"], target.measure), **parameter_counts(model),
             "flops": flops(model, spec.input_shape), "exported_bytes": exported.stat().st_size}

@@ -12,7 +12,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
+
+
+def input_array(x) -> np.ndarray:
+    """A batch as a model takes it: integer arrays (token ids, category indices) as int64, everything else float32."""
+    x = np.asarray(x)
+    return np.ascontiguousarray(x, dtype=np.int64 if np.issubdtype(x.dtype, np.integer) else np.float32)
 
 
 @contextmanager

@@ -15,6 +15,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from squeezeflow.config import FILE_DATASETS
 from squeezeflow.data import Splits
 from squeezeflow.errors import SqueezeflowInputError
@@ -26,6 +28,7 @@ from squeezeflow.stages import Verdict, stage_name
 from squeezeflow.stats import resolution_warning
 from squeezeflow.tracking import Tracker
 from squeezeflow.versioning import DvcStore
+from squeezeflow.versioning.resolved import RESOLVED_INPUTS
 from squeezeflow.workspace import Workspace
 
 METRICS = "metrics.json"
@@ -196,6 +199,9 @@ class Lifecycle:
                 for part in dotted.split("."):
                     node = node[part]
                 sections[f"recipe.{dotted}"] = node
+        if stage.input_params:  # the user's files by content hash: the model's factory file, its checkpoint
+            recorded = yaml.safe_load((self.ws.root / RESOLVED_INPUTS).read_text()) or {}
+            sections |= {f"inputs.{key}": recorded.get(key) for key in stage.input_params}
         tags = {"squeezeflow.reused": str(reused).lower(), f"squeezeflow.dvc.{name}": md5 or "",
                 **{f"squeezeflow.dvc.{d}": self.dvc.hashes().get(d, "") for d in stage.deps}}
         child = self.tracker.stage_run(parent, run_key, name, metrics, tags, sections)
@@ -261,7 +267,8 @@ class Lifecycle:
         """`<prefix>-<registry.model_name>-<target>`; the model name defaults to the dataset's (the .npz file's stem),
         so two datasets never share a champion."""
         reg, ds = self.params.registry, self.params.dataset
-        name = reg.model_name or (Path(ds.path).stem if ds.name in FILE_DATASETS and ds.path else ds.name)
+        name = reg.model_name or (Path(ds.path).stem if ds.name in FILE_DATASETS and ds.path else
+                                  ds.factory.partition(":")[0] if ds.factory else ds.name)
         return f"{reg.model_prefix}-{safe_name(name)}-{target}"
 
     @property

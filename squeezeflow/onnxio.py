@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from squeezeflow.errors import SqueezeflowInputError
+from squeezeflow.io import input_array
 
 INPUT, OUTPUT = "input", "logits"
 
@@ -47,7 +48,8 @@ def session(path: Path, threads: int = 1, options: dict[str, str] | None = None)
                                     f"({one_line(exc)})") from None
 
 
-def onnx_logits(path: Path, x: np.ndarray, batch: int = 1024, threads: int = 1) -> np.ndarray:
-    sess = session(path, threads)
-    x = x.astype(np.float32)
+def onnx_logits(path: Path, x: np.ndarray, batch: int = 1024, threads: int = 1,
+                options: dict[str, str] | None = None) -> np.ndarray:
+    sess = session(path, threads, options)
+    x = input_array(x)
     return np.concatenate([sess.run([OUTPUT], {INPUT: x[i : i + batch]})[0] for i in range(0, len(x), batch)])

@@ -11,6 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from squeezeflow.compression.recipe import Recipe, find_recipe, load_recipe
@@ -133,7 +134,7 @@ class Workspace:
         schedule, `dvc repro`): the dataset, every target profile and the chosen ones, the teacher's architecture,
         the recipes (main and sweep) and the sweep's target. `read_data`: also read and split a user's file.
         Raises SqueezeflowInputError (file, field, value); returns the chosen targets' names."""
-        from squeezeflow.data import DATASETS, load_dataset, make_splits
+        from squeezeflow.data import DATASETS
         from squeezeflow.errors import SqueezeflowInputError
         from squeezeflow.models import ARCHS
         from squeezeflow.targets import select_targets
@@ -157,18 +158,35 @@ class Workspace:
             ckpt = params.teacher.source.checkpoint
             if ckpt and not Path(ckpt).is_file():
                 raise SqueezeflowInputError(source, "teacher.source.checkpoint", ckpt, "no such file")
-        if params.dataset.name in FILE_DATASETS:
-            path = Path(params.dataset.path)
-            if not path.exists():
-                raise SqueezeflowInputError(source, "dataset.path", str(path), "no such file or folder")
-            if read_data:  # a user's file or folder: read and split it now, before anything is created
-                make_splits(load_dataset(params.dataset, source), params.split, params.seed)
-        if params.teacher.source.kind != "builtin" and read_data:  # the user's model, on two samples of the data
+        if params.dataset.name in FILE_DATASETS and not Path(params.dataset.path).exists():
+            raise SqueezeflowInputError(source, "dataset.path", params.dataset.path, "no such file or folder")
+        users_data = params.dataset.name in FILE_DATASETS or params.dataset.name == "python"
+        if read_data and (users_data or params.teacher.source.kind != "builtin"):
+            model = self._check_data(params, source)
+            if model is not None:  # each recipe's module selection, against the user's model
+                for name in [params.compress.recipe, *self.candidate_recipes()]:
+                    self.recipe(params.model_copy(update={"compress": params.compress.model_copy(
+                        update={"recipe": name})})).check_model(model)
+        return chosen
+
+    @staticmethod
+    def _check_data(params: Params, source: str):
+        """The user's data read and split, and the user's model run on two samples of it, before anything is
+        created."""
+        from squeezeflow.data import load_dataset, make_splits
+        from squeezeflow.errors import SqueezeflowInputError
+
+        data = load_dataset(params.dataset, source)
+        make_splits(data, params.split, params.seed)
+        if params.teacher.source.kind == "builtin" and np.issubdtype(data.x.dtype, np.integer):
+            raise SqueezeflowInputError(source, "teacher.source.kind", "builtin", "the data's inputs are integers "
+                                        f"({data.x.dtype}: token ids or indices): give a model that embeds them "
+                                        "(teacher.source kind python), or store x as floats")
+        if params.teacher.source.kind != "builtin":
             from squeezeflow.models.user import check_user_model
 
-            data = load_dataset(params.dataset, source)
-            check_user_model(params.teacher.source, data.x[:2], data.num_classes, source)
-        return chosen
+            return check_user_model(params.teacher.source, data.x[:2], data.num_classes, source)
+        return None
 
     def prepare(self, overrides: dict[str, Any] | None = None) -> Params:
         """Resolve params.yaml plus this run's overrides into .squeezeflow/params.yaml and regenerate dvc.yaml and

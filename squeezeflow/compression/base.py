@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from squeezeflow.io import input_array
 from squeezeflow.models import ModelSpec
 from squeezeflow.models.graph import matches, user_path
 
@@ -65,7 +66,7 @@ class CompressContext:
         """A few training samples as a tensor: what graph tracing (Torch-Pruning, the output layer) runs on."""
         import torch
 
-        return torch.as_tensor(self.train[0][:n])
+        return torch.as_tensor(input_array(self.train[0][:n]))
 
     @property
     def num_classes(self) -> int:
@@ -92,9 +93,33 @@ class Technique:
     name: ClassVar[str]
     kind: ClassVar[Kind]
     Config: ClassVar[type[TechniqueConfig]]
+    handles: ClassVar[tuple[type, ...]] = ()  # the module types a Selection technique compresses
 
     def __init__(self, config: TechniqueConfig):
         self.config = config
+
+    def check(self, model: nn.Module) -> None:
+        """Before any training: every `include` pattern must reach a module this technique handles. One that
+        reaches only modules it cannot handle (a user's custom layer holding its own weights) or nothing at all is
+        a ValueError naming the pattern, the module's path and type, and what the technique supports."""
+        cfg = self.config
+        if not isinstance(cfg, Selection) or not self.handles or not cfg.include:
+            return
+        supported = ", ".join(t.__name__ for t in self.handles)
+        paths = {user_path(model, p): m for p, m in model.named_modules() if p}
+        for pattern in cfg.include:
+            hit = {p: m for p, m in paths.items() if matches(p, [pattern], cfg.exclude)}
+            if any(type(m) in self.handles for m in hit.values()):
+                continue
+            own = [(p, m) for p, m in hit.items() if next(m.parameters(recurse=False), None) is not None]
+            if own:
+                p, m = own[0]
+                raise ValueError(f"include '{pattern}' reaches module '{p}' of type {type(m).__name__}, which "
+                                 f"{self.name} cannot handle (it supports {supported}); exclude it or choose "
+                                 "another technique for it")
+            near = [p for p, m in paths.items() if type(m) in self.handles][:4]
+            raise ValueError(f"include '{pattern}' matches no module {self.name} handles ({supported}); such "
+                             f"modules are at {near or 'no path'}")
 
     def apply(self, model: nn.Sequential, ctx: CompressContext) -> Applied:
         raise NotImplementedError

@@ -104,6 +104,7 @@ class TuckerConfig(Selection):
 @register_technique
 class TuckerFactorize(Technique):
     name, kind, Config = "factorize-tucker", "structure", TuckerConfig
+    handles = (nn.Conv1d, nn.Conv2d)
 
     def apply(self, model: nn.Module, ctx: CompressContext) -> Applied:
         cfg: TuckerConfig = self.config
@@ -226,6 +227,7 @@ class CpConfig(Selection):
 @register_technique
 class CpFactorize(Technique):
     name, kind, Config = "factorize-cp", "structure", CpConfig
+    handles = (nn.Conv1d, nn.Conv2d)
 
     def apply(self, model: nn.Module, ctx: CompressContext) -> Applied:
         cfg: CpConfig = self.config

@@ -65,7 +65,7 @@ class StudentSpec(TechniqueConfig):
             if self.derived_from_teacher(like):
                 return like
             kwargs = {**(like.extra.get("kwargs") or {}), **self.kwargs} if self.factory is None else self.kwargs
-            return ModelSpec("python", like.input_shape, like.num_classes,
+            return ModelSpec("python", like.input_shape, like.num_classes, input_dtype=like.input_dtype,
                              extra={"factory": self.factory or like.extra["factory"], "kwargs": dict(kwargs)})
         arch = self.arch or like.arch
         base = like.hidden if arch == like.arch else DEFAULT_HIDDEN.get(arch, (64,))

@@ -70,6 +70,7 @@ class SvdConfig(Selection):
 @register_technique
 class SvdFactorize(Technique):
     name, kind, Config = "factorize-svd", "structure", SvdConfig
+    handles = (nn.Linear,)
 
     def rank(self, layer: nn.Linear) -> int:
         cfg: SvdConfig = self.config

@@ -109,6 +109,7 @@ def verified(ev: Evaluator, moves: list[Move], budget: float) -> tuple[Plan, flo
 @register_technique
 class MixedPrecision(Technique):
     name, kind, Config = "mixed-precision", "quantize", MixedPrecisionConfig
+    handles = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
     def apply(self, model: nn.Module, ctx: CompressContext) -> Applied:
         cfg: MixedPrecisionConfig = self.config

@@ -74,6 +74,7 @@ class MagnitudePrune(Technique):
     is left for export) and every later training step keeps them at zero."""
 
     name, kind, Config = "prune-magnitude", "sparsify", MagnitudePruneConfig
+    handles = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
     def apply(self, model: nn.Module, ctx: CompressContext) -> Applied:
         cfg: MagnitudePruneConfig = self.config

@@ -30,6 +30,7 @@ def qat_loss(ctx: CompressContext, alpha: float, temperature: float):
 @register_technique
 class Qat(Technique):
     name, kind, Config = "qat", "quantize", QatConfig
+    handles = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
     def apply(self, model: nn.Module, ctx: CompressContext) -> Applied:
         cfg: QatConfig = self.config

@@ -18,6 +18,7 @@ from pydantic import Field
 from torch import nn
 
 from squeezeflow.compression.base import Applied, CompressContext, Selection, Technique, register_technique
+from squeezeflow.io import input_array
 from squeezeflow.models.graph import get_module, set_module
 from squeezeflow.models.quant_layers import ActQuant, WeightQuant, is_quantized, quantizable, to_quant
 from squeezeflow.training import accuracy
@@ -75,7 +76,7 @@ def calibrate(model: nn.Module, x: np.ndarray, batch: int = 256) -> None:
     observers = [m for m in model.modules() if isinstance(m, ActQuant)]
     for m in observers:
         m.train()
-    xt = torch.as_tensor(x, dtype=torch.float32)
+    xt = torch.as_tensor(input_array(x))
     for i in range(0, len(xt), batch):
         model(xt[i : i + batch])
     model.eval()
@@ -126,6 +127,7 @@ class Quantize(Technique):
     """Round-to-nearest post-training quantization of the weights, at one bit width for every layer."""
 
     name, kind, Config = "quantize", "quantize", QuantizeConfig
+    handles = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
     def apply(self, model: nn.Module, ctx: CompressContext) -> Applied:
         cfg: QuantizeConfig = self.config

@@ -67,6 +67,15 @@ class Recipe:
                            **(on_step(applied) if on_step else {})})
         return model, spec, report
 
+    def check_model(self, model: nn.Module) -> None:
+        """Each step's module selection against the user's model, before any training (Technique.check)."""
+        for i, step in enumerate(self.steps):
+            try:
+                step.check(model)
+            except ValueError as exc:
+                raise SqueezeflowInputError(self.source, f"steps[{i}].include", list(step.config.include),
+                                            str(exc)) from None
+
     def recover(self, model: nn.Sequential, ctx: CompressContext) -> dict:
         if self.finetune is None:
             return {"epochs": 0}

@@ -11,16 +11,18 @@ import numpy as np
 
 from squeezeflow.config import DatasetParams
 from squeezeflow.errors import SqueezeflowInputError
+from squeezeflow.io import input_array
 
 
 @dataclass(frozen=True)
 class Dataset:
     name: str
     source: str
-    x: np.ndarray  # float32, N x (any shape): the model's input layout
+    x: np.ndarray  # N x (any shape): the model's input layout; float32, or int64 ids/indices a model embeds
     y: np.ndarray  # int64 labels 0..C-1
     num_classes: int
     value_range: tuple[float, float] | None
+    presplit: dict[str, tuple[np.ndarray, np.ndarray]] | None = None  # the user's own train/val/test, kept as given
 
 
 Loader = Callable[[DatasetParams], Dataset]
@@ -85,27 +87,82 @@ def _npz(params: DatasetParams) -> Dataset:
     for key in ("x", "y"):
         if key not in arrays:
             raise SqueezeflowInputError(path, key, None, f"missing array '{key}' (found {sorted(arrays)})")
-    x, y = arrays["x"], arrays["y"]
-    if not np.issubdtype(x.dtype, np.floating):
-        raise SqueezeflowInputError(path, "x", str(x.dtype), "x must be a float array")
+    x, y = checked_arrays(arrays["x"], arrays["y"], params, path)
+    return Dataset("npz", str(path.resolve()), x, y, _num_classes(params, y), params.value_range)
+
+
+def checked_arrays(x, y, params: DatasetParams, where, prefix: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """x: N x (features...), float or integer; y: N integer labels in 0..C-1. Else one error naming the field."""
+    x, y = np.asarray(x), np.asarray(y)
+    fx, fy = f"{prefix}x", f"{prefix}y"
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        raise SqueezeflowInputError(where, fx, str(x.dtype), "x must be a float array (or integer token ids)")
     if x.ndim < 2:
-        raise SqueezeflowInputError(path, "x", f"shape {x.shape}", "x must be N x (features...)")
+        raise SqueezeflowInputError(where, fx, f"shape {x.shape}", "x must be N x (features...)")
     if not np.issubdtype(y.dtype, np.integer):
-        raise SqueezeflowInputError(path, "y", str(y.dtype), "y must hold integer labels")
+        raise SqueezeflowInputError(where, fy, str(y.dtype), "y must hold integer labels")
     if y.ndim != 1 or len(y) != len(x):
-        raise SqueezeflowInputError(path, "y", f"shape {y.shape}",
+        raise SqueezeflowInputError(where, fy, f"shape {y.shape}",
                                     f"y must be 1-D with one label per row of x ({len(x)})")
     if len(y) == 0:
-        raise SqueezeflowInputError(path, "x", "shape (0, ...)", "the dataset is empty")
+        raise SqueezeflowInputError(where, fx, "shape (0, ...)", "the dataset is empty")
     y = y.astype(np.int64)
     ceiling = params.num_classes
     bad = np.flatnonzero((y < 0) | (y >= ceiling if ceiling else False))
     if bad.size:
         i = int(bad[0])
         allowed = f"0..{ceiling - 1}" if ceiling else "0..C-1 (non-negative)"
-        raise SqueezeflowInputError(path, "y", int(y[i]), f"labels must be in {allowed}: row {i} has {int(y[i])} "
+        raise SqueezeflowInputError(where, fy, int(y[i]), f"labels must be in {allowed}: row {i} has {int(y[i])} "
                                     f"({bad.size} such row(s))")
-    return Dataset("npz", str(path.resolve()), x.astype(np.float32), y, _num_classes(params, y), params.value_range)
+    return model_inputs(x), y
+
+
+@register_dataset("python")
+def _python(params: DatasetParams) -> Dataset:
+    """The user's function (dataset.factory, called with dataset.kwargs): (x, y) arrays, a dict with x and y, a torch
+    Dataset of (x, y) items, or {train, val, test} of any of those (used as given: no split here)."""
+    from squeezeflow.imports import import_ref
+
+    where, ref = "params.yaml", str(params.factory)
+    try:
+        out = import_ref(ref)(**params.kwargs)
+    except ValueError as exc:
+        raise SqueezeflowInputError(where, "dataset.factory", ref, str(exc)) from None
+    except Exception as exc:
+        raise SqueezeflowInputError(where, "dataset.factory", ref, f"raised {type(exc).__name__}: {exc}") from None
+    if isinstance(out, dict) and set(out) >= {"train", "val", "test"}:
+        parts = {s: checked_arrays(*_pair(out[s], where, ref, f"{s}."), params, where, f"{s}.")
+                 for s in ("train", "val", "test")}
+        x = np.concatenate([parts[s][0] for s in parts])
+        y = np.concatenate([parts[s][1] for s in parts])
+        return Dataset("python", ref, x, y, _num_classes(params, y), params.value_range, presplit=parts)
+    x, y = checked_arrays(*_pair(out, where, ref), params, where)
+    return Dataset("python", ref, x, y, _num_classes(params, y), params.value_range)
+
+
+def _pair(out, where, ref: str, prefix: str = "") -> tuple:
+    """(x, y) from a tuple, a dict or a torch Dataset (items stacked: it is read once, here)."""
+    if isinstance(out, dict) and {"x", "y"} <= set(out):
+        return out["x"], out["y"]
+    if isinstance(out, tuple | list) and len(out) == 2:
+        return _numpy(out[0]), _numpy(out[1])
+    if hasattr(out, "__getitem__") and hasattr(out, "__len__"):  # a map-style torch Dataset
+        items = [out[i] for i in range(len(out))]
+        if items and all(isinstance(it, tuple | list) and len(it) == 2 for it in items):
+            return np.stack([_numpy(a) for a, _ in items]), np.asarray([int(_numpy(b)) for _, b in items])
+    raise SqueezeflowInputError(where, "dataset.factory", ref, f"{prefix or ''}returned {type(out).__name__}: "
+                                "expected (x, y) arrays, a dict with x and y, a torch Dataset of (x, y) items, "
+                                "or a dict of train, val and test")
+
+
+def _numpy(a) -> np.ndarray:
+    return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
+
+
+def model_inputs(x: np.ndarray) -> np.ndarray:
+    """uint8 is pixel intensities (float32, as they are); other integers are token ids or category indices that the
+    user's model embeds (int64); floats are float32."""
+    return x.astype(np.float32) if x.dtype == np.uint8 else input_array(x)
 
 
 def _labels(values, where: Path, field: str) -> tuple[np.ndarray, tuple[str, ...]]:

@@ -55,6 +55,8 @@ def expected_sizes(n: int, params: SplitParams) -> dict[str, int]:
 
 
 def make_splits(data: Dataset, params: SplitParams, seed: int) -> Splits:
+    if data.presplit is not None:  # the user's own split, as given
+        return Splits({s: data.presplit[s][0] for s in SPLITS}, {s: data.presplit[s][1] for s in SPLITS})
     # Stratify only on labels that occur twice or more in a way sklearn accepts; otherwise explain.
     labels, counts = np.unique(data.y, return_counts=True)
     if counts.min() < 3:

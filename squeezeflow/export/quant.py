@@ -70,8 +70,9 @@ def freeze(model: nn.Module) -> tuple[nn.Module, dict[str, QParams]]:
     return frozen.eval(), weights
 
 
-def trace(model: nn.Module, input_shape: tuple[int, ...], opset: int, names: tuple[str, str]) -> onnx.ModelProto:
-    example = torch.zeros((1, *input_shape), dtype=torch.float32)
+def trace(model: nn.Module, input_shape: tuple[int, ...], opset: int, names: tuple[str, str],
+          input_dtype: str = "float32") -> onnx.ModelProto:
+    example = torch.zeros((1, *input_shape), dtype=getattr(torch, input_dtype))
     buf = io.BytesIO()
     with warnings.catch_warnings():
         # PRESERVE (the model is in eval mode) skips the eval-mode fusion of BatchNorm into the preceding Conv,
@@ -151,10 +152,11 @@ def integer_weights(proto: onnx.ModelProto, weights: dict[str, QParams], opset: 
 
 
 def export_quantized(model: nn.Module, input_shape: tuple[int, ...], path: Path, opset: int,
-                     names: tuple[str, str] = ("input", "logits")) -> None:
+                     names: tuple[str, str] = ("input", "logits"), input_dtype: str = "float32") -> None:
     frozen, weights = freeze(model)
     activations = any(isinstance(m, ActQuant) for m in model.modules())
-    proto = integer_weights(trace(frozen, input_shape, opset, names), weights, opset, allow_int2=not activations)
+    proto = integer_weights(trace(frozen, input_shape, opset, names, input_dtype), weights, opset,
+                            allow_int2=not activations)
     onnx.save(proto, str(path))
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from squeezeflow.gates.gate import _finite
+from squeezeflow.io import input_array
 from squeezeflow.runtimes import MeasureSpec
 from squeezeflow.runtimes.engines import load_engine
 from squeezeflow.targets import RegressionSpec
@@ -116,7 +117,7 @@ def latency_ratio(t_champion, t_challenger, confidence: float = 0.95, n_boot: in
 def compare_models(champion_onnx: Path, challenger_onnx: Path, x: np.ndarray, y: np.ndarray, measure: MeasureSpec,
                    regression: RegressionSpec, seed: int = 0, runtime: str = "onnxruntime") -> dict:
     """Both models in this process, through the target's runtime with the same settings, on the same samples."""
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    x = input_array(x)
     champ, chall = (load_engine(runtime, p, measure.threads, measure.session_options)
                     for p in (champion_onnx, challenger_onnx))
     accuracy = paired_accuracy(y, champ.predict(x).argmax(1), chall.predict(x).argmax(1), regression.confidence,

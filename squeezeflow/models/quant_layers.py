@@ -23,6 +23,11 @@ from torch import nn
 
 from squeezeflow.models.layers import LAYERS, register_layer
 
+# nn.TransformerEncoderLayer and nn.MultiheadAttention in eval mode take a fused fast path that reads each
+# projection's `.weight` directly, skipping a quantized layer's forward: torch would then score float weights while
+# the exported ONNX holds the quantized ones. The module-by-module path is what gets exported, so use it everywhere.
+torch.backends.mha.set_fastpath_enabled(False)
+
 BITS = (8, 4, 2, 1)
 
 

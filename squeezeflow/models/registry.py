@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from torch import nn
 
+from squeezeflow.imports import import_ref
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -18,6 +20,7 @@ class ModelSpec:
     hidden: tuple[int, ...] = ()
     dropout: float = 0.0
     extra: dict = field(default_factory=dict)
+    input_dtype: str = "float32"  # or "int64": token ids / category indices the model embeds
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -125,26 +128,8 @@ def cnn(spec: ModelSpec) -> nn.Module:
 
 # --- the user's own model ----------------------------------------------------------------------------------------
 
+import_factory = import_ref
 
-def import_factory(ref: str):
-    """'my_pkg.models:build' -> the callable. The workspace's folder is on sys.path (Workspace.open_imports)."""
-    import importlib
-
-    module_name, sep, attr = ref.partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(f"a factory is 'module:function' (e.g. 'my_pkg.models:build'), got '{ref}'")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # ImportError, or an error raised by the user's module while it is imported
-        raise ValueError(f"cannot import module '{module_name}' ({type(exc).__name__}: {exc})") from None
-    fn = module
-    for part in attr.split("."):
-        if not hasattr(fn, part):
-            raise ValueError(f"module '{module_name}' has no '{attr}'")
-        fn = getattr(fn, part)
-    if not callable(fn):
-        raise ValueError(f"'{ref}' is not callable")
-    return fn
 
 
 def factory_files(ref: str) -> list[str]:

@@ -13,11 +13,13 @@ from torch import nn
 
 from squeezeflow.config import FactorySource
 from squeezeflow.errors import SqueezeflowInputError
+from squeezeflow.io import input_array
 from squeezeflow.models.registry import ModelSpec, build_model, import_factory
 
 
-def python_spec(source: FactorySource, input_shape: tuple[int, ...], num_classes: int) -> ModelSpec:
-    return ModelSpec("python", tuple(input_shape), int(num_classes),
+def python_spec(source: FactorySource, input_shape: tuple[int, ...], num_classes: int,
+                input_dtype: str = "float32") -> ModelSpec:
+    return ModelSpec("python", tuple(input_shape), int(num_classes), input_dtype=input_dtype,
                      extra={"factory": source.factory_ref(), "kwargs": source.factory_kwargs()})
 
 
@@ -72,7 +74,7 @@ def check_output(model: nn.Module, x: np.ndarray, num_classes: int, where: str,
     model.eval()
     try:
         with torch.no_grad():
-            out = model(torch.as_tensor(x[:2]))
+            out = model(torch.as_tensor(input_array(x[:2])))
     except Exception as exc:
         raise SqueezeflowInputError(where, field, value, f"the model cannot run on the data's samples of shape "
                                     f"{tuple(x.shape[1:])}: {type(exc).__name__}: {exc}") from None
@@ -85,7 +87,7 @@ def check_output(model: nn.Module, x: np.ndarray, num_classes: int, where: str,
 def check_user_model(source: FactorySource, x: np.ndarray, num_classes: int, where: str) -> nn.Module:
     """Everything about the user's model that can be wrong, checked on two samples before any work: the factory
     imports and returns an nn.Module, the checkpoint matches it, and it gives one logit per class."""
-    spec = python_spec(source, tuple(x.shape[1:]), num_classes)
+    spec = python_spec(source, tuple(x.shape[1:]), num_classes, str(input_array(x[:1]).dtype))
     model = build_user_model(spec, where, source.factory_field, source.factory_value())
     if source.checkpoint:
         load_state(model, source.checkpoint, where)

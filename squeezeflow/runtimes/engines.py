@@ -12,6 +12,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from squeezeflow.io import input_array
+
 ENGINES: dict[str, type[Engine]] = {}
 
 
@@ -38,7 +40,7 @@ class Engine:
         return {"threads": threads, **(options or {})}
 
     def predict(self, x: np.ndarray, batch: int = 512) -> np.ndarray:
-        x = x.astype(np.float32)
+        x = input_array(x)
         return np.concatenate([self.run(x[i : i + batch]) for i in range(0, len(x), batch)])
 
 

@@ -10,6 +10,7 @@ import numpy as np
 from pydantic import Field
 
 from squeezeflow.config import Strict
+from squeezeflow.io import input_array
 from squeezeflow.runtimes.engines import load_engine
 from squeezeflow.stats import wilson_interval
 
@@ -53,7 +54,7 @@ def measure(model_path: Path, x: np.ndarray, y: np.ndarray, spec: MeasureSpec, r
     t_load = time.perf_counter()
     engine = load_engine(runtime, model_path, spec.threads, spec.session_options)
     load_seconds = time.perf_counter() - t_load
-    x = x.astype(np.float32)
+    x = input_array(x)
     logits = engine.predict(x)
     one = x[:1]
     for _ in range(spec.warmup):

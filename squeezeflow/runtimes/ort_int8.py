@@ -12,7 +12,7 @@ import numpy as np
 from pydantic import Field
 
 from squeezeflow.export.onnx import check_onnx_file
-from squeezeflow.io import atomic_path
+from squeezeflow.io import atomic_path, input_array
 from squeezeflow.onnxio import INPUT
 from squeezeflow.runtimes.base import Builder, BuilderConfig, Validation, register_builder
 
@@ -21,7 +21,7 @@ class _Calibration:
     """ONNX Runtime's CalibrationDataReader protocol over an array of training samples."""
 
     def __init__(self, x: np.ndarray):
-        self._rows = iter(x.astype(np.float32)[:, None])
+        self._rows = iter(input_array(x)[:, None])
 
     def get_next(self):
         row = next(self._rows, None)

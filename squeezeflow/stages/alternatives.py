@@ -34,7 +34,7 @@ def run(ctx: StageContext) -> dict:
             recipe.recover(model, cctx)
             path = ctx.out / folder(name) / "model.onnx"
             path.parent.mkdir(parents=True)
-            export_onnx(model, spec.input_shape, path, ctx.params.export.opset)
+            export_onnx(model, spec.input_shape, path, ctx.params.export.opset, spec.input_dtype)
             match = parity(model, path, val[0])
             report[name] = {"val_accuracy": accuracy(model, *val), **parameter_counts(model), **match,
                             "export_matches": match["max_abs_diff"] <= ctx.params.export.parity_atol

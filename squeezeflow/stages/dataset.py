@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from squeezeflow.data import load_dataset, make_splits
+from squeezeflow.io import input_array
 from squeezeflow.stages.base import Check, Stage, StageContext, Verdict, register_stage
 
 
@@ -15,8 +16,10 @@ def run(ctx: StageContext) -> dict:
         "source": data.source,
         "num_classes": data.num_classes,
         "input_shape": list(data.x.shape[1:]),
+        "input_dtype": str(input_array(data.x[:1]).dtype),
         "value_range": list(data.value_range) if data.value_range else None,
         "samples": int(len(data.y)),
+        "presplit": data.presplit is not None,
         **{f"{k}_size": v for k, v in splits.sizes().items()},
     }
 
@@ -31,7 +34,8 @@ def data_expectations(inputs, params) -> Verdict:
     meta = read_json(inputs["dataset"] / "metrics.json")
     spec = DataCheckSpec(source=meta["source"], num_classes=meta["num_classes"], input_shape=tuple(meta["input_shape"]),
                          value_range=tuple(meta["value_range"]) if meta.get("value_range") else None,
-                         split_sizes=expected_sizes(meta["samples"], params.split))
+                         split_sizes={s: meta[f"{s}_size"] for s in ("train", "val", "test")} if meta.get("presplit")
+                         else expected_sizes(meta["samples"], params.split))
     report = check_splits(Splits.load(inputs["dataset"]), spec)
     verdict = f"passed ({report.evaluated} expectations)" if report.passed else f"failed: {report.message()}"
     return Verdict(report.passed, report.message(), {"expectations_evaluated": report.evaluated,

@@ -11,7 +11,7 @@ from squeezeflow.stages.base import Check, Stage, StageContext, Verdict, registe
 def run(ctx: StageContext) -> dict:
     model, spec = load_checkpoint(ctx.input("finetuned") / "model.pt")
     path = ctx.out / "model.onnx"
-    export_onnx(model, spec.input_shape, path, ctx.params.export.opset)
+    export_onnx(model, spec.input_shape, path, ctx.params.export.opset, spec.input_dtype)
     val = Splits.load(ctx.input("dataset")).x["val"]
     return {"model_bytes": path.stat().st_size, **parity(model, path, val)}
 

@@ -31,7 +31,7 @@ def user_teacher(ctx: StageContext, meta: dict, splits: Splits) -> tuple[nn.Modu
     """The user's model: built by their factory, from their checkpoint, checked on two samples; trained here unless
     `train: false` (then only evaluated)."""
     p, src, where = ctx.params.teacher, ctx.params.teacher.source, ctx.params_source
-    spec = python_spec(src, tuple(meta["input_shape"]), meta["num_classes"])
+    spec = python_spec(src, tuple(meta["input_shape"]), meta["num_classes"], meta.get("input_dtype", "float32"))
     seed_everything(ctx.params.seed)
     model = check_user_model(src, splits.x["train"], spec.num_classes, where)
     if not src.train:

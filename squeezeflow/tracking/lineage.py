@@ -296,6 +296,8 @@ def build_lineage(source, uri: str, ui_url: str = DEFAULT_UI) -> Lineage:
     # data source, fingerprint, check
     ds_name, ds_path = pparams.get("dataset.name"), pparams.get("dataset.path")
     ds_path = None if ds_path in (None, "", "None") else ds_path
+    if ds_path is None and pparams.get("dataset.factory") not in (None, "", "None"):
+        ds_path = pparams["dataset.factory"]  # the user's data function
     chain.append(Link("data-source", "data source", f"{ds_name or '?'}" + (f": {ds_path}" if ds_path else ""),
                       details={"dataset.name": ds_name, "dataset.path": ds_path}))
     ds_md5 = tags.get(f"{DVC}dataset") or ptags.get(f"{DVC}dataset", "")
@@ -339,7 +341,10 @@ def build_lineage(source, uri: str, ui_url: str = DEFAULT_UI) -> Lineage:
         if reused_in is not None:
             summary += f" (reused in this pipeline run: built by Dagster run " \
                        f"{run.data.tags.get(RUN_KEY_TAG, '?') if run is not None else '?'})"
-        details = {"stage": stage, "dvc_md5": md5, "metrics": metrics,
+        source = model_source(run.data.params if run is not None else {})
+        if source:
+            summary += f"; {source}"
+        details = {"stage": stage, "dvc_md5": md5, "metrics": metrics, "model_source": source or None,
                    "dagster_run_id": run.data.tags.get(RUN_KEY_TAG) if run is not None else None}
         return Link(step, label, summary, run.info.run_id if run is not None else None, rd.run_url(run),
                     reused_in.info.run_id if reused_in is not None else None, rd.run_url(reused_in), details, problems)
@@ -509,3 +514,18 @@ def render_text(lineage: Lineage) -> str:
         for p in x.problems:
             lines.append(f"{pad}! {p}")
     return "\n".join(lines) + "\n"
+
+
+def model_source(params: dict[str, str]) -> str:
+    """The user's model as the teacher run recorded it (params inputs.model.*): factory, kwargs, and the sha256 of
+    the factory's file and of the checkpoint. Empty for a built-in model."""
+    pre = "inputs.model."
+    src = {k[len(pre):]: v for k, v in params.items() if k.startswith(pre)}
+    if src.get("kind", "builtin") == "builtin":
+        return ""
+    kwargs = {k[len("kwargs."):]: v for k, v in src.items() if k.startswith("kwargs.")}
+    parts = [f"model {src.get('factory', '?')}({', '.join(f'{k}={v}' for k, v in sorted(kwargs.items()))})",
+             f"factory sha256 {src.get('factory_sha256', '?')[:12]}"]
+    if src.get("checkpoint") not in (None, "None"):
+        parts.append(f"checkpoint {src['checkpoint']} sha256 {src.get('checkpoint_sha256', '?')[:12]}")
+    return ", ".join(parts)

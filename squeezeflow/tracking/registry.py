@@ -97,9 +97,10 @@ def register(tracker: Tracker, run_id: str, model_name: str, onnx_path: Path, ex
     import onnx
     from mlflow.models import infer_signature
 
+    from squeezeflow.io import input_array
     from squeezeflow.onnxio import onnx_logits
 
-    signature = infer_signature(example.astype(np.float32), onnx_logits(onnx_path, example))
+    signature = infer_signature(input_array(example), onnx_logits(onnx_path, example))
     with fluent_uri(tracker.tracking_uri):  # registration resolves the logged model through the same global URI
         with mlflow.start_run(run_id=run_id):
             info = mlflow.onnx.log_model(onnx.load(str(onnx_path)), name="model", signature=signature,

@@ -93,11 +93,15 @@ class Tracker:
         import warnings
 
         import mlflow.data
+        import mlflow.exceptions
         from mlflow.entities import DatasetInput, InputTag
 
         with warnings.catch_warnings():  # a free-text source ("sklearn.datasets.load_digits") is ambiguous to MLflow
             warnings.simplefilter("ignore", UserWarning)
-            ds = mlflow.data.from_numpy(features=x, targets=y, source=source, name=name)
+            try:
+                ds = mlflow.data.from_numpy(features=x, targets=y, source=source, name=name)
+            except mlflow.exceptions.MlflowException:  # 'pkg.data:load' (a function) reads as an unknown URI scheme
+                ds = mlflow.data.from_numpy(features=x, targets=y, source=source.replace(":", "."), name=name)
         self.client.log_inputs(run_id, datasets=[DatasetInput(ds._to_mlflow_entity(),
                                                               tags=[InputTag("mlflow.data.context", context)])])
 

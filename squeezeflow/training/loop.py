@@ -12,6 +12,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from squeezeflow.config import TrainParams
+from squeezeflow.io import input_array
 
 # loss(model logits, x batch, y batch) -> scalar
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -33,7 +34,7 @@ def seed_everything(seed: int) -> None:
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: np.ndarray, batch: int = 1024) -> np.ndarray:
     model.eval()
-    xt = torch.as_tensor(x, dtype=torch.float32)
+    xt = torch.as_tensor(input_array(x))
     return torch.cat([model(xt[i : i + batch]) for i in range(0, len(xt), batch)]).numpy()
 
 
@@ -114,7 +115,7 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
         def loss_fn(logits, _x, y):
             return F.cross_entropy(logits, y, label_smoothing=smoothing)
 
-    xt, yt = torch.as_tensor(train[0], dtype=torch.float32), torch.as_tensor(train[1])
+    xt, yt = torch.as_tensor(input_array(train[0])), torch.as_tensor(train[1])
     opt = _optimizer(model, params)
     steps_per_epoch = math.ceil(len(xt) / params.batch_size)
     sched = _scheduler(opt, params, params.epochs * steps_per_epoch)

@@ -29,6 +29,8 @@ def input_fingerprints(params: Params) -> dict:
     """The user's files by content: params name the data file, the model's factory and checkpoint; DVC must also
     see what is in them (editing the model's code retrains the teacher)."""
     path = Path(params.dataset.path) if params.dataset.path else None
+    if params.dataset.factory:  # the user's data function: its module's file stands for what it returns
+        path = _module_file(params.dataset.factory)
     return {"dataset": {"file": str(path) if path else None, "sha256": _digest(path)},
             "model": model_fingerprint(params)}
 
@@ -39,17 +41,21 @@ def _digest(path: Path | None) -> str | None:
     return sha256_tree(path) if path.is_dir() else sha256_file(path)
 
 
+def _module_file(ref: str) -> Path | None:
+    from importlib.util import find_spec
+
+    try:
+        found = find_spec(ref.partition(":")[0])
+    except (ImportError, ValueError):
+        return None
+    return Path(found.origin) if found and found.origin else None
+
+
 def model_fingerprint(params: Params) -> dict:
     src = params.teacher.source
     if src.kind == "builtin":
         return {"kind": src.kind}
-    from importlib.util import find_spec
-
-    try:
-        found = find_spec(src.factory_ref().partition(":")[0])
-    except (ImportError, ValueError):
-        found = None
-    origin = Path(found.origin) if found and found.origin else None
+    origin = _module_file(src.factory_ref())
     ckpt = Path(src.checkpoint) if src.checkpoint else None
     out = {"kind": src.kind, "factory": src.factory_ref(), "kwargs": src.factory_kwargs(),
            "factory_file": str(origin) if origin else None, "factory_sha256": _digest(origin),

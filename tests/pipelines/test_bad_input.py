@@ -130,9 +130,30 @@ def build(num_classes=10, outputs=None):
 """
 
 
-def user_model(code: str, state: dict | None = None, factory: str = "build"):
+CUSTOM_LAYER_NET = """
+import torch
+from torch import nn
+
+
+class MyLinear(nn.Module):  # the user's own layer: its weight is a bare Parameter, not an nn.Linear
+    def __init__(self, n, m):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(m, n) * 0.1)
+
+    def forward(self, x):
+        return x @ self.weight.t()
+
+
+def build(num_classes=10):
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU())
+    net.add_module("head", MyLinear(32, num_classes))
+    return net
+"""
+
+
+def user_model(code: str, state: dict | None = None, factory: str = "build", recipe: dict | None = None):
     """params.yaml naming a factory in a module of the workspace (a fresh module name per case: Python caches
-    imports), with a checkpoint holding `state` if given."""
+    imports), with a checkpoint holding `state` and a recipe `recipe` if given."""
     def setup(ws: Path) -> list[str]:
         name = f"usernet_{abs(hash((code, factory, str(state)))) % 10**8}"
         (ws / f"{name}.py").write_text(code)
@@ -140,7 +161,11 @@ def user_model(code: str, state: dict | None = None, factory: str = "build"):
         if state is not None:
             (ws / "teacher.pt").write_bytes(_torch_bytes(state))
             src["checkpoint"] = "teacher.pt"
-        (ws / "params.yaml").write_text(yaml.safe_dump({"teacher": {"source": src, "train": {"epochs": 1}}}))
+        params = {"teacher": {"source": src, "train": {"epochs": 1}}}
+        if recipe is not None:
+            (ws / "recipes" / "mine.yaml").write_text(yaml.safe_dump(recipe))
+            params["compress"] = {"recipe": "mine"}
+        (ws / "params.yaml").write_text(yaml.safe_dump(params))
         return ["run"]
     return setup
 
@@ -189,6 +214,13 @@ CASES = [
     case("torchvision-unknown", lambda ws: (ws / "params.yaml").write_text(yaml.safe_dump({"teacher": {
         "source": {"kind": "torchvision", "name": "resnet7"}}})) and ["run"],
          "field 'teacher.source.name' = 'resnet7'", "unknown torchvision classification model", "resnet18"),
+    case("custom-layer-a-technique-cannot-handle", user_model(CUSTOM_LAYER_NET, recipe={"name": "mine", "steps": [
+        {"technique": "prune-magnitude", "sparsity": 0.5}, {"technique": "quantize", "include": ["head"]}]}),
+         "mine.yaml", "field 'steps[1].include' = ['head']", "module 'head' of type MyLinear",
+         "quantize cannot handle", "supports Linear, Conv1d, Conv2d"),
+    case("include-matches-nothing", user_model(USER_NET, recipe={"name": "mine", "steps": [
+        {"technique": "factorize-svd", "rank_ratio": 0.5, "include": ["layer9.*"]}]}),
+         "field 'steps[0].include' = ['layer9.*']", "matches no module factorize-svd handles (Linear)", "['1']"),
     case("output-classes", user_model(USER_NET.replace("outputs=None", "outputs=3")),
          "field 'teacher.source.factory'", "(2, 3)", "10 classes"),
     case("image-undecodable", data_files({"a/1.png": _png(0), "a/2.png": _png(9), "a/3.png": _png(3),
@@ -201,7 +233,9 @@ CASES = [
          "not a readable .npz file"),
     case("npz-no-x", npz(lambda x, y: {"y": y}), "data.npz", "field 'x' = None", "missing array 'x'"),
     case("npz-no-y", npz(lambda x, y: {"x": x}), "data.npz", "field 'y' = None", "missing array 'y'"),
-    case("npz-int-x", npz(lambda x, y: {"x": (x * 16).astype(np.int64), "y": y}), "data.npz", "field 'x' = 'int64'"),
+    # integer x is token ids (or indices) that only a model embedding them can take
+    case("npz-int-x-builtin-model", npz(lambda x, y: {"x": (x * 16).astype(np.int64), "y": y}),
+         "field 'teacher.source.kind' = 'builtin'", "integers (int64: token ids", "teacher.source kind python"),
     case("npz-1d-x", npz(lambda x, y: {"x": x[:, 0, 0], "y": y}), "data.npz", "field 'x' = 'shape (1797,)'"),
     case("npz-float-y", npz(lambda x, y: {"x": x, "y": y.astype(np.float32)}), "data.npz", "field 'y' = 'float32'"),
     case("npz-length-mismatch", npz(lambda x, y: {"x": x, "y": y[:-1]}), "data.npz", "field 'y' = 'shape (1796,)'"),

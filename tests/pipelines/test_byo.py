@@ -147,6 +147,21 @@ def test_the_users_trained_model_is_compressed_without_retraining_and_promoted(b
     assert len(versions) == 1
 
 
+def test_lineage_names_the_users_factory_and_the_sha256_of_its_file_and_checkpoint(byo, capsys):
+    import hashlib
+
+    from pipelines.cli import main
+
+    ws, _ = byo
+    capsys.readouterr()
+    assert main(["--root", str(ws.root), "lineage", "models:/squeezeflow-images-cpu-int8/1"]) == 0
+    out = capsys.readouterr().out
+    nets = hashlib.sha256((ws.root / "usernets" / "nets.py").read_bytes()).hexdigest()
+    ckpt = hashlib.sha256((ws.root / "teacher.pt").read_bytes()).hexdigest()
+    assert "model usernets.nets:build(" in out
+    assert f"factory sha256 {nets[:12]}" in out and f"sha256 {ckpt[:12]}" in out
+
+
 def test_nothing_changed_reuses_every_stage_and_editing_the_factory_reruns_the_teacher(byo):
     ws, _ = byo
     assert run_lifecycle(ws, [], ["cpu-fp32", "cpu-int8"]) == 0

@@ -84,3 +84,48 @@ def test_a_folder_without_class_subfolders_is_refused(tmp_path):
     Image.fromarray(np.zeros((4, 4), dtype=np.uint8)).save(tmp_path / "flat" / "a.png")
     with pytest.raises(SqueezeflowInputError, match="one subfolder of images per class"):
         load_dataset(DatasetParams(name="image_folder", path=str(tmp_path / "flat")))
+
+
+def _data_module(tmp_path, monkeypatch, code: str) -> str:
+    name = f"userdata_{abs(hash(code)) % 10**8}"
+    (tmp_path / f"{name}.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return name
+
+
+def test_a_data_function_returning_token_ids_keeps_them_integers(tmp_path, monkeypatch):
+    mod = _data_module(tmp_path, monkeypatch, "import numpy as np\n"
+                       "def load(n):\n    return np.arange(n * 4).reshape(n, 4) % 7, np.arange(n) % 2\n")
+    data = load_dataset(DatasetParams(name="python", factory=f"{mod}:load", kwargs={"n": 6}))
+    assert data.x.dtype == np.int64 and data.x.shape == (6, 4) and data.num_classes == 2
+    assert data.presplit is None
+
+
+def test_a_data_function_returning_a_torch_dataset_and_its_own_splits(tmp_path, monkeypatch):
+    from squeezeflow.config import SplitParams
+    from squeezeflow.data import make_splits
+
+    mod = _data_module(tmp_path, monkeypatch, "import torch\n"
+                       "class D(torch.utils.data.Dataset):\n"
+                       "    def __init__(self, n, off): self.n, self.off = n, off\n"
+                       "    def __len__(self): return self.n\n"
+                       "    def __getitem__(self, i):\n"
+                       "        return torch.full((3,), float(i + self.off)), torch.tensor(i % 2)\n"
+                       "def load():\n    return {'train': D(8, 0), 'val': D(4, 100), 'test': D(2, 200)}\n")
+    data = load_dataset(DatasetParams(name="python", factory=f"{mod}:load"))
+    splits = make_splits(data, SplitParams(), seed=0)
+    assert splits.sizes() == {"train": 8, "val": 4, "test": 2}  # used as given, not re-split
+    np.testing.assert_array_equal(splits.x["val"][:, 0], [100, 101, 102, 103])
+    assert splits.x["train"].dtype == np.float32
+
+
+@pytest.mark.parametrize("code,needle", [
+    ("def load():\n    return 42\n", "returned int: expected (x, y) arrays"),
+    ("def load():\n    raise RuntimeError('no disk')\n", "raised RuntimeError: no disk"),
+    ("import numpy as np\ndef load():\n    return np.zeros((4, 2)), np.zeros(3, int)\n", "one label per row"),
+])
+def test_a_data_function_that_goes_wrong_is_one_error_naming_the_field(tmp_path, monkeypatch, code, needle):
+    mod = _data_module(tmp_path, monkeypatch, code)
+    with pytest.raises(SqueezeflowInputError) as err:
+        load_dataset(DatasetParams(name="python", factory=f"{mod}:load"))
+    assert needle in str(err.value) and ("dataset.factory" in str(err.value) or "'y'" in str(err.value))

@@ -26,6 +26,15 @@ def test_npz_keeps_the_users_layout(tmp_path):
     assert d.x.shape == (30, 3, 4) and d.x.dtype == np.float32 and d.num_classes == 3
 
 
+def test_npz_integers_are_ids_and_bytes_are_pixels(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.arange(60, dtype=np.int32).reshape(30, 2), y=np.arange(30) % 3)
+    assert load_dataset(DatasetParams(name="npz", path=str(path))).x.dtype == np.int64  # token ids, embedded
+    np.savez(path, x=np.full((30, 2), 255, np.uint8), y=np.arange(30) % 3)
+    d = load_dataset(DatasetParams(name="npz", path=str(path)))
+    assert d.x.dtype == np.float32 and d.x.max() == 255.0  # uint8 images: intensities, as floats
+
+
 def _npz(tmp_path, **arrays):
     path = tmp_path / "bad.npz"
     np.savez(path, **arrays)
@@ -34,7 +43,7 @@ def _npz(tmp_path, **arrays):
 
 @pytest.mark.parametrize("arrays, field, value", [
     (dict(y=np.zeros(4, int)), "x", "None"),
-    (dict(x=np.zeros((4, 2), np.int32), y=np.zeros(4, int)), "x", "int32"),
+    (dict(x=np.zeros((4, 2), np.complex64), y=np.zeros(4, int)), "x", "complex64"),
     (dict(x=np.zeros(4), y=np.zeros(4, int)), "x", "shape (4,)"),
     (dict(x=np.zeros((4, 2)), y=np.zeros(4)), "y", "float64"),
     (dict(x=np.zeros((4, 2)), y=np.zeros(3, int)), "y", "shape (3,)"),

@@ -1,0 +1,124 @@
+"""A transformer classifier on token ids, end to end: the user's data function (integer sequences, generated here)
+and the user's nn.TransformerEncoder model from the workspace, distilled into a shallower student of the same
+factory and built for int8; then attention/FFN pruning of the teacher itself. Exported with int64 inputs, parity
+checked, gated, registered, promoted."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import yaml
+
+from pipelines.runner import run_lifecycle
+from squeezeflow.workspace import Workspace
+from tests.conftest import lifecycle_env, make_workspace
+
+pytestmark = pytest.mark.slow
+
+DATA = '''
+import numpy as np
+
+
+def load(n=1500, length=16, vocab=64, seed=0):
+    """The class is the keyword (token 1, 2 or 3) that occurs most often, among random tokens and a distractor."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(4, vocab, size=(n, length))
+    y = rng.integers(0, 3, size=n)
+    for i in range(n):
+        k = rng.integers(2, 5)
+        pos = rng.choice(length, size=k + 2, replace=False)
+        x[i, pos[:k]] = 1 + y[i]
+        x[i, pos[k:]] = 1 + (y[i] + rng.integers(1, 3)) % 3
+    return x, y
+'''
+
+NET = '''
+import torch
+from torch import nn
+
+
+class TextClassifier(nn.Module):
+    def __init__(self, num_classes, vocab=64, length=16, d_model=32, heads=4, layers=2, ff=64):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d_model)
+        self.pos = nn.Parameter(torch.zeros(1, length, d_model))
+        layer = nn.TransformerEncoderLayer(d_model, heads, ff, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.head = nn.Linear(d_model, num_classes)
+
+    def forward(self, ids):
+        return self.head(self.encoder(self.embed(ids) + self.pos).mean(1))
+
+
+def build(num_classes, **kw):
+    return TextClassifier(num_classes, **kw)
+'''
+
+SHALLOW = {"name": "shallow", "steps": [
+    {"technique": "distill", "student": {"kwargs": {"layers": 1}}, "train": {"epochs": 20, "patience": 20}},
+    {"technique": "quantize", "bits": 8},
+], "finetune": {"train": {"epochs": 2, "patience": 2}}}
+PRUNE = {"name": "prune", "steps": [
+    {"technique": "prune-channels", "amount": 0.5, "steps": 2, "finetune": {"epochs": 5, "patience": 5}},
+    {"technique": "quantize", "bits": 8},
+], "finetune": {"train": {"epochs": 5, "patience": 5}}}
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    with lifecycle_env(tmp_path_factory.mktemp("tokens")) as base:
+        root = base / "ws"
+        make_workspace(root, {"dataset": {"name": "python", "factory": "usertext.data:load"},
+                              "teacher": {"source": {"kind": "python", "factory": "usertext.net:build"},
+                                          "train": {"epochs": 15, "patience": 15}},
+                              "compress": {"recipe": "shallow"}})
+        for recipe in (SHALLOW, PRUNE):
+            (root / "recipes" / f"{recipe['name']}.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+        (root / "usertext").mkdir()
+        (root / "usertext" / "__init__.py").write_text("")
+        (root / "usertext" / "data.py").write_text(DATA)
+        (root / "usertext" / "net.py").write_text(NET)
+        yield Workspace(root)
+
+
+def metrics(ws: Workspace, stage: str) -> dict:
+    return json.loads((ws.stage_dir(stage) / "metrics.json").read_text())
+
+
+def last_summary(ws: Workspace) -> dict:
+    runs = sorted((ws.state_dir / "runs").glob("*/summary.json"), key=lambda p: p.stat().st_mtime)
+    return json.loads(runs[-1].read_text())
+
+
+def test_a_shallower_student_of_the_users_transformer_on_token_ids(ws):
+    assert run_lifecycle(ws, [], ["cpu-int8"]) == 0
+    data, teacher = metrics(ws, "dataset"), metrics(ws, "teacher")
+    assert data["input_dtype"] == "int64"
+    with np.load(ws.stage_dir("dataset") / "train.npz") as f:
+        assert f["x"].dtype == np.int64  # ids stay ids: never standardized or cast to float
+    assert teacher["arch"] == "usertext.net:build" and teacher["test_accuracy"] > 60
+    compressed = metrics(ws, "compressed")
+    assert compressed["parameters"] < 0.7 * teacher["parameters"]  # one encoder layer instead of two
+    graph = onnx.load(str(ws.stage_dir("exported") / "model.onnx")).graph
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT64
+    assert {"Gather", "Softmax", "DequantizeLinear"} <= {n.op_type for n in graph.node}  # embedding, attention, int8
+    assert metrics(ws, "exported")["max_abs_diff"] < 1e-4
+    validated = metrics(ws, "validate-cpu-int8")
+    assert validated["accuracy"] > teacher["test_accuracy"] - 5
+    assert {r["target"]: r["promoted"] for r in last_summary(ws)["targets"]} == {"cpu-int8": "champion"}
+
+
+def test_attention_and_ffn_pruning_of_the_teacher_itself(ws):
+    assert run_lifecycle(ws, ["compress.recipe=prune"], ["cpu-int8"]) in (0, 3)  # 3: held back by its gate
+    teacher, compressed = metrics(ws, "teacher"), metrics(ws, "compressed")
+    assert compressed["parameters"] < 0.5 * teacher["parameters"]
+    from squeezeflow.models import load_checkpoint
+
+    model = load_checkpoint(ws.stage_dir("compressed") / "model.pt")[0]
+    attn = model.get_submodule("encoder.layers.0.self_attn")  # no input-norm wrapper: ids are not standardized
+    # heads keep their size; the projections agree with each other after pruning
+    assert attn.embed_dim == attn.in_proj_weight.shape[1] == attn.out_proj.weight.shape[0] < 32
+    assert attn.embed_dim % attn.num_heads == 0
+    assert metrics(ws, "exported")["argmax_agreement"] == 1.0
+    assert last_summary(ws)["targets"][0]["gate"] in ("pass", "FAIL")  # the gate decided
