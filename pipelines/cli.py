@@ -87,6 +87,23 @@ def cmd_run(args) -> int:
                          named=bool(args.target))
 
 
+def cmd_init(args) -> int:
+    from squeezeflow.errors import SqueezeflowInputError
+    from squeezeflow.scaffold import init_workspace
+
+    try:
+        made = init_workspace(Path(args.folder), args.model, args.data, args.target or ["cpu-fp32", "cpu-int8"],
+                              args.checkpoint, train=not args.no_train, force=args.force)
+    except SqueezeflowInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for path in made.files:
+        print(f"wrote {path.relative_to(made.root)}")
+    print(f"checked: {made.summary}")
+    print(f"next: squeezeflow --root {made.root} run    (or ./sf --root {made.root} run)")
+    return 0
+
+
 def cmd_sweep(args) -> int:
     from squeezeflow.config import apply_overrides, parse_override
     from squeezeflow.errors import SqueezeflowInputError
@@ -195,6 +212,19 @@ def main(argv: list[str] | None = None) -> int:
                    help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or SQLite in .squeezeflow/)")
     r.add_argument("--verbose", action="store_true", help="Dagster's log and full stack traces on the terminal")
     r.set_defaults(fn=cmd_run)
+    i = sub.add_parser("init", help="a workspace for your own model and data: params.yaml, targets, an editable "
+                       "recipe; checked before anything is left behind")
+    i.add_argument("folder", nargs="?", default=".", help="the workspace folder (default: here)")
+    i.add_argument("--model", help="'my_pkg.models:build' (importable from the folder) or 'torchvision:resnet18'; "
+                   "default: squeezeflow's built-in models")
+    i.add_argument("--data", required=True, help="a folder of images per class, a .csv/.parquet table, an .npz, or "
+                   "'my_pkg.data:load'")
+    i.add_argument("--checkpoint", help="the model's trained state dict (torch.save(model.state_dict()))")
+    i.add_argument("--no-train", action="store_true", help="compress the checkpoint's model as it is")
+    i.add_argument("--target", action="append", help="a shipped device target (repeatable); default: cpu-fp32, "
+                   "cpu-int8")
+    i.add_argument("--force", action="store_true", help="overwrite an existing params.yaml")
+    i.set_defaults(fn=cmd_init)
     w = sub.add_parser("sweep", help="train big, then compress: teacher sizes x recipes (params.yaml: sweep); the "
                        "Pareto front as a table and a plot")
     w.add_argument("--dataset", help="built-in dataset: digits (default) or mnist1d")

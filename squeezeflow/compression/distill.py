@@ -80,9 +80,17 @@ class SoftTargets(TechniqueConfig):
     loss: Literal["kl", "mse"] = "kl"
 
 
+class HintSpec(TechniqueConfig):
+    student: str = Field(min_length=1, description="module path in the student (e.g. layer3)")
+    teacher: str = Field(min_length=1, description="module path in the teacher whose output it learns")
+
+
 class DistillConfig(SoftTargets):
     student: StudentSpec = StudentSpec()
-    hint_weight: float = Field(0.0, ge=0, description="weight of the penultimate-feature (hint) loss; 0 = off")
+    hint_weight: float = Field(0.0, ge=0, description="weight of the feature (hint) loss; 0 = off")
+    hint: HintSpec | None = Field(None, description="the modules whose outputs the hint loss matches (pooled per "
+                                  "sample, through a learned projection); null: the penultimate layer of built-in "
+                                  "models")
     train: TrainParams = TrainParams(epochs=150, patience=15, lr=3e-3)
 
 
@@ -113,18 +121,62 @@ def kd_loss_fn(teacher: nn.Module, cfg: SoftTargets):
     return loss
 
 
+# Modules whose 3-D output is (N, channels, length); any other 3-D output is taken as (N, tokens, features).
+_CHANNELS_FIRST_1D = (nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d, nn.AvgPool1d, nn.AdaptiveAvgPool1d)
+
+
+def pooled(out: torch.Tensor, module: nn.Module) -> torch.Tensor:
+    """A module's output as one feature vector per sample: conv maps averaged over space, token sequences over
+    tokens, so two models of different resolution or length still compare."""
+    if out.dim() == 2:
+        return out
+    if out.dim() == 3 and not isinstance(module, _CHANNELS_FIRST_1D):
+        return out.mean(1)
+    return out.flatten(2).mean(2)
+
+
+class _Tap:
+    """The output of the module at `path`, kept from the last forward pass (a forward hook)."""
+
+    def __init__(self, model: nn.Module, path: str):
+        from squeezeflow.models.graph import get_module
+
+        try:
+            self.module = get_module(model, path)
+        except AttributeError:
+            raise ValueError(f"hint: no module at '{path}'") from None
+        self.value: torch.Tensor | None = None
+        self._hook = self.module.register_forward_hook(self._keep)
+
+    def _keep(self, _m, _i, out):
+        self.value = pooled(out[0] if isinstance(out, tuple) else out, self.module)
+
+    def remove(self) -> None:
+        self._hook.remove()
+
+
 class _WithHint(nn.Module):
     """The student plus the throwaway projection for the hint loss, trained as one module by `fit`."""
 
-    def __init__(self, student: nn.Sequential, student_dim: int, teacher_dim: int):
+    def __init__(self, student: nn.Module, student_dim: int, teacher_dim: int):
         super().__init__()
         self.student, self.project = student, nn.Linear(student_dim, teacher_dim)
-        self.last_features: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = features(self.student, x)
-        self.last_features = f
-        return self.student[-1](f)
+        return self.student(x)
+
+
+def hint_paths(cfg: DistillConfig, student: nn.Module, teacher: nn.Module) -> tuple[str, str]:
+    """The module paths whose outputs the hint loss compares: as configured (paths in the user's model, resolved
+    through the input-normalization wrapper), else the penultimate layer of flat built-in models."""
+    from squeezeflow.models.graph import model_path
+
+    if cfg.hint is not None:
+        return model_path(student, cfg.hint.student), model_path(teacher, cfg.hint.teacher)
+    if type(student) is not nn.Sequential or type(teacher) is not nn.Sequential:
+        raise ValueError("hint_weight on a user's model needs hint: {student: PATH, teacher: PATH}, the modules "
+                         "whose outputs to match (e.g. layer3 and layer3)")
+    return str(len(student) - 2), str(len(teacher) - 2)
 
 
 @register_technique
@@ -137,22 +189,29 @@ class Distill(Technique):
         student, spec = make_student(cfg.student, teacher, ctx)
         kd = kd_loss_fn(teacher, cfg)
         if cfg.hint_weight > 0:
-            if type(student) is not nn.Sequential or type(teacher) is not nn.Sequential:
-                raise ValueError("hint_weight needs flat built-in models (the penultimate layer's features); "
-                                 "a user model's student is distilled without it")
-            probe = torch.as_tensor(ctx.train[0][:2])
-            with torch.no_grad():
-                s_dim, t_dim = features(student, probe).shape[1], features(teacher, probe).shape[1]
-            wrapped = _WithHint(student, s_dim, t_dim)
-
-            def loss(logits, x, y):
-                with torch.no_grad():
-                    t_feat = features(teacher, x)
-                hint = F.mse_loss(wrapped.project(wrapped.last_features), t_feat)
-                return kd(logits, x, y) + cfg.hint_weight * hint
-
-            result = ctx.fit(wrapped, cfg.train, desc="distill", loss_fn=loss)
+            result = self._with_hint(cfg, student, teacher, kd, ctx)
         else:
             result = ctx.fit(student, cfg.train, desc="distill", loss_fn=kd)
         return Applied(student.eval(), {"epochs": result.epochs_run, "val_accuracy": result.best_val_accuracy,
                                         "parameters": count_parameters(student)}, spec)
+
+    @staticmethod
+    def _with_hint(cfg: DistillConfig, student: nn.Module, teacher: nn.Module, kd, ctx: CompressContext):
+        """FitNets: the KD loss plus hint_weight x MSE between the teacher's features at one module and a learned
+        projection of the student's at another (the projection is thrown away after training)."""
+        s_path, t_path = hint_paths(cfg, student, teacher)
+        s_tap, t_tap = _Tap(student, s_path), _Tap(teacher, t_path)
+        try:
+            with torch.no_grad():
+                probe = ctx.example()
+                student.eval()(probe), teacher(probe)
+            wrapped = _WithHint(student, s_tap.value.shape[1], t_tap.value.shape[1])
+
+            def loss(logits, x, y):
+                kd_part = kd(logits, x, y)  # runs the teacher: t_tap now holds its features for this batch
+                return kd_part + cfg.hint_weight * F.mse_loss(wrapped.project(s_tap.value), t_tap.value.detach())
+
+            return ctx.fit(wrapped, cfg.train, desc="distill", loss_fn=loss)
+        finally:
+            s_tap.remove()
+            t_tap.remove()

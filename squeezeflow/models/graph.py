@@ -32,6 +32,13 @@ def user_path(model: nn.Module, path: str) -> str:
     return path
 
 
+def model_path(model: nn.Module, path: str) -> str:
+    """The inverse of user_path: a path in the user's model -> its path in `model` (through the wrapper)."""
+    wrapped = isinstance(model, nn.Sequential) and len(model) == 2 and isinstance(model[0], Standardize) \
+        and not isinstance(model[1], COMPUTE) and not path.isdigit()
+    return f"1.{path}" if wrapped else path
+
+
 def matches(path: str, include: Iterable[str] | None, exclude: Iterable[str] = ()) -> bool:
     """fnmatch patterns (`layer3.*`, `*.attn.*`): included (all when `include` is empty) and not excluded."""
     inc = list(include or ())

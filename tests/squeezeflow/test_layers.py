@@ -22,7 +22,7 @@ LAYERS = [
     {"stages"},
     {"versioning"},
     {"workspace", "runlock"},
-    {"lifecycle", "summary"},
+    {"lifecycle", "summary", "scaffold"},
 ]
 
 

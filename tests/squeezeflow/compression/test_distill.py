@@ -100,3 +100,26 @@ def test_the_student_is_the_teachers_architecture_at_a_fraction_of_its_size():
 def test_an_empty_student_hidden_list_is_rejected():
     with pytest.raises(ValidationError, match="width"):
         DistillConfig.model_validate({"student": {"hidden": []}})
+
+
+def test_hint_by_module_path_matches_the_named_layers_outputs(task):
+    """hint: {student: PATH, teacher: PATH}: any pair of modules, here each model's first Linear."""
+    cfg = DistillConfig(student=StudentSpec(hidden=(8,)), train=FAST, hint_weight=1.0,
+                        hint={"student": "1", "teacher": "1"})
+    out = Distill(cfg).apply(task.teacher, task)
+    assert accuracy(out.model, *task.val) >= accuracy(task.teacher, *task.val) - 5
+    assert not out.model._forward_hooks and not out.model[1]._forward_hooks  # taps removed after training
+    with pytest.raises(ValueError, match="no module at 'layer9'"):
+        Distill(cfg.model_copy(update={"hint": cfg.hint.model_copy(update={"student": "layer9"})})).apply(
+            task.teacher, task)
+
+
+def test_features_are_pooled_per_sample_whatever_their_layout():
+    from squeezeflow.compression.distill import pooled
+
+    conv = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
+    assert pooled(conv, torch.nn.Conv2d(1, 3, 1)).shape == (2, 3)  # channels kept, space averaged
+    tokens = torch.randn(2, 7, 5)
+    torch.testing.assert_close(pooled(tokens, torch.nn.TransformerEncoderLayer(5, 1)), tokens.mean(1))
+    signal = torch.randn(2, 4, 9)
+    torch.testing.assert_close(pooled(signal, torch.nn.Conv1d(1, 4, 1)), signal.mean(2))
