@@ -74,12 +74,16 @@ class CompressContext:
 
     def fit(self, model: nn.Module, params, desc: str, loss_fn=None):
         """Supervised (or custom-loss) training that keeps pruned weights at exactly zero."""
+        import torch
+
         from squeezeflow.compression.prune import apply_masks, weight_masks
-        from squeezeflow.training import fit
+        from squeezeflow.training import fit, predict_logits
 
         masks = weight_masks(model)
+        teacher = getattr(loss_fn, "teacher", None)  # a frozen teacher: its outputs once per sample (kd_loss_fn)
+        cached = torch.as_tensor(predict_logits(teacher, self.train[0])) if teacher is not None else None
         return fit(model, self.train, self.val, params, self.seed, desc=desc, loss_fn=loss_fn,
-                   after_step=lambda: apply_masks(masks))
+                   after_step=lambda: apply_masks(masks), teacher_logits=cached)
 
 
 @dataclass

@@ -111,13 +111,18 @@ def features(model: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
 
 
 def kd_loss_fn(teacher: nn.Module, cfg: SoftTargets):
+    """The soft-target loss against a frozen teacher. It carries the teacher (`loss.teacher`): inputs are never
+    augmented here, so CompressContext.fit computes the teacher's outputs once per sample and passes them with each
+    batch instead of running the teacher on every batch of every epoch."""
     teacher.eval()
 
-    def loss(logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            t = teacher(x)
+    def loss(logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        if t is None:
+            with torch.no_grad():
+                t = teacher(x)
         return distillation_loss(logits, t, y, cfg.temperature, cfg.alpha, cfg.loss)
 
+    loss.teacher = teacher
     return loss
 
 

@@ -104,9 +104,10 @@ def recalibrate_batchnorms(model: nn.Module, x: torch.Tensor, norms: list, batch
 
 def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
         params: TrainParams, seed: int, desc: str, loss_fn: LossFn | None = None,
-        after_step: Callable[[], None] | None = None) -> FitResult:
+        after_step: Callable[[], None] | None = None, teacher_logits: torch.Tensor | None = None) -> FitResult:
     """Train with params' optimizer and schedule; keep the checkpoint with the best validation accuracy or loss
-    (params.select), stop after `patience` epochs without one, and restore it at the end."""
+    (params.select), stop after `patience` epochs without one, and restore it at the end. `teacher_logits`: a
+    fixed teacher's outputs for every training sample, handed to loss_fn with each batch (its 4th argument)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     if loss_fn is None:
@@ -134,7 +135,8 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
         for i in range(0, len(order), params.batch_size):
             idx = order[i : i + params.batch_size]
             opt.zero_grad()
-            batch_loss = loss_fn(model(xt[idx]), xt[idx], yt[idx])
+            extra = () if teacher_logits is None else (teacher_logits[idx],)
+            batch_loss = loss_fn(model(xt[idx]), xt[idx], yt[idx], *extra)
             batch_loss.backward()
             opt.step()
             if sched is not None:

@@ -123,3 +123,15 @@ def test_features_are_pooled_per_sample_whatever_their_layout():
     torch.testing.assert_close(pooled(tokens, torch.nn.TransformerEncoderLayer(5, 1)), tokens.mean(1))
     signal = torch.randn(2, 4, 9)
     torch.testing.assert_close(pooled(signal, torch.nn.Conv1d(1, 4, 1)), signal.mean(2))
+
+
+def test_distillation_runs_the_teacher_once_per_sample_not_once_per_batch_per_epoch(task):
+    seen = []
+    hook = task.teacher.register_forward_hook(lambda _m, inputs, _o: seen.append(len(inputs[0])))
+    try:
+        out = Distill(DistillConfig(student=StudentSpec(hidden=(8,)), train=FAST)).apply(task.teacher, task)
+    finally:
+        hook.remove()
+    assert out.metrics["epochs"] >= 2
+    assert sum(seen) == len(task.train[0])  # one pass over the train split, whatever the number of epochs
+    assert accuracy(out.model, *task.val) >= accuracy(task.teacher, *task.val) - 5
