@@ -246,9 +246,15 @@ def _literal(text: str | None):
 
 def _short(value: Any) -> str:
     if isinstance(value, dict):
-        if "arch" in value:
+        if "arch" in value:  # a distill student: a factory with kwargs, an architecture, or the teacher's own
+            kwargs = value.get("kwargs") or {}
+            if value.get("factory") or kwargs:
+                args = ",".join(f"{k}={_fmt(v)}" for k, v in kwargs.items())
+                return f"{value.get('factory') or 'teacher'}({args})"
             hidden = value.get("hidden")
-            return f"{value['arch']}{list(hidden) if hidden is not None else ''}".replace(" ", "")
+            if value["arch"] is None and hidden is None:
+                return f"teacher(width={_fmt(value.get('width'))},channels={_fmt(value.get('channels'))})"
+            return f"{value['arch'] or 'teacher'}{list(hidden) if hidden is not None else ''}".replace(" ", "")
         return "{" + ", ".join(f"{k}={_short(v)}" for k, v in value.items() if not isinstance(v, dict)) + "}"
     if isinstance(value, list):
         return "[" + ",".join(_short(v) for v in value) + "]"

@@ -251,6 +251,13 @@ def test_the_recipe_falls_back_to_the_params_of_the_compressed_run(tracker, tmp_
     assert recipe.details["from"] == "params"
     assert recipe.summary.startswith("tiny: distill(student=mlp[16]) -> prune-magnitude(sparsity=0.5)")
     assert recipe_summary({"name": "none", "steps": []}) == "none: (no steps)"
+    # a user model's students: the factory with other kwargs, or the teacher itself made smaller
+    student = {"arch": None, "factory": None, "kwargs": {"layers": 1}, "hidden": None, "width": 0.125}
+    assert recipe_summary({"name": "s", "steps": [{"technique": "distill", "student": student}]}) == \
+        "s: distill(student=teacher(layers=1))"
+    pruned = {**student, "kwargs": {}, "channels": 0.25}
+    assert recipe_summary({"name": "d", "steps": [{"technique": "distill", "student": pruned}]}) == \
+        "d: distill(student=teacher(width=0.125,channels=0.25))"
 
 
 def test_cli_exit_2_names_field_and_value(tracker, tmp_path, capsys, monkeypatch):
