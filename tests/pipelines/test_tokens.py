@@ -1,7 +1,7 @@
-"""A transformer classifier on token ids, end to end: the user's data function (integer sequences, generated here)
-and the user's nn.TransformerEncoder model from the workspace, distilled into a shallower student of the same
-factory and built for int8; then attention/FFN pruning of the teacher itself. Exported with int64 inputs, parity
-checked, gated, registered, promoted."""
+"""A transformer classifier on token ids, end to end, with the files of examples/text_transformer: the user's data
+function (integer sequences, generated offline) and the user's nn.TransformerEncoder model, distilled into a
+shallower student of the same factory and built for int8; then attention/FFN pruning of the teacher itself.
+Exported with int64 inputs, parity checked, gated, registered, promoted."""
 
 import json
 
@@ -12,48 +12,9 @@ import yaml
 
 from pipelines.runner import run_lifecycle
 from squeezeflow.workspace import Workspace
-from tests.conftest import lifecycle_env, make_workspace
+from tests.conftest import PROJECT, lifecycle_env, make_workspace
 
 pytestmark = pytest.mark.slow
-
-DATA = '''
-import numpy as np
-
-
-def load(n=1500, length=16, vocab=64, seed=0):
-    """The class is the keyword (token 1, 2 or 3) that occurs most often, among random tokens and a distractor."""
-    rng = np.random.default_rng(seed)
-    x = rng.integers(4, vocab, size=(n, length))
-    y = rng.integers(0, 3, size=n)
-    for i in range(n):
-        k = rng.integers(2, 5)
-        pos = rng.choice(length, size=k + 2, replace=False)
-        x[i, pos[:k]] = 1 + y[i]
-        x[i, pos[k:]] = 1 + (y[i] + rng.integers(1, 3)) % 3
-    return x, y
-'''
-
-NET = '''
-import torch
-from torch import nn
-
-
-class TextClassifier(nn.Module):
-    def __init__(self, num_classes, vocab=64, length=16, d_model=32, heads=4, layers=2, ff=64):
-        super().__init__()
-        self.embed = nn.Embedding(vocab, d_model)
-        self.pos = nn.Parameter(torch.zeros(1, length, d_model))
-        layer = nn.TransformerEncoderLayer(d_model, heads, ff, dropout=0.0, batch_first=True)
-        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-        self.head = nn.Linear(d_model, num_classes)
-
-    def forward(self, ids):
-        return self.head(self.encoder(self.embed(ids) + self.pos).mean(1))
-
-
-def build(num_classes, **kw):
-    return TextClassifier(num_classes, **kw)
-'''
 
 SHALLOW = {"name": "shallow", "steps": [
     {"technique": "distill", "student": {"kwargs": {"layers": 1}}, "train": {"epochs": 20, "patience": 20}},
@@ -69,16 +30,18 @@ PRUNE = {"name": "prune", "steps": [
 def ws(tmp_path_factory):
     with lifecycle_env(tmp_path_factory.mktemp("tokens")) as base:
         root = base / "ws"
-        make_workspace(root, {"dataset": {"name": "python", "factory": "usertext.data:load"},
-                              "teacher": {"source": {"kind": "python", "factory": "usertext.net:build"},
+        make_workspace(root, {"dataset": {"name": "python", "factory": "usertext.textdata:load",
+                                          "kwargs": {"n": 1500}},
+                              "teacher": {"source": {"kind": "python", "factory": "usertext.textnet:build",
+                                                     "kwargs": {"d_model": 32, "ff": 64}},
                                           "train": {"epochs": 15, "patience": 15}},
                               "compress": {"recipe": "shallow"}})
         for recipe in (SHALLOW, PRUNE):
             (root / "recipes" / f"{recipe['name']}.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
         (root / "usertext").mkdir()
         (root / "usertext" / "__init__.py").write_text("")
-        (root / "usertext" / "data.py").write_text(DATA)
-        (root / "usertext" / "net.py").write_text(NET)
+        for f in ("textdata.py", "textnet.py"):  # the example's own files, as a package in the workspace
+            (root / "usertext" / f).write_text((PROJECT / "examples" / "text_transformer" / f).read_text())
         yield Workspace(root)
 
 
@@ -97,7 +60,7 @@ def test_a_shallower_student_of_the_users_transformer_on_token_ids(ws):
     assert data["input_dtype"] == "int64"
     with np.load(ws.stage_dir("dataset") / "train.npz") as f:
         assert f["x"].dtype == np.int64  # ids stay ids: never standardized or cast to float
-    assert teacher["arch"] == "usertext.net:build" and teacher["test_accuracy"] > 60
+    assert teacher["arch"] == "usertext.textnet:build" and teacher["test_accuracy"] > 60
     compressed = metrics(ws, "compressed")
     assert compressed["parameters"] < 0.7 * teacher["parameters"]  # one encoder layer instead of two
     graph = onnx.load(str(ws.stage_dir("exported") / "model.onnx")).graph
