@@ -169,7 +169,19 @@ class TorchvisionSource(FactorySource):
         return f"torchvision:{self.name}"
 
 
-ModelSource = Annotated[BuiltinSource | PythonSource | TorchvisionSource, Field(discriminator="kind")]
+class OnnxSource(Strict):
+    """An exported, trained model as a frozen teacher: ONNX Runtime computes its outputs and the recipe's first step
+    distils them into a torch student (student.arch or student.factory; by default a built-in one chosen by the
+    data, `teacher.arch: auto`)."""
+
+    kind: Literal["onnx"]
+    path: str = Field(min_length=1, description="the .onnx file (relative to the workspace)")
+
+    def label(self) -> str:
+        return f"onnx:{Path(self.path).name}"
+
+
+ModelSource = Annotated[BuiltinSource | PythonSource | TorchvisionSource | OnnxSource, Field(discriminator="kind")]
 
 
 class TeacherParams(Strict):
@@ -238,8 +250,12 @@ def anchored(params: Params, root: Path) -> Params:
         return str(Path(root) / path) if path and not Path(path).is_absolute() else path
 
     update = {"dataset": params.dataset.model_copy(update={"path": at(params.dataset.path)})}
-    if isinstance(params.teacher.source, FactorySource) and params.teacher.source.checkpoint:
-        src = params.teacher.source.model_copy(update={"checkpoint": at(params.teacher.source.checkpoint)})
+    src = params.teacher.source
+    if isinstance(src, FactorySource) and src.checkpoint:
+        src = src.model_copy(update={"checkpoint": at(src.checkpoint)})
+    elif isinstance(src, OnnxSource):
+        src = src.model_copy(update={"path": at(src.path)})
+    if src is not params.teacher.source:
         update["teacher"] = params.teacher.model_copy(update={"source": src})
     return params.model_copy(update=update)
 

@@ -151,7 +151,9 @@ class Workspace:
             raise SqueezeflowInputError(source, "sweep.target", params.sweep.target,
                                         f"no such device target; known: {sorted(self.targets)}")
         self.resolved_recipes(params)
-        if params.teacher.source.kind != "builtin":
+        if params.teacher.source.kind == "onnx" and not Path(params.teacher.source.path).is_file():
+            raise SqueezeflowInputError(source, "teacher.source.path", params.teacher.source.path, "no such file")
+        if params.teacher.source.kind in ("python", "torchvision"):
             from squeezeflow.models.user import check_factory
 
             check_factory(params.teacher.source, source)
@@ -182,6 +184,10 @@ class Workspace:
             raise SqueezeflowInputError(source, "teacher.source.kind", "builtin", "the data's inputs are integers "
                                         f"({data.x.dtype}: token ids or indices): give a model that embeds them "
                                         "(teacher.source kind python), or store x as floats")
+        if params.teacher.source.kind == "onnx":
+            from squeezeflow.models.user import check_onnx_teacher
+
+            return check_onnx_teacher(params.teacher.source, data.x[:2], data.num_classes, source)
         if params.teacher.source.kind != "builtin":
             from squeezeflow.models.user import check_user_model
 

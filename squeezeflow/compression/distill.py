@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
@@ -20,7 +21,9 @@ from squeezeflow.models import (
     ARCHS,
     DEFAULT_HIDDEN,
     ModelSpec,
+    Standardize,
     build_model,
+    choose_arch,
     count_parameters,
     input_norm,
     with_input_norm,
@@ -60,7 +63,17 @@ class StudentSpec(TechniqueConfig):
         """A user's teacher and no factory or kwargs: the student is the teacher, pruned."""
         return like.arch == "python" and self.factory is None and not self.kwargs and self.arch is None
 
-    def spec(self, like: ModelSpec) -> ModelSpec:
+    def spec(self, like: ModelSpec, x=None) -> ModelSpec:
+        """The student's spec next to the teacher's (`x`: training inputs, to choose an architecture for an ONNX
+        teacher when the recipe names none)."""
+        if like.arch == "onnx":  # nothing to take from the teacher but its input and output
+            if self.factory:
+                return ModelSpec("python", like.input_shape, like.num_classes, input_dtype=like.input_dtype,
+                                 extra={"factory": self.factory, "kwargs": dict(self.kwargs)})
+            arch = self.arch or (choose_arch(x) if x is not None else "mlp")
+            hidden = self.hidden or tuple(max(4, round(h * self.width)) for h in DEFAULT_HIDDEN.get(arch, (64,)))
+            return ModelSpec(arch, like.input_shape, like.num_classes, hidden, self.dropout, dict(self.extra),
+                             input_dtype=like.input_dtype)
         if like.arch == "python" and self.arch is None:
             if self.derived_from_teacher(like):
                 return like
@@ -98,11 +111,14 @@ def make_student(cfg: StudentSpec, teacher: nn.Module, ctx: CompressContext) -> 
     """A new student (seeded) behind the teacher's input normalization, or the teacher pruned (see StudentSpec)."""
     from squeezeflow.compression.channels import prune_channels
 
-    spec = cfg.spec(ctx.teacher_spec)
+    spec = cfg.spec(ctx.teacher_spec, ctx.train[0])
     seed_everything(ctx.seed)
     if cfg.derived_from_teacher(ctx.teacher_spec):
         return prune_channels(teacher, ctx.example(), 1 - cfg.channels), spec
-    return with_input_norm(build_model(spec), input_norm(teacher)), spec
+    norm = input_norm(teacher)
+    if norm is None and ctx.teacher_spec.arch == "onnx" and np.issubdtype(ctx.train[0].dtype, np.floating):
+        norm = Standardize.fit(ctx.train[0])  # the ONNX file keeps its own scaling inside: the student needs one
+    return with_input_norm(build_model(spec), norm), spec
 
 
 def features(model: nn.Sequential, x: torch.Tensor) -> torch.Tensor:

@@ -69,6 +69,12 @@ class Recipe:
 
     def check_model(self, model: nn.Module) -> None:
         """Each step's module selection against the user's model, before any training (Technique.check)."""
+        from squeezeflow.models.onnx_model import is_onnx_teacher
+
+        if is_onnx_teacher(model) and (not self.steps or self.steps[0].name != "distill"):
+            raise SqueezeflowInputError(self.source, "steps[0].technique", self.steps[0].name if self.steps else
+                                        None, "an ONNX teacher is not a torch model: the first step must be "
+                                        "`distill` into a student (student.arch or student.factory)")
         for i, step in enumerate(self.steps):
             try:
                 step.check(model)

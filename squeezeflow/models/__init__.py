@@ -1,7 +1,7 @@
 """Model architectures (a registry), self-describing layers (quantized ones too), and checkpoints that survive
 compression."""
 
-from squeezeflow.models import quant_layers  # noqa: F401  (registers the quantized layers)
+from squeezeflow.models import onnx_model, quant_layers  # noqa: F401  (register the onnx arch, quantized layers)
 from squeezeflow.models.checkpoint import load_checkpoint, save_checkpoint
 from squeezeflow.models.flops import count_parameters, parameter_counts
 from squeezeflow.models.layers import (

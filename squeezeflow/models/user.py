@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from squeezeflow.config import FactorySource
+from squeezeflow.config import FactorySource, OnnxSource
 from squeezeflow.errors import SqueezeflowInputError
 from squeezeflow.io import input_array
 from squeezeflow.models.registry import ModelSpec, build_model, import_factory
@@ -82,6 +82,27 @@ def check_output(model: nn.Module, x: np.ndarray, num_classes: int, where: str,
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise SqueezeflowInputError(where, field, value, f"the model's output is {got} for 2 samples; the dataset "
                                     f"has {num_classes} classes, so it must be (2, {num_classes})")
+
+
+def onnx_spec(source: OnnxSource, input_shape: tuple[int, ...], num_classes: int, input_dtype: str) -> ModelSpec:
+    return ModelSpec("onnx", tuple(input_shape), int(num_classes), input_dtype=input_dtype,
+                     extra={"path": str(Path(source.path).resolve())})
+
+
+def check_onnx_teacher(source: OnnxSource, x: np.ndarray, num_classes: int, where: str) -> nn.Module:
+    """The file loads in ONNX Runtime and gives one logit per class on two samples of the data."""
+    path = Path(source.path)
+    if not path.is_file():
+        raise SqueezeflowInputError(where, "teacher.source.path", source.path, "no such file")
+    try:
+        model = build_model(onnx_spec(source, tuple(x.shape[1:]), num_classes, str(input_array(x[:1]).dtype)))
+        model._session()
+    except Exception as exc:  # protobuf, ONNX Runtime: all mean "not a model it can run"
+        first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+        raise SqueezeflowInputError(where, "teacher.source.path", source.path, "not an ONNX model ONNX Runtime "
+                                    f"can load ({first[:160]})") from None
+    check_output(model, x, num_classes, where, "teacher.source.path", source.path)
+    return model
 
 
 def check_user_model(source: FactorySource, x: np.ndarray, num_classes: int, where: str) -> nn.Module:

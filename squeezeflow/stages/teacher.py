@@ -10,7 +10,7 @@ from squeezeflow.config import TeacherParams
 from squeezeflow.data import Splits
 from squeezeflow.io import read_json
 from squeezeflow.models import ModelSpec, resolve_arch, save_checkpoint
-from squeezeflow.models.user import check_user_model, python_spec
+from squeezeflow.models.user import check_onnx_teacher, check_user_model, onnx_spec, python_spec
 from squeezeflow.stages.base import Stage, StageContext, register_stage
 from squeezeflow.stats import wilson_interval
 from squeezeflow.training import accuracy, seed_everything, train_from_scratch
@@ -43,11 +43,22 @@ def user_teacher(ctx: StageContext, meta: dict, splits: Splits) -> tuple[nn.Modu
                          "val_accuracy": result.best_val_accuracy}
 
 
+def onnx_teacher(ctx: StageContext, meta: dict, splits: Splits) -> tuple[nn.Module, ModelSpec, dict]:
+    """An exported model: evaluated, never trained (its outputs teach the recipe's student)."""
+    src = ctx.params.teacher.source
+    model = check_onnx_teacher(src, splits.x["train"], meta["num_classes"], ctx.params_source)
+    spec = onnx_spec(src, tuple(meta["input_shape"]), meta["num_classes"], meta.get("input_dtype", "float32"))
+    return model, spec, {"epochs": 0, "best_epoch": 0, "trained": False,
+                         "val_accuracy": accuracy(model, splits.x["val"], splits.y["val"])}
+
+
 def run(ctx: StageContext) -> dict:
     meta, splits = data_meta(ctx), Splits.load(ctx.input("dataset"))
     p = ctx.params.teacher
     t0 = time.perf_counter()
-    if p.source.kind != "builtin":
+    if p.source.kind == "onnx":
+        model, spec, fitted = onnx_teacher(ctx, meta, splits)
+    elif p.source.kind != "builtin":
         model, spec, fitted = user_teacher(ctx, meta, splits)
     else:
         spec = teacher_spec(p, meta, splits.x["train"])

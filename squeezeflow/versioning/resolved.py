@@ -55,6 +55,8 @@ def model_fingerprint(params: Params) -> dict:
     src = params.teacher.source
     if src.kind == "builtin":
         return {"kind": src.kind}
+    if src.kind == "onnx":
+        return {"kind": src.kind, "path": src.path, "sha256": _digest(Path(src.path))}
     origin = _module_file(src.factory_ref())
     ckpt = Path(src.checkpoint) if src.checkpoint else None
     out = {"kind": src.kind, "factory": src.factory_ref(), "kwargs": src.factory_kwargs(),

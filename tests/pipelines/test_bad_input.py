@@ -221,6 +221,17 @@ CASES = [
     case("include-matches-nothing", user_model(USER_NET, recipe={"name": "mine", "steps": [
         {"technique": "factorize-svd", "rank_ratio": 0.5, "include": ["layer9.*"]}]}),
          "field 'steps[0].include' = ['layer9.*']", "matches no module factorize-svd handles (Linear)", "['1']"),
+    case("onnx-teacher-missing", lambda ws: (ws / "params.yaml").write_text(yaml.safe_dump({"teacher": {
+        "source": {"kind": "onnx", "path": "nope.onnx"}}})) and ["run"],
+         "field 'teacher.source.path'", "/nope.onnx'", "no such file"),
+    case("onnx-teacher-garbage", lambda ws: (ws / "t.onnx").write_bytes(GARBAGE) and (ws / "params.yaml").write_text(
+        yaml.safe_dump({"teacher": {"source": {"kind": "onnx", "path": "t.onnx"}}})) and ["run"],
+         "field 'teacher.source.path'", "/t.onnx'", "not an ONNX model ONNX Runtime can load"),
+    case("onnx-teacher-not-distilled-first", lambda ws: (ws / "t.onnx").write_bytes(_model_file("onnx")) and (
+        ws / "recipes" / "q.yaml").write_text("name: q\nsteps:\n  - {technique: quantize, bits: 8}\n") and (
+        ws / "params.yaml").write_text(yaml.safe_dump({"teacher": {"source": {"kind": "onnx", "path": "t.onnx"}},
+                                                       "compress": {"recipe": "q"}})) and ["run"],
+         "q.yaml", "field 'steps[0].technique' = 'quantize'", "the first step must be `distill`"),
     case("output-classes", user_model(USER_NET.replace("outputs=None", "outputs=3")),
          "field 'teacher.source.factory'", "(2, 3)", "10 classes"),
     case("image-undecodable", data_files({"a/1.png": _png(0), "a/2.png": _png(9), "a/3.png": _png(3),

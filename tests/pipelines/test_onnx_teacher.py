@@ -1,0 +1,83 @@
+"""An exported ONNX model as the teacher, end to end: ONNX Runtime computes its outputs, the recipe distils them
+into a torch student, which is built for int8, gated, registered and promoted. The teacher is never trained, and
+the checkpoint of the teacher stage holds the file's bytes."""
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+import yaml
+
+from pipelines.runner import run_lifecycle
+from squeezeflow.workspace import Workspace
+from tests.conftest import lifecycle_env, make_workspace
+
+pytestmark = pytest.mark.slow
+
+RECIPE = {"name": "from-onnx", "steps": [
+    {"technique": "distill", "student": {"arch": "mlp", "hidden": [32]}, "train": {"epochs": 15, "patience": 15}},
+    {"technique": "quantize", "bits": 8},
+], "finetune": {"train": {"epochs": 2, "patience": 2}}}
+
+
+def _export_teacher(path, x, y) -> None:
+    """Someone else's model, trained elsewhere: only its ONNX file reaches squeezeflow (own input/output names)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    xt, yt = torch.as_tensor(x), torch.as_tensor(y)
+    for _ in range(20):
+        for i in range(0, len(xt), 64):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(xt[i:i + 64]), yt[i:i + 64]).backward()
+            opt.step()
+    torch.onnx.export(net.eval(), (xt[:1],), str(path), input_names=["pixels"], output_names=["scores"],
+                      dynamic_axes={"pixels": {0: "n"}, "scores": {0: "n"}}, dynamo=False)
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    from sklearn.datasets import load_digits
+
+    with lifecycle_env(tmp_path_factory.mktemp("onnx_teacher")) as base:
+        root = base / "ws"
+        make_workspace(root, {"dataset": {"name": "npz", "path": "digits.npz"},
+                              "teacher": {"source": {"kind": "onnx", "path": "teacher.onnx"}},
+                              "compress": {"recipe": "from-onnx"}, "sweep": {"target": "cpu-int8"}},
+                       targets=("cpu-int8",))
+        (root / "recipes" / "from-onnx.yaml").write_text(yaml.safe_dump(RECIPE, sort_keys=False))
+        d = load_digits()
+        x, y = (d.images / 16.0).astype(np.float32), d.target.astype(np.int64)
+        np.savez(root / "digits.npz", x=x, y=y)
+        _export_teacher(root / "teacher.onnx", x[:900], y[:900])
+        yield Workspace(root)
+
+
+def test_an_onnx_teacher_is_distilled_into_a_student_built_for_int8_and_promoted(ws):
+    assert run_lifecycle(ws, [], ["cpu-int8"]) == 0
+    teacher = json.loads((ws.stage_dir("teacher") / "metrics.json").read_text())
+    assert teacher["trained"] is False and teacher["arch"] == "onnx:teacher.onnx"
+    # its accuracy is the file's own, measured here by ONNX Runtime directly
+    with np.load(ws.stage_dir("dataset") / "test.npz") as f:
+        x, y = f["x"], f["y"]
+    sess = ort.InferenceSession(str(ws.root / "teacher.onnx"), providers=["CPUExecutionProvider"])
+    mine = float((sess.run(None, {"pixels": x})[0].argmax(1) == y).mean() * 100)
+    assert teacher["test_accuracy"] == pytest.approx(mine)
+    compressed = json.loads((ws.stage_dir("compressed") / "metrics.json").read_text())
+    assert compressed["parameters"] == 64 * 32 + 32 + 32 * 10 + 10  # the recipe's student: mlp [32]
+    from squeezeflow.models import Standardize, load_checkpoint
+
+    student, _ = load_checkpoint(ws.stage_dir("compressed") / "model.pt")
+    assert isinstance(student[0], Standardize)  # the ONNX file scales inside itself: the student got its own
+    validated = json.loads((ws.stage_dir("validate-cpu-int8") / "metrics.json").read_text())
+    assert validated["accuracy"] > teacher["test_accuracy"] - 5
+    summary = json.loads(sorted((ws.state_dir / "runs").glob("*/summary.json"))[-1].read_text())
+    assert summary["targets"][0]["promoted"] == "champion"
+    # the teacher's checkpoint carries the model itself: it loads although the user's file is gone
+    (ws.root / "teacher.onnx").rename(ws.root / "moved.onnx")
+    model, spec = load_checkpoint(ws.stage_dir("teacher") / "model.pt")
+    assert spec.arch == "onnx"
+    got = model(torch.as_tensor(x[:5])).argmax(1).numpy()
+    np.testing.assert_array_equal(got, sess.run(None, {"pixels": x[:5]})[0].argmax(1))
