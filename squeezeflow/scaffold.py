@@ -34,13 +34,19 @@ def model_source(model: str | None, checkpoint: str | None, train: bool, root: P
             raise SqueezeflowInputError("--checkpoint", "teacher.source.checkpoint", checkpoint,
                                         "a checkpoint needs --model (the module it belongs to)")
         return {"kind": "builtin"}
+    if model.lower().endswith(".onnx"):  # an exported model: a frozen teacher, distilled
+        if checkpoint or not train:
+            raise SqueezeflowInputError("--model", "teacher.source", model, "an ONNX teacher takes no checkpoint "
+                                        "and is never trained")
+        return {"kind": "onnx", "path": _relative(Path(model), root)}
     if model.startswith("torchvision:"):
         source = {"kind": "torchvision", "name": model.partition(":")[2]}
     elif re.match(REF, model):
         source = {"kind": "python", "factory": model}
     else:
         raise SqueezeflowInputError("--model", "teacher.source", model, "give 'my_pkg.models:build' (a function in "
-                                    "the workspace's folder returning an nn.Module) or 'torchvision:resnet18'")
+                                    "the workspace's folder returning an nn.Module), 'torchvision:resnet18' or "
+                                    "an exported model.onnx")
     if checkpoint:
         source["checkpoint"] = _relative(Path(checkpoint), root)
     if not train:

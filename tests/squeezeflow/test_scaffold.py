@@ -47,6 +47,19 @@ def test_init_of_an_image_folder_with_a_torchvision_model_picks_the_kinds(tmp_pa
     assert params["teacher"]["source"] == {"kind": "torchvision", "name": "resnet18"}
 
 
+def test_init_of_an_onnx_teacher(user_folder):
+    from squeezeflow.export import export_onnx
+    from squeezeflow.models import ModelSpec, build_model
+
+    spec = ModelSpec("mlp", (24,), 3, (8,))
+    export_onnx(build_model(spec), spec.input_shape, user_folder / "teacher.onnx", 17)
+    (user_folder / "feats.py").write_text("import numpy as np\ndef load():\n    r = np.random.default_rng(0)\n"
+                                          "    return r.normal(size=(60, 24)).astype('float32'), np.arange(60) % 3\n")
+    assert main(["init", str(user_folder), "--model", str(user_folder / "teacher.onnx"), "--data", "feats:load"]) == 0
+    params = yaml.safe_load((user_folder / "params.yaml").read_text())
+    assert params["teacher"]["source"] == {"kind": "onnx", "path": "teacher.onnx"}
+
+
 @pytest.mark.parametrize("argv,needle", [
     (["--model", "textnet:nope", "--data", "textdata:load"], "--model: field 'teacher.source.factory'"),
     (["--model", "not a ref", "--data", "textdata:load"], "--model: field 'teacher.source' = 'not a ref'"),
