@@ -3,36 +3,10 @@ weights=None: squeezeflow never downloads weights. The dataset decides the class
 
 from __future__ import annotations
 
-import sys
-
 from torch import nn
 
+from squeezeflow.imports import import_torchvision
 from squeezeflow.models.graph import set_module
-
-
-def import_torchvision():
-    """torchvision, importable on a CPU-only torch. The only linux wheel on PyPI is built for CUDA: its compiled
-    ops (`_C.so`) need libc10_cuda and fail to load, after which torchvision 0.28 still registers fake kernels for
-    two of them and raises at import. The models are plain Python and need none of those ops, so declare the two
-    schemas and import again."""
-    try:
-        import torchvision
-    except RuntimeError as exc:
-        if "torchvision::" not in str(exc):
-            raise
-        import torch
-
-        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-            del sys.modules[name]
-        lib = torch.library.Library("torchvision", "FRAGMENT")
-        _keep.append(lib)  # a Library's definitions live as long as the object
-        for op in ("nms", "qnms"):
-            lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        import torchvision
-    return torchvision
-
-
-_keep: list = []
 
 
 def _first_conv(model: nn.Module) -> tuple[str, nn.Conv2d] | None:
