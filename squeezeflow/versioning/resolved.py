@@ -51,6 +51,25 @@ def _module_file(ref: str) -> Path | None:
     return Path(found.origin) if found and found.origin else None
 
 
+def _package_digest(ref: str) -> str | None:
+    """The Python files of the factory's top-level package (a factory in `my_pkg.models` may build from
+    `my_pkg/blocks.py`): editing any of them reruns the teacher. None for a top-level module (its file is hashed)."""
+    import hashlib
+    from importlib.util import find_spec
+
+    try:
+        found = find_spec(ref.partition(":")[0].split(".")[0])
+    except (ImportError, ValueError):
+        return None
+    if not found or not found.submodule_search_locations:
+        return None
+    root, h = Path(list(found.submodule_search_locations)[0]), hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):  # sources only: __pycache__ changes whenever Python compiles
+        h.update(f.relative_to(root).as_posix().encode())
+        h.update(sha256_file(f).encode())
+    return h.hexdigest()
+
+
 def model_fingerprint(params: Params) -> dict:
     src = params.teacher.source
     if src.kind == "builtin":
@@ -66,6 +85,8 @@ def model_fingerprint(params: Params) -> dict:
         from importlib.metadata import version
 
         out["torchvision"] = version("torchvision")
+    else:
+        out["package_sha256"] = _package_digest(src.factory_ref())
     return out
 
 
