@@ -15,7 +15,7 @@ import numpy as np
 import yaml
 
 from squeezeflow.compression.recipe import Recipe, find_recipe, load_recipe
-from squeezeflow.config import FILE_DATASETS, Params, anchored, apply_overrides, load_params
+from squeezeflow.config import FILE_DATASETS, FactorySource, Params, anchored, apply_overrides, load_params
 from squeezeflow.io import read_json, sha256_tree, write_text
 from squeezeflow.stages import Stage, StageContext, stage_graph
 from squeezeflow.targets import TargetProfile, load_targets
@@ -102,12 +102,13 @@ class Workspace:
             return yaml.safe_load(path.read_text())
         return self.resolved_recipes(self.params())
 
-    def resolved_recipes(self, params: Params) -> dict:
-        def named(name: str) -> Params:
-            return params.model_copy(update={"compress": params.compress.model_copy(update={"recipe": name})})
+    def recipe_named(self, params: Params, name: str) -> Recipe:
+        """Another recipe than params' own, found the same way."""
+        return self.recipe(params.model_copy(update={"compress": params.compress.model_copy(update={"recipe": name})}))
 
+    def resolved_recipes(self, params: Params) -> dict:
         return {"main": self.recipe(params).to_dict(),
-                "sweep": {name: self.recipe(named(name)).to_dict() for name in params.sweep.recipes},
+                "sweep": {name: self.recipe_named(params, name).to_dict() for name in params.sweep.recipes},
                 "candidates": {name: self._target_recipe(name, params) for name in self.candidate_recipes()}}
 
     def candidate_recipes(self) -> list[str]:
@@ -119,8 +120,7 @@ class Workspace:
         from squeezeflow.errors import SqueezeflowInputError
 
         try:
-            return self.recipe(params.model_copy(update={"compress": params.compress.model_copy(
-                update={"recipe": name})})).to_dict()
+            return self.recipe_named(params, name).to_dict()
         except SqueezeflowInputError as exc:
             if exc.field != "compress.recipe":
                 raise
@@ -153,7 +153,7 @@ class Workspace:
         self.resolved_recipes(params)
         if params.teacher.source.kind == "onnx" and not Path(params.teacher.source.path).is_file():
             raise SqueezeflowInputError(source, "teacher.source.path", params.teacher.source.path, "no such file")
-        if params.teacher.source.kind in ("python", "torchvision"):
+        if isinstance(params.teacher.source, FactorySource):
             from squeezeflow.models.user import check_factory
 
             check_factory(params.teacher.source, source)
@@ -167,8 +167,7 @@ class Workspace:
             model = self._check_data(params, source)
             if model is not None:  # each recipe's module selection, against the user's model
                 for name in [params.compress.recipe, *self.candidate_recipes()]:
-                    self.recipe(params.model_copy(update={"compress": params.compress.model_copy(
-                        update={"recipe": name})})).check_model(model)
+                    self.recipe_named(params, name).check_model(model)
         return chosen
 
     @staticmethod

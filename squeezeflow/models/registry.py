@@ -128,18 +128,6 @@ def cnn(spec: ModelSpec) -> nn.Module:
 
 # --- the user's own model ----------------------------------------------------------------------------------------
 
-import_factory = import_ref
-
-
-
-def factory_files(ref: str) -> list[str]:
-    """The source file of the factory's module: what the teacher stage's version depends on."""
-    import importlib
-
-    module = importlib.import_module(ref.partition(":")[0])
-    path = getattr(module, "__file__", None)
-    return [path] if path else []
-
 
 def _inject(fn, kwargs: dict, spec: ModelSpec) -> dict:
     """Pass num_classes / input_shape / in_channels when the factory takes them and kwargs do not set them."""
@@ -157,7 +145,7 @@ def _inject(fn, kwargs: dict, spec: ModelSpec) -> dict:
 @register_arch("python")
 def python_factory(spec: ModelSpec) -> nn.Module:
     """A user's factory (extra: factory 'module:function', kwargs). It must return an nn.Module."""
-    fn = import_factory(str(spec.extra["factory"]))
+    fn = import_ref(str(spec.extra["factory"]))
     kwargs = _inject(fn, dict(spec.extra.get("kwargs") or {}), spec)
     try:
         model = fn(**kwargs)

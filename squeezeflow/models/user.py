@@ -13,8 +13,9 @@ from torch import nn
 
 from squeezeflow.config import FactorySource, OnnxSource
 from squeezeflow.errors import SqueezeflowInputError
+from squeezeflow.imports import import_ref
 from squeezeflow.io import input_array
-from squeezeflow.models.registry import ModelSpec, build_model, import_factory
+from squeezeflow.models.registry import ModelSpec, build_model
 
 
 def python_spec(source: FactorySource, input_shape: tuple[int, ...], num_classes: int,
@@ -34,7 +35,7 @@ def build_user_model(spec: ModelSpec, where: str, field: str = "teacher.source.f
 def check_factory(source: FactorySource, where: str) -> None:
     """Importable and callable: checked before any work (Workspace.validate)."""
     try:
-        import_factory(source.factory_ref())
+        import_ref(source.factory_ref())
     except ValueError as exc:
         raise SqueezeflowInputError(where, source.factory_field, source.factory_value(), str(exc)) from None
 
