@@ -215,16 +215,23 @@ def measure_remote(url: str, token: str, model_path: Path, x: np.ndarray, y: np.
         return {"error": f"the device agent at {url} refused the model (HTTP {exc.code}): {detail}"}
     except http.client.RemoteDisconnected:
         return {"error": f"the device agent at {url} closed the connection without an answer"}
-    except (BrokenPipeError, ConnectionResetError):
+    except (BrokenPipeError, ConnectionResetError, urllib.error.URLError) as exc:
+        # urllib wraps a pipe broken mid-upload in URLError (reason=BrokenPipeError); either way it is a refusal
+        if isinstance(exc, urllib.error.URLError) and not isinstance(exc.reason, (BrokenPipeError,
+                                                                                   ConnectionResetError)):
+            return _unreachable(url, exc)
         return {"error": f"the device agent at {url} closed the connection while the model was sent (an upload "
                          "over its --max-upload-mb limit?)"}
-    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
-        reason = getattr(exc, "reason", exc)
-        return {"error": f"the device agent at {url} is unreachable or did not answer: {type(exc).__name__}: "
-                         f"{reason}"}
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        return _unreachable(url, exc)
     if not isinstance(result, dict):
         return {"error": f"the device agent at {url} answered something other than a metrics object"}
     return {**result, "device_agent": url}
+
+
+def _unreachable(url: str, exc: Exception) -> dict:
+    reason = getattr(exc, "reason", exc)
+    return {"error": f"the device agent at {url} is unreachable or did not answer: {type(exc).__name__}: {reason}"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
