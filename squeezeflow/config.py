@@ -233,6 +233,14 @@ class RegistryParams(Strict):
                                    description="default: the built-in dataset's name or the .npz file's stem")
 
 
+class MachineParams(Strict):
+    """How a run uses this machine. No stage's output depends on these: changing them reruns nothing."""
+
+    data_memory_mb: float = Field(1024, ge=0, description=(
+        "a data split up to this size is held in memory; a larger one is read from disk a batch at a time "
+        "(training, calibration, evaluation): the numbers are the same, only slower"))
+
+
 class Params(Strict):
     seed: int = Field(0, ge=0)
     dataset: DatasetParams = DatasetParams()
@@ -242,6 +250,7 @@ class Params(Strict):
     export: ExportParams = ExportParams()
     sweep: SweepParams = SweepParams()
     registry: RegistryParams = RegistryParams()
+    machine: MachineParams = MachineParams()
 
 
 def anchored(params: Params, root: Path) -> Params:

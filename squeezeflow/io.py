@@ -22,6 +22,23 @@ def input_array(x) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.int64 if np.issubdtype(x.dtype, np.integer) else np.float32)
 
 
+BATCH_BYTES = 4 << 20  # an inference batch of large rows (images) holds at most this much input
+
+
+def batch_rows(x, size: int) -> int:
+    """`size` rows, or fewer where that many rows of `x` would take more than BATCH_BYTES."""
+    row = max(1, int(np.prod(x.shape[1:])) * np.dtype(x.dtype).itemsize)
+    return max(1, min(size, BATCH_BYTES // row))
+
+
+def input_batches(x, size: int, stop: int | None = None) -> Iterator[np.ndarray]:
+    """`x` (an array, or rows read from disk) as model-ready batches of up to `size` rows, in order, up to row
+    `stop`: only one batch of a split larger than memory is held at a time."""
+    size, stop = batch_rows(x, size), len(x) if stop is None else min(stop, len(x))
+    for i in range(0, stop, size):
+        yield input_array(x[i : min(i + size, stop)])
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temp path beside `path`; rename it into place only if the block succeeds."""

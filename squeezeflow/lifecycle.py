@@ -216,7 +216,7 @@ class Lifecycle:
         return StageOutcome(name, out, metrics, reused, md5, time.perf_counter() - t0, child)
 
     def _log_dataset_input(self, parent: str, child: str, out: Path, meta: dict) -> None:
-        splits = Splits.load(out)
+        splits = Splits.load(out, self.params.machine.data_memory_mb)
         for run_id in (parent, child):
             for split in ("train", "val", "test"):
                 self.tracker.log_dataset(run_id, f"{meta['name']}-{split}", meta["source"], splits.x[split],
@@ -257,7 +257,7 @@ class Lifecycle:
         try:
             metrics = self.ws.stage_metrics(stage_name("validate", target))
             teacher = read_json(self.ws.stage_dir("teacher") / METRICS)["test_accuracy"]
-            splits = Splits.load(self.ws.stage_dir("dataset"))
+            splits = Splits.load(self.ws.stage_dir("dataset"), self.params.machine.data_memory_mb)
             baseline = majority_baseline(splits.y["train"], splits.y["test"])
         except (OSError, ValueError, KeyError) as exc:
             return evaluate_gate({"error": str(exc)}, float("nan"), budgets)
@@ -377,7 +377,7 @@ class Lifecycle:
                 "squeezeflow.gate_champion": f"v{str(champ.version)}" if champ else "none"}
         short = {"data": lineage.get("squeezeflow.dvc.dataset", "")[:8], "recipe": selection["recipe"],
                  "dagster run": run_key[:8], "git": lineage.get("mlflow.source.git.commit", "")[:8]}
-        example = Splits.load(self.ws.stage_dir("dataset")).x["val"][:5]
+        example = Splits.load(self.ws.stage_dir("dataset"), self.params.machine.data_memory_mb).x["val"][:5]
         try:
             mv = registry.register(self.tracker, gate_run, name, build, example, tags,
                                    version_description(report, metrics, short)
@@ -402,7 +402,7 @@ class Lifecycle:
         from squeezeflow.tracking import registry
 
         try:
-            splits = Splits.load(self.ws.stage_dir("dataset"))
+            splits = Splits.load(self.ws.stage_dir("dataset"), self.params.machine.data_memory_mb)
             with tempfile.TemporaryDirectory(prefix=".champion.", dir=self.ws.state_dir) as tmp:
                 champ_path = registry.download_onnx(self.tracker, name, version, Path(tmp) / "champion.onnx")
                 comparison = compare_models(champ_path, build, splits.x["test"], splits.y["test"], profile.measure,

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from squeezeflow.errors import SqueezeflowInputError
-from squeezeflow.io import input_array
+from squeezeflow.io import input_batches
 
 INPUT, OUTPUT = "input", "logits"
 
@@ -51,5 +51,4 @@ def session(path: Path, threads: int = 1, options: dict[str, str] | None = None)
 def onnx_logits(path: Path, x: np.ndarray, batch: int = 1024, threads: int = 1,
                 options: dict[str, str] | None = None) -> np.ndarray:
     sess = session(path, threads, options)
-    x = input_array(x)
-    return np.concatenate([sess.run([OUTPUT], {INPUT: x[i : i + batch]})[0] for i in range(0, len(x), batch)])
+    return np.concatenate([sess.run([OUTPUT], {INPUT: b})[0] for b in input_batches(x, batch)])

@@ -18,7 +18,7 @@ from pydantic import Field
 from torch import nn
 
 from squeezeflow.compression.base import Applied, CompressContext, Selection, Technique, register_technique
-from squeezeflow.io import input_array
+from squeezeflow.io import input_batches
 from squeezeflow.models.graph import get_module, set_module
 from squeezeflow.models.quant_layers import ActQuant, WeightQuant, is_quantized, quantizable, to_quant
 from squeezeflow.training import accuracy
@@ -76,9 +76,8 @@ def calibrate(model: nn.Module, x: np.ndarray, batch: int = 256) -> None:
     observers = [m for m in model.modules() if isinstance(m, ActQuant)]
     for m in observers:
         m.train()
-    xt = torch.as_tensor(input_array(x))
-    for i in range(0, len(xt), batch):
-        model(xt[i : i + batch])
+    for b in input_batches(x, batch):
+        model(torch.as_tensor(b))
     model.eval()
 
 

@@ -12,13 +12,14 @@ import numpy as np
 from squeezeflow.config import DatasetParams
 from squeezeflow.errors import SqueezeflowInputError
 from squeezeflow.io import input_array
+from squeezeflow.rows import Lazy, Rows
 
 
 @dataclass(frozen=True)
 class Dataset:
     name: str
     source: str
-    x: np.ndarray  # N x (any shape): the model's input layout; float32, or int64 ids/indices a model embeds
+    x: np.ndarray  # N x (any shape), an array or Rows (read on demand): float32, or int64 ids a model embeds
     y: np.ndarray  # int64 labels 0..C-1
     num_classes: int
     value_range: tuple[float, float] | None
@@ -93,7 +94,7 @@ def _npz(params: DatasetParams) -> Dataset:
 
 def checked_arrays(x, y, params: DatasetParams, where, prefix: str = "") -> tuple[np.ndarray, np.ndarray]:
     """x: N x (features...), float or integer; y: N integer labels in 0..C-1. Else one error naming the field."""
-    x, y = np.asarray(x), np.asarray(y)
+    x, y = (x if isinstance(x, Rows) else np.asarray(x)), np.asarray(y)
     fx, fy = f"{prefix}x", f"{prefix}y"
     if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
         raise SqueezeflowInputError(where, fx, str(x.dtype), "x must be a float array (or integer token ids)")
@@ -114,7 +115,7 @@ def checked_arrays(x, y, params: DatasetParams, where, prefix: str = "") -> tupl
         allowed = f"0..{ceiling - 1}" if ceiling else "0..C-1 (non-negative)"
         raise SqueezeflowInputError(where, fy, int(y[i]), f"labels must be in {allowed}: row {i} has {int(y[i])} "
                                     f"({bad.size} such row(s))")
-    return model_inputs(x), y
+    return (x if isinstance(x, Rows) else model_inputs(x)), y
 
 
 @register_dataset("python")
@@ -133,11 +134,23 @@ def _python(params: DatasetParams) -> Dataset:
     if isinstance(out, dict) and set(out) >= {"train", "val", "test"}:
         parts = {s: checked_arrays(*_pair(out[s], where, ref, f"{s}."), params, where, f"{s}.")
                  for s in ("train", "val", "test")}
-        x = np.concatenate([parts[s][0] for s in parts])
+        x = _concat([parts[s][0] for s in parts])
         y = np.concatenate([parts[s][1] for s in parts])
         return Dataset("python", ref, x, y, _num_classes(params, y), params.value_range, presplit=parts)
     x, y = checked_arrays(*_pair(out, where, ref), params, where)
     return Dataset("python", ref, x, y, _num_classes(params, y), params.value_range)
+
+
+def _concat(parts: list) -> np.ndarray | Lazy:
+    if not any(isinstance(p, Rows) for p in parts):
+        return np.concatenate(parts)
+    bounds = np.cumsum([0] + [len(p) for p in parts])
+
+    def read(idx: np.ndarray) -> np.ndarray:
+        part = np.searchsorted(bounds, idx, side="right") - 1
+        return np.stack([np.asarray(parts[k][int(i - bounds[k])]) for i, k in zip(idx, part, strict=True)])
+
+    return Lazy(int(bounds[-1]), parts[0].shape[1:], parts[0].dtype, read)
 
 
 def _pair(out, where, ref: str, prefix: str = "") -> tuple:
@@ -146,13 +159,25 @@ def _pair(out, where, ref: str, prefix: str = "") -> tuple:
         return out["x"], out["y"]
     if isinstance(out, tuple | list) and len(out) == 2:
         return _numpy(out[0]), _numpy(out[1])
-    if hasattr(out, "__getitem__") and hasattr(out, "__len__"):  # a map-style torch Dataset
-        items = [out[i] for i in range(len(out))]
-        if items and all(isinstance(it, tuple | list) and len(it) == 2 for it in items):
-            return np.stack([_numpy(a) for a, _ in items]), np.asarray([int(_numpy(b)) for _, b in items])
+    if hasattr(out, "__getitem__") and hasattr(out, "__len__") and len(out):  # a map-style torch Dataset
+        first = out[0]
+        if isinstance(first, tuple | list) and len(first) == 2:
+            return _items(out, _numpy(first[0]))
     raise SqueezeflowInputError(where, "dataset.factory", ref, f"{prefix or ''}returned {type(out).__name__}: "
                                 "expected (x, y) arrays, a dict with x and y, a torch Dataset of (x, y) items, "
                                 "or a dict of train, val and test")
+
+
+def _items(ds, first: np.ndarray) -> tuple[Lazy, np.ndarray]:
+    """A torch Dataset's x read item by item when asked (it need not fit in memory); its labels now, from
+    `ds.targets` where it has them (torchvision's convention), else from one pass over the items."""
+    targets = getattr(ds, "targets", None)
+    if targets is not None and len(targets) == len(ds):
+        y = np.asarray([int(_numpy(t)) for t in targets])
+    else:
+        y = np.asarray([int(_numpy(ds[i][1])) for i in range(len(ds))])
+    dtype = np.float32 if first.dtype == np.uint8 else first.dtype
+    return Lazy(len(ds), first.shape, dtype, lambda idx: np.stack([_numpy(ds[int(i)][0]) for i in idx])), y
 
 
 def _numpy(a) -> np.ndarray:
@@ -249,23 +274,30 @@ def _image_folder(params: DatasetParams) -> Dataset:
     first = decode(files[0][0])
     h, w = params.image_size or (first.height, first.width)
     mode = {1: "L", 3: "RGB"}.get(params.channels or 0)
-    if mode is None:  # colour when any image has it (a cheap look at each image's header)
-        mode = "RGB" if any(_has_colour(f) for f, _ in files) else "L"
-    x = np.empty((len(files), *((3, h, w) if mode == "RGB" else (h, w))), dtype=np.float32)
-    for k, (f, _) in enumerate(files):
-        im = decode(f).convert(mode).resize((w, h), Image.BILINEAR)
-        arr = np.asarray(im, dtype=np.float32) / 255.0
-        x[k] = arr.transpose(2, 0, 1) if mode == "RGB" else arr
+    # A look at every image's header now (cheap): a file that is no image is named before anything runs, and
+    # colour is used when any image has it. Pixels are decoded later, when the rows are read.
+    colours = [_colour(f) for f, _ in files]
+    if mode is None:
+        mode = "RGB" if any(colours) else "L"
+    shape = (3, h, w) if mode == "RGB" else (h, w)
+
+    def read(idx: np.ndarray) -> np.ndarray:  # decoded when read: the folder is never held whole
+        out = np.empty((len(idx), *shape), dtype=np.float32)
+        for k, i in enumerate(idx):
+            arr = np.asarray(decode(files[i][0]).convert(mode).resize((w, h), Image.BILINEAR), np.float32) / 255.0
+            out[k] = arr.transpose(2, 0, 1) if mode == "RGB" else arr
+        return out
+
     y = np.array([i for _, i in files], dtype=np.int64)
-    return Dataset("image_folder", str(root.resolve()), x, y, params.num_classes or len(classes),
-                   params.value_range or (0.0, 1.0))
+    return Dataset("image_folder", str(root.resolve()), Lazy(len(files), shape, np.float32, read), y,
+                   params.num_classes or len(classes), params.value_range or (0.0, 1.0))
 
 
-def _has_colour(f: Path) -> bool:
-    from PIL import Image
+def _colour(f: Path) -> bool:
+    from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(f) as im:
             return im.mode not in ("1", "L", "LA", "I", "I;16", "F")
-    except OSError:
-        return False  # decode() names the file
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise SqueezeflowInputError(f, "<file>", str(f), f"not a decodable image ({exc})") from None

@@ -1,8 +1,7 @@
-"""Deterministic stratified train/val/test splits, stored as one .npz per split."""
+"""Deterministic stratified train/val/test splits, stored as .npy files per split (x read by rows, see rows.py)."""
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,36 +11,43 @@ from sklearn.model_selection import train_test_split
 from squeezeflow.config import SplitParams
 from squeezeflow.data.sources import Dataset
 from squeezeflow.errors import SqueezeflowInputError
-from squeezeflow.io import atomic_path
+from squeezeflow.rows import ArrayFile, Take, write_npy
 
+DEFAULT_MEMORY_MB = 1024.0
 SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
 class Splits:
-    x: dict[str, np.ndarray]
+    x: dict  # split -> an array, or Rows read from disk a batch at a time
     y: dict[str, np.ndarray]
 
     def sizes(self) -> dict[str, int]:
         return {s: int(len(self.y[s])) for s in SPLITS}
 
     def save(self, directory: Path) -> None:
+        """x a chunk of rows at a time: a dataset larger than memory is never held whole."""
         for s in SPLITS:
-            with atomic_path(Path(directory) / f"{s}.npz") as tmp:
-                with open(tmp, "wb") as f:
-                    np.savez(f, x=self.x[s], y=self.y[s])
+            write_npy(Path(directory) / f"{s}-x.npy", self.x[s])
+            write_npy(Path(directory) / f"{s}-y.npy", np.asarray(self.y[s], dtype=np.int64))
 
     @classmethod
-    def load(cls, directory: Path) -> Splits:
+    def load(cls, directory: Path, memory_mb: float = DEFAULT_MEMORY_MB) -> Splits:
+        """A split's x is held in memory when it takes at most `memory_mb` (machine.data_memory_mb), else read
+        from disk a batch at a time; the numbers are the same either way."""
         x, y = {}, {}
         for s in SPLITS:
-            path = Path(directory) / f"{s}.npz"
+            path = Path(directory) / f"{s}-x.npy"
             try:
-                with np.load(path, allow_pickle=False) as f:
-                    x[s], y[s] = f["x"], f["y"]
-            except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+                x[s] = ArrayFile(path)
+                y[s] = np.load(Path(directory) / f"{s}-y.npy", allow_pickle=False)
+                if len(y[s]) != len(x[s]):
+                    raise ValueError(f"{len(x[s])} rows of x, {len(y[s])} labels")
+            except (OSError, ValueError, KeyError, EOFError) as exc:
                 raise SqueezeflowInputError(path, "<file>", str(path), "missing or unreadable split (run the dataset "
                                             f"stage again): {type(exc).__name__}: {exc}") from None
+            if x[s].nbytes <= memory_mb * 2**20:
+                x[s] = np.asarray(x[s])
         return cls(x, y)
 
 
@@ -73,4 +79,6 @@ def make_splits(data: Dataset, params: SplitParams, seed: int) -> Splits:
     except ValueError as exc:
         raise SqueezeflowInputError(data.source, "split", params.model_dump(), f"cannot split: {exc}") from None
     parts = {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
-    return Splits({s: data.x[i] for s, i in parts.items()}, {s: data.y[i] for s, i in parts.items()})
+    # rows read on demand (a folder of images) stay on demand: Splits.save writes them a chunk at a time
+    take = (lambda i: data.x[i]) if isinstance(data.x, np.ndarray) else (lambda i: Take(data.x, i))
+    return Splits({s: take(i) for s, i in parts.items()}, {s: data.y[i] for s, i in parts.items()})

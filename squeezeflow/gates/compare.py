@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from squeezeflow.gates.gate import _finite
-from squeezeflow.io import input_array
+from squeezeflow.io import batch_rows, input_array
 from squeezeflow.runtimes import MeasureSpec
 from squeezeflow.runtimes.engines import load_engine
 from squeezeflow.targets import RegressionSpec
@@ -117,12 +117,13 @@ def latency_ratio(t_champion, t_challenger, confidence: float = 0.95, n_boot: in
 def compare_models(champion_onnx: Path, challenger_onnx: Path, x: np.ndarray, y: np.ndarray, measure: MeasureSpec,
                    regression: RegressionSpec, seed: int = 0, runtime: str = "onnxruntime") -> dict:
     """Both models in this process, through the target's runtime with the same settings, on the same samples."""
-    x = input_array(x)
     champ, chall = (load_engine(runtime, p, measure.threads, measure.session_options)
                     for p in (champion_onnx, challenger_onnx))
     accuracy = paired_accuracy(y, champ.predict(x).argmax(1), chall.predict(x).argmax(1), regression.confidence,
                                regression.bootstrap, seed)
-    t_a, t_b = interleaved_latency(champ.run, chall.run, x, regression.latency_pairs, measure.warmup, seed)
+    # the rows the timed calls cycle through, read beforehand (a split on disk is read by rows)
+    rows = input_array(x[: batch_rows(x, max(regression.latency_pairs, measure.warmup))])
+    t_a, t_b = interleaved_latency(champ.run, chall.run, rows, regression.latency_pairs, measure.warmup, seed)
     latency = latency_ratio(t_a, t_b, regression.confidence, regression.bootstrap, seed)
     return {"accuracy": accuracy, "latency": latency}
 

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from squeezeflow.rows import chunks
+
 # type name -> (module class, module -> constructor kwargs)
 LAYERS: dict[str, tuple[type[nn.Module], Callable[[nn.Module], dict]]] = {}
 
@@ -54,6 +56,19 @@ register_layer("avgpool1d", nn.AdaptiveAvgPool1d, lambda m: {"output_size": m.ou
 register_layer("avgpool2d", nn.AdaptiveAvgPool2d, lambda m: {"output_size": m.output_size})
 
 
+def moments(x) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std of `x` (an array or rows on disk) in float64, a chunk at a time: Chan et al.'s
+    pairwise update, exact like numpy's two-pass result up to rounding."""
+    n, mean, m2 = 0, np.zeros(x.shape[1:]), np.zeros(x.shape[1:])
+    for part in chunks(x):
+        part = part.astype(np.float64)
+        k, pm = len(part), part.mean(axis=0)
+        delta = pm - mean
+        m2 += ((part - pm) ** 2).sum(axis=0) + delta**2 * n * k / (n + k)
+        mean, n = mean + delta * k / (n + k), n + k
+    return mean, np.sqrt(m2 / max(n, 1))
+
+
 class Standardize(nn.Module):
     """(x - mean) / std per input feature, with the train split's statistics as buffers: the deployed model (and
     its ONNX: Sub, Div) takes raw inputs exactly as the user's data has them. ONNX Runtime's int8 quantizer leaves
@@ -74,8 +89,7 @@ class Standardize(nn.Module):
     @classmethod
     def fit(cls, x: np.ndarray) -> Standardize:
         """Statistics in float64 (raw values may be large); a constant feature keeps std 1 (it becomes 0)."""
-        flat = np.asarray(x, dtype=np.float64)
-        mean, std = flat.mean(axis=0), flat.std(axis=0)
+        mean, std = moments(x)
         std = np.where(std > 1e-8 * np.maximum(1.0, np.abs(mean)), std, 1.0)
         layer = cls(x.shape[1:])
         layer.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))

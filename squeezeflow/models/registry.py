@@ -8,6 +8,7 @@ import numpy as np
 from torch import nn
 
 from squeezeflow.imports import import_ref
+from squeezeflow.rows import sample
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def choose_arch(x: np.ndarray) -> str:
         return "cnn"
     if x.shape[1] < 8:
         return "mlp"
-    z = x.astype(np.float64)
+    z = sample(x, 20_000).astype(np.float64)  # a correlation matrix needs every value at once: a sample of rows
     z = z[:, z.std(0) > 0]
     if z.shape[1] < 8:
         return "mlp"

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from squeezeflow.io import input_array
+from squeezeflow.io import input_batches
 
 ENGINES: dict[str, type[Engine]] = {}
 
@@ -40,8 +40,7 @@ class Engine:
         return {"threads": threads, **(options or {})}
 
     def predict(self, x: np.ndarray, batch: int = 512) -> np.ndarray:
-        x = input_array(x)
-        return np.concatenate([self.run(x[i : i + batch]) for i in range(0, len(x), batch)])
+        return np.concatenate([self.run(b) for b in input_batches(x, batch)])
 
 
 def register_engine(cls: type[Engine]) -> type[Engine]:

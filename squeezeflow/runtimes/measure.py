@@ -10,7 +10,7 @@ import numpy as np
 from pydantic import Field
 
 from squeezeflow.config import Strict
-from squeezeflow.io import input_array
+from squeezeflow.io import batch_rows, input_array
 from squeezeflow.runtimes.engines import load_engine
 from squeezeflow.stats import wilson_interval
 
@@ -54,17 +54,18 @@ def measure(model_path: Path, x: np.ndarray, y: np.ndarray, spec: MeasureSpec, r
     t_load = time.perf_counter()
     engine = load_engine(runtime, model_path, spec.threads, spec.session_options)
     load_seconds = time.perf_counter() - t_load
-    x = input_array(x)
-    logits = engine.predict(x)
-    one = x[:1]
+    logits = engine.predict(x)  # x: an array or rows on disk, a batch at a time
+    # What the timed calls cycle through, read beforehand: the same rows, in the same order, as indexing x would.
+    rows = input_array(x[: batch_rows(x, max(spec.iterations, spec.throughput_batch, *spec.batch_sizes, 1))])
+    one = rows[:1]
     for _ in range(spec.warmup):
         engine.run(one)
     times = np.empty(spec.iterations)
     for i in range(spec.iterations):
         t0 = time.perf_counter()
-        engine.run(x[i % len(x)][None])
+        engine.run(rows[i % len(rows)][None])
         times[i] = time.perf_counter() - t0
-    batch = np.resize(x, (spec.throughput_batch, *x.shape[1:]))
+    batch = np.resize(rows, (spec.throughput_batch, *rows.shape[1:]))
     engine.run(batch)
     reps, t0 = 0, time.perf_counter()
     while reps < 5 or time.perf_counter() - t0 < 0.5:
@@ -73,7 +74,7 @@ def measure(model_path: Path, x: np.ndarray, y: np.ndarray, spec: MeasureSpec, r
     elapsed = time.perf_counter() - t0
     per_batch = {}
     for b in spec.batch_sizes:
-        xb = np.resize(x, (b, *x.shape[1:]))
+        xb = np.resize(rows, (b, *rows.shape[1:]))
         bt = np.empty(max(10, spec.iterations // 10))
         for i in range(len(bt)):
             t1 = time.perf_counter()
@@ -136,8 +137,13 @@ def measure_isolated(model_path: Path, x: np.ndarray, y: np.ndarray, spec: Measu
 
     with tempfile.TemporaryDirectory(prefix="sf-measure-") as tmp:
         request, result = Path(tmp) / "request.json", Path(tmp) / "result.json"
-        np.savez(Path(tmp) / "data.npz", x=x, y=y, **({} if reference is None else {"reference": reference}))
-        request.write_text(json.dumps({"model": str(Path(model_path).resolve()), "data": str(Path(tmp) / "data.npz"),
+        from squeezeflow.rows import write_npy
+
+        write_npy(Path(tmp) / "x.npy", x)  # a chunk at a time; the worker reads it back by batches
+        np.save(Path(tmp) / "y.npy", np.asarray(y))
+        if reference is not None:
+            np.save(Path(tmp) / "reference.npy", np.asarray(reference))
+        request.write_text(json.dumps({"model": str(Path(model_path).resolve()), "data": tmp,
                                        "spec": spec.model_dump(mode="json"), "result": str(result),
                                        "runtime": runtime}))
         try:

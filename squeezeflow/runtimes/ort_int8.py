@@ -21,11 +21,13 @@ class _Calibration:
     """ONNX Runtime's CalibrationDataReader protocol over an array of training samples."""
 
     def __init__(self, x: np.ndarray):
-        self._rows = iter(input_array(x)[:, None])
+        self._x, self._i = x, 0  # an array or rows on disk: one sample read at a time
 
     def get_next(self):
-        row = next(self._rows, None)
-        return None if row is None else {INPUT: row}
+        if self._i >= len(self._x):
+            return None
+        self._i += 1
+        return {INPUT: input_array(self._x[self._i - 1 : self._i])}
 
     def rewind(self):  # not needed for one pass
         pass

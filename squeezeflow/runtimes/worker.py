@@ -40,11 +40,12 @@ def main(request_path: str) -> int:
     try:
         import numpy as np
 
+        from squeezeflow.rows import ArrayFile
         from squeezeflow.runtimes.measure import MeasureSpec, measure
 
-        with np.load(request["data"], allow_pickle=False) as data:
-            x, y = data["x"], data["y"]
-            reference = data["reference"] if "reference" in data else None
+        data = Path(request["data"])
+        x, y = ArrayFile(data / "x.npy"), np.load(data / "y.npy", allow_pickle=False)
+        reference = np.load(data / "reference.npy") if (data / "reference.npy").exists() else None
         metrics = measure(Path(request["model"]), x, y, MeasureSpec.model_validate(request["spec"]),
                           request.get("runtime", "onnxruntime"), reference)
     except MemoryError:

@@ -62,6 +62,12 @@ class StageContext:
             raise KeyError(f"stage input '{stage}' is not a declared dependency (declared: {sorted(self.inputs)})")
         return self.inputs[stage]
 
+    def splits(self):
+        """The dataset stage's splits; each one larger than machine.data_memory_mb is read from disk by rows."""
+        from squeezeflow.data import Splits
+
+        return Splits.load(self.input("dataset"), self.params.machine.data_memory_mb)
+
     def recipe(self, which: str = "main"):
         """The recipe as recorded in .squeezeflow/recipes.yaml (what DVC tracks), not re-read from recipes/."""
         from squeezeflow.compression.recipe import parse_recipe

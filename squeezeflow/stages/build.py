@@ -3,13 +3,12 @@ builder its profile names."""
 
 from __future__ import annotations
 
-from squeezeflow.data import Splits
 from squeezeflow.runtimes import build_artifact
 from squeezeflow.stages.base import Stage, StageContext, register_stage, stage_name
 
 
 def run(ctx: StageContext) -> dict:
-    splits = Splits.load(ctx.input("dataset"))
+    splits = ctx.splits()
     source = ctx.input(stage_name("select", ctx.target.name)) / "model.onnx"  # the export of the chosen recipe
     return build_artifact(ctx.target.build, source, ctx.out / "model.onnx",
                           splits.x["train"], (splits.x["val"], splits.y["val"]))

@@ -11,7 +11,7 @@ from squeezeflow.training import accuracy
 
 
 def compress_context(ctx: StageContext) -> tuple[CompressContext, Splits]:
-    splits = Splits.load(ctx.input("dataset"))
+    splits = ctx.splits()
     teacher, tspec = load_checkpoint(ctx.input("teacher") / "model.pt")
     return CompressContext(teacher, tspec, (splits.x["train"], splits.y["train"]), (splits.x["val"], splits.y["val"]),
                            ctx.params.seed), splits

@@ -36,7 +36,7 @@ def data_expectations(inputs, params) -> Verdict:
                          value_range=tuple(meta["value_range"]) if meta.get("value_range") else None,
                          split_sizes={s: meta[f"{s}_size"] for s in ("train", "val", "test")} if meta.get("presplit")
                          else expected_sizes(meta["samples"], params.split))
-    report = check_splits(Splits.load(inputs["dataset"]), spec)
+    report = check_splits(Splits.load(inputs["dataset"], params.machine.data_memory_mb), spec)
     verdict = f"passed ({report.evaluated} expectations)" if report.passed else f"failed: {report.message()}"
     return Verdict(report.passed, report.message(), {"expectations_evaluated": report.evaluated,
                                                      "failures": report.failures, "engine": "great_expectations",

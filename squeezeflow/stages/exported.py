@@ -12,14 +12,14 @@ def run(ctx: StageContext) -> dict:
     model, spec = load_checkpoint(ctx.input("finetuned") / "model.pt")
     path = ctx.out / "model.onnx"
     export_onnx(model, spec.input_shape, path, ctx.params.export.opset, spec.input_dtype)
-    val = Splits.load(ctx.input("dataset")).x["val"]
+    val = ctx.splits().x["val"]
     return {"model_bytes": path.stat().st_size, **parity(model, path, val)}
 
 
 def onnx_matches_torch(inputs, params) -> Verdict:
     """ONNX Runtime vs torch on the val split, recomputed from the files on disk."""
     model, _ = load_checkpoint(inputs["finetuned"] / "model.pt")
-    val = Splits.load(inputs["dataset"]).x["val"]
+    val = Splits.load(inputs["dataset"], params.machine.data_memory_mb).x["val"]
     result, atol = parity(model, inputs["exported"] / "model.onnx", val), params.export.parity_atol
     passed = result["max_abs_diff"] <= atol and result["argmax_agreement"] == 1.0
     message = (f"max |onnx - torch| {result['max_abs_diff']:.3g} (atol {atol:g}), argmax agreement "

@@ -51,7 +51,7 @@ def run(ctx: StageContext) -> dict:
         write_json(ctx.out / "selection.json", {"recipe": main, "objective": target.objective, "reason": why,
                                                 "candidates": []})
         return {"recipe": main, "reason": why, "candidates": 0}
-    splits = Splits.load(ctx.input("dataset"))
+    splits = ctx.splits()
     teacher_val = read_json(ctx.input("teacher") / "metrics.json")["val_accuracy"]
     baseline = majority_baseline(splits.y["train"], splits.y["val"])
     measured: list[Measured] = []

@@ -8,7 +8,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 from squeezeflow.compression.recipe import parse_recipe
-from squeezeflow.data import Splits
 from squeezeflow.errors import SqueezeflowInputError
 from squeezeflow.io import read_json, write_json
 from squeezeflow.stages.base import Stage, StageContext, register_stage
@@ -22,7 +21,7 @@ def run(ctx: StageContext) -> dict:
         raise SqueezeflowInputError(ctx.params_source, "sweep.target", p.sweep.target,
                                     f"no such device target; known: {sorted(ctx.targets)}")
     recipes = [parse_recipe(r, ctx.recipes_source) for r in ctx.recipes["sweep"].values()]
-    splits = Splits.load(ctx.input("dataset"))
+    splits = ctx.splits()
     spec = teacher_spec(p.teacher, meta, splits.x["train"])
     with tempfile.TemporaryDirectory() as work:
         points = run_sweep(spec, p.teacher.train, p.sweep.teacher_scales, recipes, splits,

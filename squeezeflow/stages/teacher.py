@@ -53,7 +53,7 @@ def onnx_teacher(ctx: StageContext, meta: dict, splits: Splits) -> tuple[nn.Modu
 
 
 def run(ctx: StageContext) -> dict:
-    meta, splits = data_meta(ctx), Splits.load(ctx.input("dataset"))
+    meta, splits = data_meta(ctx), ctx.splits()
     p = ctx.params.teacher
     t0 = time.perf_counter()
     if p.source.kind == "onnx":

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 
-from squeezeflow.data import Splits
 from squeezeflow.export.onnx import check_onnx_file
 from squeezeflow.onnxio import onnx_logits
 from squeezeflow.runtimes.agent import measure_remote
@@ -33,7 +32,7 @@ def measure_target(target: TargetProfile, model: Path, x: np.ndarray, y: np.ndar
 
 
 def run(ctx: StageContext) -> dict:
-    splits = Splits.load(ctx.input("dataset"))
+    splits = ctx.splits()
     model = ctx.input(stage_name("build", ctx.target.name)) / "model.onnx"
     check_onnx_file(model)  # a missing or corrupt file is bad input (one clear error), not a device failure
     x, y = splits.x["test"], splits.y["test"]

@@ -94,8 +94,13 @@ class Tracker:
 
         import mlflow.data
         import mlflow.exceptions
+        import numpy as np
         from mlflow.entities import DatasetInput, InputTag
 
+        from squeezeflow.io import batch_rows
+
+        if not isinstance(x, np.ndarray):  # a split read from disk by rows: MLflow's digest and schema from its head
+            x = np.asarray(x[: batch_rows(x, 10_000)])
         with warnings.catch_warnings():  # a free-text source ("sklearn.datasets.load_digits") is ambiguous to MLflow
             warnings.simplefilter("ignore", UserWarning)
             try:

@@ -16,7 +16,7 @@ def train_model(model: nn.Module, train: Split, val: Split, params: TrainParams,
                 desc: str = "teacher") -> tuple[nn.Module, FitResult]:
     """Train `model` (its inputs standardized inside it with the train split's statistics when `normalize`) with
     `params`, and return it in eval mode."""
-    if normalize and np.issubdtype(np.asarray(train[0]).dtype, np.floating):  # never token ids
+    if normalize and np.issubdtype(train[0].dtype, np.floating):  # never token ids
         model = with_input_norm(model, Standardize.fit(train[0]))
     result = fit(model, train, val, params, seed, desc=desc)
     return model.eval(), result

@@ -12,7 +12,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from squeezeflow.config import TrainParams
-from squeezeflow.io import input_array
+from squeezeflow.io import input_array, input_batches
 
 # loss(model logits, x batch, y batch) -> scalar
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -34,8 +34,7 @@ def seed_everything(seed: int) -> None:
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: np.ndarray, batch: int = 1024) -> np.ndarray:
     model.eval()
-    xt = torch.as_tensor(input_array(x))
-    return torch.cat([model(xt[i : i + batch]) for i in range(0, len(xt), batch)]).numpy()
+    return torch.cat([model(torch.as_tensor(b)) for b in input_batches(x, batch)]).numpy()
 
 
 def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
@@ -85,7 +84,7 @@ def stale_batchnorms(model: nn.Module, steps: int) -> list[nn.modules.batchnorm.
 
 
 @torch.no_grad()
-def recalibrate_batchnorms(model: nn.Module, x: torch.Tensor, norms: list, batch: int, samples: int = 2048) -> None:
+def recalibrate_batchnorms(model: nn.Module, x, norms: list, batch: int, samples: int = 2048) -> None:
     """Running statistics recomputed as exact averages over (up to `samples` of) the training inputs, as
     torch.optim.swa_utils.update_bn does; the weights are untouched."""
     if not norms:
@@ -95,8 +94,8 @@ def recalibrate_batchnorms(model: nn.Module, x: torch.Tensor, norms: list, batch
         m.reset_running_stats()
         m.momentum = None  # a cumulative average over the batches below
     model.train()
-    for i in range(0, min(len(x), samples), batch):
-        model(x[i : i + batch])
+    for b in input_batches(x, batch, stop=samples):
+        model(torch.as_tensor(b))
     for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
     model.train(was)
@@ -116,9 +115,9 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
         def loss_fn(logits, _x, y):
             return F.cross_entropy(logits, y, label_smoothing=smoothing)
 
-    xt, yt = torch.as_tensor(input_array(train[0])), torch.as_tensor(train[1])
+    x, yt = train[0], torch.as_tensor(train[1])  # x: an array or rows on disk, read a batch at a time
     opt = _optimizer(model, params)
-    steps_per_epoch = math.ceil(len(xt) / params.batch_size)
+    steps_per_epoch = math.ceil(len(x) / params.batch_size)
     sched = _scheduler(opt, params, params.epochs * steps_per_epoch)
 
     def score(acc: float, loss: float) -> float:  # higher is better
@@ -131,19 +130,20 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
     bar = tqdm(range(1, params.epochs + 1), desc=desc, unit="epoch", leave=True, disable=None, dynamic_ncols=True)
     for epoch in bar:
         model.train()
-        order = torch.randperm(len(xt), generator=gen)
+        order = torch.randperm(len(x), generator=gen)
         for i in range(0, len(order), params.batch_size):
             idx = order[i : i + params.batch_size]
             opt.zero_grad()
             extra = () if teacher_logits is None else (teacher_logits[idx],)
-            batch_loss = loss_fn(model(xt[idx]), xt[idx], yt[idx], *extra)
+            xb = torch.as_tensor(input_array(x[idx.numpy()]))
+            batch_loss = loss_fn(model(xb), xb, yt[idx], *extra)
             batch_loss.backward()
             opt.step()
             if sched is not None:
                 sched.step()
             if after_step:
                 after_step()
-        recalibrate_batchnorms(model, xt, stale_batchnorms(model, epoch * steps_per_epoch), params.batch_size)
+        recalibrate_batchnorms(model, x, stale_batchnorms(model, epoch * steps_per_epoch), params.batch_size)
         acc, loss = evaluate(model, *val)
         if score(acc, loss) > best:
             best, best_acc, best_epoch, best_state = score(acc, loss), acc, epoch, copy.deepcopy(model.state_dict())

@@ -126,8 +126,7 @@ def test_the_users_trained_model_is_compressed_without_retraining_and_promoted(b
 
     model = build(10)
     model.load_state_dict(torch.load(ws.root / "teacher.pt", weights_only=True))
-    with np.load(ws.stage_dir("dataset") / "test.npz") as f:
-        x, y = f["x"], f["y"]
+    x, y = (np.load(ws.stage_dir("dataset") / f"test-{a}.npy") for a in ("x", "y"))
     with torch.no_grad():
         mine = float((model.eval()(torch.as_tensor(x)).argmax(1).numpy() == y).mean() * 100)
     assert teacher["test_accuracy"] == pytest.approx(mine)

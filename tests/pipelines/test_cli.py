@@ -26,5 +26,5 @@ def test_bad_input_fails_before_any_run(workspace, capsys, argv, needle):
 def test_stage_command_runs_one_stage_in_place(workspace, capsys):
     assert main(["--root", str(workspace), "stage", "dataset"]) == 0
     names = {p.name for p in (workspace / "artifacts" / "dataset").iterdir()}
-    assert names == {"train.npz", "val.npz", "test.npz", "metrics.json"}
+    assert names == {f"{s}-{a}.npy" for s in ("train", "val", "test") for a in "xy"} | {"metrics.json"}
     assert main(["--root", str(workspace), "stage", "nope"]) == 2

@@ -27,7 +27,7 @@ def test_dvc_repro_runs_the_resolved_params_and_waits_for_no_one(workspace):
     assert resolved["teacher"]["hidden"] == [64]  # params.yaml's value, with every default filled in
     done = repro(workspace, "dataset")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert (workspace / "artifacts" / "dataset" / "train.npz").exists()
+    assert (workspace / "artifacts" / "dataset" / "train-x.npy").exists()
 
     holder = start_holder(workspace / ".squeezeflow" / "locks", "a-run", 60.0)
     try:

@@ -60,8 +60,7 @@ def test_an_onnx_teacher_is_distilled_into_a_student_built_for_int8_and_promoted
     teacher = json.loads((ws.stage_dir("teacher") / "metrics.json").read_text())
     assert teacher["trained"] is False and teacher["arch"] == "onnx:teacher.onnx"
     # its accuracy is the file's own, measured here by ONNX Runtime directly
-    with np.load(ws.stage_dir("dataset") / "test.npz") as f:
-        x, y = f["x"], f["y"]
+    x, y = (np.load(ws.stage_dir("dataset") / f"test-{a}.npy") for a in ("x", "y"))
     sess = ort.InferenceSession(str(ws.root / "teacher.onnx"), providers=["CPUExecutionProvider"])
     mine = float((sess.run(None, {"pixels": x})[0].argmax(1) == y).mean() * 100)
     assert teacher["test_accuracy"] == pytest.approx(mine)

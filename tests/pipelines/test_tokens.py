@@ -58,8 +58,8 @@ def test_a_shallower_student_of_the_users_transformer_on_token_ids(ws):
     assert run_lifecycle(ws, [], ["cpu-int8"]) == 0
     data, teacher = metrics(ws, "dataset"), metrics(ws, "teacher")
     assert data["input_dtype"] == "int64"
-    with np.load(ws.stage_dir("dataset") / "train.npz") as f:
-        assert f["x"].dtype == np.int64  # ids stay ids: never standardized or cast to float
+    # ids stay ids: never standardized or cast to float
+    assert np.load(ws.stage_dir("dataset") / "train-x.npy").dtype == np.int64
     assert teacher["arch"] == "usertext.textnet:build" and teacher["test_accuracy"] > 60
     compressed = metrics(ws, "compressed")
     assert compressed["parameters"] < 0.7 * teacher["parameters"]  # one encoder layer instead of two
