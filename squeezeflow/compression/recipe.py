@@ -71,10 +71,11 @@ class Recipe:
         """Each step's module selection against the user's model, before any training (Technique.check)."""
         from squeezeflow.models.onnx_model import is_onnx_teacher
 
-        if is_onnx_teacher(model) and (not self.steps or self.steps[0].name != "distill"):
-            raise SqueezeflowInputError(self.source, "steps[0].technique", self.steps[0].name if self.steps else
-                                        None, "an ONNX teacher is not a torch model: the first step must be "
-                                        "`distill` into a student (student.arch or student.factory)")
+        if is_onnx_teacher(model) and self.steps and self.steps[0].name != "distill":
+            raise SqueezeflowInputError(self.source, "steps[0].technique", self.steps[0].name, "an ONNX teacher is "
+                                        "not a torch model: the first step must be `distill` into a student "
+                                        "(student.arch or student.factory), or `steps: []` to build the file for "
+                                        "the targets as it is")
         for i, step in enumerate(self.steps):
             try:
                 step.check(model)
@@ -83,8 +84,8 @@ class Recipe:
                                             str(exc)) from None
 
     def recover(self, model: nn.Sequential, ctx: CompressContext) -> dict:
-        if self.finetune is None:
-            return {"epochs": 0}
+        if self.finetune is None or not any(p.requires_grad for p in model.parameters()):
+            return {"epochs": 0}  # nothing to recover, or nothing trainable (an ONNX teacher deployed as it is)
         return Finetune(self.finetune).apply(model, ctx).metrics
 
 
@@ -96,8 +97,9 @@ def parse_recipe(data: Any, source: str | Path, default_name: str = "recipe") ->
         raise SqueezeflowInputError(source, unknown[0], data[unknown[0]],
                                     f"unknown recipe key; known: {sorted(TOP_LEVEL)}")
     raw_steps = data.get("steps")
-    if not isinstance(raw_steps, list) or not raw_steps:
-        raise SqueezeflowInputError(source, "steps", raw_steps, "expected a non-empty list of technique steps")
+    if not isinstance(raw_steps, list):  # [] deploys the teacher as it is (the builds still quantize it)
+        raise SqueezeflowInputError(source, "steps", raw_steps, "expected a list of technique steps ([]: the "
+                                    "teacher as it is)")
     steps = tuple(_parse_step(s, i, source) for i, s in enumerate(raw_steps))
     _check_order(steps, source)
     _check_exportable(steps, source)

@@ -39,9 +39,12 @@ def flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
 
 def count_parameters(model: nn.Module) -> int:
     """Every parameter element (zeros included: see parameter_counts for the nonzero ones)."""
-    return sum(p.numel() for p in model.parameters())
+    return parameter_counts(model)["parameters"]
 
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:
-    return {"parameters": count_parameters(model),
+    if hasattr(model, "num_weights"):  # an ONNX file's initializers (models/onnx_model.py)
+        total, nonzero = model.num_weights()
+        return {"parameters": total, "nonzero_parameters": nonzero}
+    return {"parameters": sum(p.numel() for p in model.parameters()),
             "nonzero_parameters": sum(int((p != 0).sum()) for p in model.parameters())}

@@ -42,6 +42,34 @@ class OnnxModel(nn.Module):
     def train(self, mode: bool = True) -> OnnxModel:  # frozen: nothing to train
         return super().train(False)
 
+    def num_weights(self) -> tuple[int, int]:
+        """(elements, nonzero elements) of the file's initializers: its parameters, as torch counts them."""
+        import onnx
+        from onnx import numpy_helper
+
+        graph = onnx.load_from_string(self.onnx_bytes.numpy().tobytes()).graph
+        arrays = [numpy_helper.to_array(t) for t in graph.initializer]
+        return sum(a.size for a in arrays), sum(int(np.count_nonzero(a)) for a in arrays)
+
+    def standard_bytes(self, input_name: str, output_name: str) -> bytes:
+        """The file with its first input and output renamed as squeezeflow's exports name them, and a symbolic
+        batch axis: what the export stage writes when the teacher is deployed as it is."""
+        import onnx
+
+        model = onnx.load_from_string(self.onnx_bytes.numpy().tobytes())
+        graph = model.graph
+        renames = {graph.input[0].name: input_name, graph.output[0].name: output_name}
+        for value in (graph.input[0], graph.output[0]):
+            value.name = renames[value.name]
+            dims = value.type.tensor_type.shape.dim
+            if dims:
+                dims[0].ClearField("dim_value")
+                dims[0].dim_param = "batch"
+        for node in graph.node:
+            node.input[:] = [renames.get(n, n) for n in node.input]
+            node.output[:] = [renames.get(n, n) for n in node.output]
+        return model.SerializeToString()
+
 
 @register_arch("onnx")
 def onnx_teacher(spec: ModelSpec) -> nn.Module:

@@ -9,7 +9,7 @@ from torch import nn
 from squeezeflow.config import TeacherParams
 from squeezeflow.data import Splits
 from squeezeflow.io import read_json
-from squeezeflow.models import ModelSpec, resolve_arch, save_checkpoint
+from squeezeflow.models import ModelSpec, count_parameters, resolve_arch, save_checkpoint
 from squeezeflow.models.user import check_onnx_teacher, check_user_model, onnx_spec, python_spec
 from squeezeflow.stages.base import Stage, StageContext, register_stage
 from squeezeflow.stats import wilson_interval
@@ -73,7 +73,7 @@ def run(ctx: StageContext) -> dict:
         **fitted,
         "test_accuracy": test_acc,
         "test_accuracy_ci95": list(wilson_interval(round(test_acc * n_test / 100), n_test)),
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": count_parameters(model),
         "arch": spec.arch if p.source.kind == "builtin" else p.source.label(),
         "hidden": list(spec.hidden),
         "train_seconds": time.perf_counter() - t0,

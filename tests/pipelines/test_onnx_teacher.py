@@ -37,22 +37,25 @@ def _export_teacher(path, x, y) -> None:
                       dynamic_axes={"pixels": {0: "n"}, "scores": {0: "n"}}, dynamo=False)
 
 
-@pytest.fixture(scope="module")
-def ws(tmp_path_factory):
+def _workspace(root, recipe: dict) -> Workspace:
     from sklearn.datasets import load_digits
 
+    make_workspace(root, {"dataset": {"name": "npz", "path": "digits.npz"},
+                          "teacher": {"source": {"kind": "onnx", "path": "teacher.onnx"}},
+                          "compress": {"recipe": recipe["name"]}, "sweep": {"target": "cpu-int8"}},
+                   targets=("cpu-int8",))
+    (root / "recipes" / f"{recipe['name']}.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    d = load_digits()
+    x, y = (d.images / 16.0).astype(np.float32), d.target.astype(np.int64)
+    np.savez(root / "digits.npz", x=x, y=y)
+    _export_teacher(root / "teacher.onnx", x[:900], y[:900])
+    return Workspace(root)
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
     with lifecycle_env(tmp_path_factory.mktemp("onnx_teacher")) as base:
-        root = base / "ws"
-        make_workspace(root, {"dataset": {"name": "npz", "path": "digits.npz"},
-                              "teacher": {"source": {"kind": "onnx", "path": "teacher.onnx"}},
-                              "compress": {"recipe": "from-onnx"}, "sweep": {"target": "cpu-int8"}},
-                       targets=("cpu-int8",))
-        (root / "recipes" / "from-onnx.yaml").write_text(yaml.safe_dump(RECIPE, sort_keys=False))
-        d = load_digits()
-        x, y = (d.images / 16.0).astype(np.float32), d.target.astype(np.int64)
-        np.savez(root / "digits.npz", x=x, y=y)
-        _export_teacher(root / "teacher.onnx", x[:900], y[:900])
-        yield Workspace(root)
+        yield _workspace(base / "ws", RECIPE)
 
 
 def test_an_onnx_teacher_is_distilled_into_a_student_built_for_int8_and_promoted(ws):
@@ -80,3 +83,24 @@ def test_an_onnx_teacher_is_distilled_into_a_student_built_for_int8_and_promoted
     assert spec.arch == "onnx"
     got = model(torch.as_tensor(x[:5])).argmax(1).numpy()
     np.testing.assert_array_equal(got, sess.run(None, {"pixels": x[:5]})[0].argmax(1))
+
+
+def test_an_onnx_teacher_is_built_for_int8_as_it_is(tmp_path):
+    """`steps: []`: no student; the file itself is exported (names aligned), quantized by the int8 build, gated,
+    registered and promoted."""
+    import onnx
+
+    with lifecycle_env(tmp_path) as base:
+        ws = _workspace(base / "ws", {"name": "as-is", "steps": []})
+        assert run_lifecycle(ws, [], ["cpu-int8"]) == 0
+    teacher, compressed, validated = (json.loads((ws.stage_dir(s) / "metrics.json").read_text())
+                                      for s in ("teacher", "compressed", "validate-cpu-int8"))
+    assert teacher["parameters"] == compressed["parameters"] == 64 * 128 + 128 + 128 * 10 + 10  # its initializers
+    exported = onnx.load(str(ws.stage_dir("exported") / "model.onnx"))
+    ops = {n.op_type for n in exported.graph.node}
+    assert "Gemm" in ops or "MatMul" in ops
+    built = onnx.load(str(ws.stage_dir("build-cpu-int8") / "model.onnx"))
+    assert sum(t.data_type == onnx.TensorProto.INT8 for t in built.graph.initializer) >= 2  # both layers int8
+    assert validated["accuracy"] > teacher["test_accuracy"] - 2 and validated["agreement_with_reference"] > 95
+    summary = json.loads(sorted((ws.state_dir / "runs").glob("*/summary.json"))[-1].read_text())
+    assert summary["targets"][0]["promoted"] == "champion"

@@ -64,7 +64,7 @@ def test_fine_tuning_may_come_anywhere(tmp_path):
 
 @pytest.mark.parametrize("data, field", [
     ({"stepz": []}, "stepz"),
-    ({"steps": []}, "steps"),
+    ({"steps": "distill"}, "steps"),
     ({"steps": ["distill"]}, "steps[0]"),
     ({"steps": [{"technique": "distill"}], "finetune": {"train": {"epochs": 0}}}, "finetune.train.epochs"),
 ])
