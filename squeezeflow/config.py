@@ -221,7 +221,11 @@ class SweepParams(Strict):
 
 
 class ExportParams(Strict):
-    opset: int = Field(17, ge=13, le=23)
+    opset: int = Field(17, ge=13, le=23, description="the TorchScript exporter's opset; the dynamo exporter "
+                       "emits max(opset, 18)")
+    exporter: Literal["dynamo", "torchscript"] = Field("dynamo", description="dynamo: torch.export + onnxscript, "
+                                                        "falling back to the TorchScript exporter (the reason "
+                                                        "recorded in the exported stage's metrics)")
     parity_atol: float = Field(1e-4, gt=0)
 
 

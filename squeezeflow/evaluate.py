@@ -17,11 +17,11 @@ from squeezeflow.targets import TargetProfile
 
 
 def deploy_and_measure(model: nn.Module, spec: ModelSpec, splits: Splits, workdir: Path, target: TargetProfile,
-                       opset: int = 17) -> dict:
+                       opset: int = 17, exporter: str = "dynamo") -> dict:
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     exported, built = workdir / "exported.onnx", workdir / "model.onnx"
-    export_onnx(model, spec.input_shape, exported, opset, spec.input_dtype)
+    export_onnx(model, spec.input_shape, exported, opset, spec.input_dtype, exporter)
     build_artifact(target.build, exported, built, splits.x["train"], (splits.x["val"], splits.y["val"]))
     return {**measure(built, splits.x["test"], splits.y["test"], target.measure), **parameter_counts(model),
             "flops": flops(model, spec.input_shape), "exported_bytes": exported.stat().st_size}

@@ -69,25 +69,25 @@ def pareto_front(points: list[Point]) -> list[Point]:
 
 def run_sweep(spec: ModelSpec, train: TrainParams, scales: tuple[float, ...], recipes: list[Recipe], splits: Splits,
               target: TargetProfile, workdir: Path, seed: int, log: Callable[[str], None] = print,
-              opset: int = 17, normalize: bool = True) -> list[Point]:
+              opset: int = 17, normalize: bool = True, exporter: str = "dynamo") -> list[Point]:
     trn, val = (splits.x["train"], splits.y["train"]), (splits.x["val"], splits.y["val"])
     points = []
     for scale in scales:
         tspec = scaled(spec, scale)
         teacher, _ = train_from_scratch(tspec, trn, val, train, seed, normalize, desc=f"teacher x{scale:g}")
-        points.append(_point(scale, "teacher", teacher, tspec, splits, target, workdir, opset))
+        points.append(_point(scale, "teacher", teacher, tspec, splits, target, workdir, (opset, exporter)))
         for recipe in recipes:
             log(f"[sweep] teacher x{scale:g} -> recipe {recipe.name}")
             ctx = CompressContext(teacher, tspec, trn, val, seed, log=log)
             model, mspec, _ = recipe.run(copy.deepcopy(teacher), ctx)
             recipe.recover(model, ctx)
-            points.append(_point(scale, recipe.name, model, mspec, splits, target, workdir, opset))
+            points.append(_point(scale, recipe.name, model, mspec, splits, target, workdir, (opset, exporter)))
     return pareto_front(points)
 
 
 def _point(scale: float, recipe: str, model, spec: ModelSpec, splits: Splits, target: TargetProfile,
-           workdir: Path, opset: int) -> Point:
-    m = deploy_and_measure(model, spec, splits, Path(workdir) / f"x{scale:g}-{recipe}", target, opset)
+           workdir: Path, export: tuple[int, str]) -> Point:
+    m = deploy_and_measure(model, spec, splits, Path(workdir) / f"x{scale:g}-{recipe}", target, *export)
     return Point(scale, recipe, m["accuracy"], m["model_gzip_bytes"], m["latency_p50_ms"], m["parameters"], m["flops"])
 
 

@@ -34,9 +34,10 @@ def run(ctx: StageContext) -> dict:
             recipe.recover(model, cctx)
             path = ctx.out / folder(name) / "model.onnx"
             path.parent.mkdir(parents=True)
-            export_onnx(model, spec.input_shape, path, ctx.params.export.opset, spec.input_dtype)
+            how = export_onnx(model, spec.input_shape, path, ctx.params.export.opset, spec.input_dtype,
+                              ctx.params.export.exporter)
             match = parity(model, path, val[0])
-            report[name] = {"val_accuracy": accuracy(model, *val), **parameter_counts(model), **match,
+            report[name] = {"val_accuracy": accuracy(model, *val), **parameter_counts(model), **match, **how,
                             "export_matches": match["max_abs_diff"] <= ctx.params.export.parity_atol
                             and match["argmax_agreement"] == 1.0}
     write_json(ctx.out / "alternatives.json", report)

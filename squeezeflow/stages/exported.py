@@ -11,9 +11,10 @@ from squeezeflow.stages.base import Check, Stage, StageContext, Verdict, registe
 def run(ctx: StageContext) -> dict:
     model, spec = load_checkpoint(ctx.input("finetuned") / "model.pt")
     path = ctx.out / "model.onnx"
-    export_onnx(model, spec.input_shape, path, ctx.params.export.opset, spec.input_dtype)
+    how = export_onnx(model, spec.input_shape, path, ctx.params.export.opset, spec.input_dtype,
+                      ctx.params.export.exporter)
     val = ctx.splits().x["val"]
-    return {"model_bytes": path.stat().st_size, **parity(model, path, val)}
+    return {"model_bytes": path.stat().st_size, **how, **parity(model, path, val)}
 
 
 def onnx_matches_torch(inputs, params) -> Verdict:

@@ -26,7 +26,7 @@ def run(ctx: StageContext) -> dict:
     with tempfile.TemporaryDirectory() as work:
         points = run_sweep(spec, p.teacher.train, p.sweep.teacher_scales, recipes, splits,
                            ctx.targets[p.sweep.target], Path(work), p.seed, opset=p.export.opset,
-                           normalize=p.teacher.normalize == "feature")
+                           normalize=p.teacher.normalize == "feature", exporter=p.export.exporter)
     write_json(ctx.out / "points.json", [asdict(pt) for pt in points])
     plot_front(points, ctx.out / "pareto.png", f"{p.dataset.name}: teacher size x recipe on {p.sweep.target}")
     front = [pt for pt in points if pt.on_front]

@@ -194,10 +194,12 @@ def test_an_uncalibrated_activation_quantizer_fails_export_and_leaves_no_file(tm
     assert list(tmp_path.iterdir()) == []
 
 
-def test_plain_models_export_as_before(tmp_path):
-    export_onnx(mlp().eval(), (8, 8), tmp_path / "p.onnx", opset=17)
+@pytest.mark.parametrize("exporter, opset", [("dynamo", 18), ("torchscript", 17)])
+def test_plain_models_export_as_before(tmp_path, exporter, opset):
+    how = export_onnx(mlp().eval(), (8, 8), tmp_path / "p.onnx", opset=17, exporter=exporter)
+    assert how["exporter"] == exporter
     proto = onnx.load(str(tmp_path / "p.onnx"))
-    assert weight_dq(proto) == [] and len(float_weights(proto)) == 2 and proto.opset_import[0].version == 17
+    assert weight_dq(proto) == [] and len(float_weights(proto)) == 2 and proto.opset_import[0].version == opset
 
 
 @pytest.mark.parametrize("bits,activations", [(8, False), (4, False), (1, False), (1, True)])
