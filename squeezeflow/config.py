@@ -169,6 +169,50 @@ class TorchvisionSource(FactorySource):
         return f"torchvision:{self.name}"
 
 
+class HuggingFaceSource(FactorySource):
+    """A Hugging Face `transformers` sequence classifier on token ids: from a local directory (config.json and
+    weights, loaded with local_files_only=True: never downloaded) or from a config alone (then trained here). Its
+    forward takes the ids and masks the padding (config.pad_token_id) itself."""
+
+    kind: Literal["huggingface"]
+    path: str | None = Field(None, description="a local directory as save_pretrained writes it (relative to the "
+                             "workspace)")
+    config: dict[str, Any] | None = Field(None, description="a config instead of a directory: model_type and its "
+                                          "sizes, e.g. {model_type: bert, hidden_size: 64, num_hidden_layers: 2}")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="config fields to override (a student's "
+                                   "num_hidden_layers, say)")
+
+    @property
+    def factory_field(self) -> str:  # what an error about building it names
+        return "teacher.source.path" if self.path else "teacher.source.config"
+
+    @model_validator(mode="after")
+    def _checkpoint_to_keep(self):  # a directory holds its trained weights: train: false needs no checkpoint
+        if not self.train and not (self.checkpoint or self.path):
+            raise ValueError("train: false compresses a trained model: give its directory (path) or a checkpoint")
+        return self
+
+    @model_validator(mode="after")
+    def _one_origin(self):
+        if (self.path is None) == (self.config is None):
+            raise ValueError("give exactly one of path (a local model directory) or config (model_type and sizes)")
+        if self.config is not None and "model_type" not in self.config:
+            raise ValueError("config needs model_type (bert, distilbert, roberta, ...)")
+        return self
+
+    def factory_ref(self) -> str:
+        return "squeezeflow.models.hf:hf_model"
+
+    def factory_kwargs(self) -> dict[str, Any]:
+        return {"path": self.path, "config": self.config, **self.kwargs}
+
+    def factory_value(self) -> str:
+        return self.path or str(self.config.get("model_type"))
+
+    def label(self) -> str:
+        return f"huggingface:{Path(self.path).name if self.path else self.config['model_type']}"
+
+
 class OnnxSource(Strict):
     """An exported, trained model as a frozen teacher: ONNX Runtime computes its outputs and the recipe's first step
     distils them into a torch student (student.arch or student.factory; by default a built-in one chosen by the
@@ -181,7 +225,8 @@ class OnnxSource(Strict):
         return f"onnx:{Path(self.path).name}"
 
 
-ModelSource = Annotated[BuiltinSource | PythonSource | TorchvisionSource | OnnxSource, Field(discriminator="kind")]
+ModelSource = Annotated[BuiltinSource | PythonSource | TorchvisionSource | HuggingFaceSource | OnnxSource,
+                        Field(discriminator="kind")]
 
 
 class TeacherParams(Strict):
@@ -266,6 +311,8 @@ def anchored(params: Params, root: Path) -> Params:
     src = params.teacher.source
     if isinstance(src, FactorySource) and src.checkpoint:
         src = src.model_copy(update={"checkpoint": at(src.checkpoint)})
+    if isinstance(src, HuggingFaceSource) and src.path:
+        src = src.model_copy(update={"path": at(src.path)})
     elif isinstance(src, OnnxSource):
         src = src.model_copy(update={"path": at(src.path)})
     if src is not params.teacher.source:

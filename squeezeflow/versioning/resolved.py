@@ -81,12 +81,15 @@ def model_fingerprint(params: Params) -> dict:
     out = {"kind": src.kind, "factory": src.factory_ref(), "kwargs": src.factory_kwargs(),
            "factory_file": str(origin) if origin else None, "factory_sha256": _digest(origin),
            "checkpoint": str(ckpt) if ckpt else None, "checkpoint_sha256": _digest(ckpt)}
-    if src.kind == "torchvision":  # the architecture's code is torchvision's: its version stands for it
+    library = {"torchvision": "torchvision", "huggingface": "transformers"}.get(src.kind)
+    if library:  # the architecture's code is the library's: its version stands for it
         from importlib.metadata import version
 
-        out["torchvision"] = version("torchvision")
+        out[library] = version(library)
     else:
         out["package_sha256"] = _package_digest(src.factory_ref())
+    if getattr(src, "path", None):  # a local Hugging Face directory: its config and weights by content
+        out["path"], out["path_sha256"] = src.path, _digest(Path(src.path))
     return out
 
 

@@ -214,6 +214,19 @@ CASES = [
     case("torchvision-unknown", lambda ws: (ws / "params.yaml").write_text(yaml.safe_dump({"teacher": {
         "source": {"kind": "torchvision", "name": "resnet7"}}})) and ["run"],
          "field 'teacher.source.name' = 'resnet7'", "unknown torchvision classification model", "resnet18"),
+    case("huggingface-dir-missing", lambda ws: (ws / "params.yaml").write_text(yaml.safe_dump({"teacher": {
+        "source": {"kind": "huggingface", "path": "nobert"}}})) and ["run"],
+         "field 'teacher.source.path'", "nobert", "not a Hugging Face model directory"),
+    case("huggingface-unknown-model-type", lambda ws: (ws / "params.yaml").write_text(yaml.safe_dump({"teacher": {
+        "source": {"kind": "huggingface", "config": {"model_type": "bret"}}}})) and ["run"],
+         "field 'teacher.source.config' = 'bret'", "unknown Hugging Face model_type"),
+    case("huggingface-no-origin", lambda ws: (ws / "params.yaml").write_text(yaml.safe_dump({"teacher": {
+        "source": {"kind": "huggingface"}}})) and ["run"],
+         "params.yaml", "field 'teacher.source", "exactly one of path"),
+    case("huggingface-image-data", lambda ws: (ws / "params.yaml").write_text(yaml.safe_dump({"teacher": {
+        "source": {"kind": "huggingface", "config": {"model_type": "bert", "hidden_size": 32,
+                                                     "num_attention_heads": 2}}}})) and ["run"],
+         "field 'teacher.source.config' = 'bert'", "takes token ids", "(8, 8)"),
     case("custom-layer-a-technique-cannot-handle", user_model(CUSTOM_LAYER_NET, recipe={"name": "mine", "steps": [
         {"technique": "prune-magnitude", "sparsity": 0.5}, {"technique": "quantize", "include": ["head"]}]}),
          "mine.yaml", "field 'steps[1].include' = ['head']", "module 'head' of type MyLinear",
