@@ -17,6 +17,9 @@ PROJECT = Path(__file__).resolve().parents[1]
 TINY = {
     "teacher": {"arch": "mlp", "hidden": [64], "train": {"epochs": 6, "patience": 3}},
     "compress": {"recipe": "tiny"},
+    # The dynamo exporter costs ~4 s per process and ~1 s per export; the end-to-end tests on users' models
+    # (tests/pipelines/test_byo.py, test_tokens.py, test_huggingface.py, ...) and tests/squeezeflow/export use it.
+    "export": {"exporter": "torchscript"},
 }
 TINY_RECIPE = {
     "name": "tiny",

@@ -1,7 +1,7 @@
-"""A Hugging Face transformer on token ids, end to end: a BERT classifier built from a local config (no download),
-trained here on the example's token data, distilled into a one-layer student of the same config and built for int8;
-then from a local directory (save_pretrained), compressed as it is trained (train: false). Gated, registered,
-promoted."""
+"""A Hugging Face transformer on token ids, end to end: a BERT classifier built from a local config (no
+download), trained here on the example's token data, distilled into a one-layer student of the same config and
+built for int8; then one from a local directory (save_pretrained, trained elsewhere), deployed with its own weights
+(train: false, steps: []). Gated, registered, promoted."""
 
 import json
 
@@ -22,16 +22,38 @@ SHALLOW = {"name": "shallow", "steps": [
 ], "finetune": {"train": {"epochs": 2, "patience": 2}}}
 
 
-def _workspace(root, source: dict, epochs: int = 12) -> Workspace:
-    make_workspace(root, {"dataset": {"name": "python", "factory": "usertext.textdata:load", "kwargs": {"n": 1200}},
+def _workspace(root, source: dict, epochs: int = 12, recipe: dict = SHALLOW) -> Workspace:
+    make_workspace(root, {"dataset": {"name": "python", "factory": "hftext.textdata:load", "kwargs": {"n": 1200}},
                           "teacher": {"source": source, "train": {"epochs": epochs, "patience": epochs}},
-                          "compress": {"recipe": "shallow"}, "sweep": {"target": "cpu-int8"}}, targets=("cpu-int8",))
-    (root / "recipes" / "shallow.yaml").write_text(yaml.safe_dump(SHALLOW, sort_keys=False))
-    (root / "usertext").mkdir()
-    (root / "usertext" / "__init__.py").write_text("")
-    (root / "usertext" / "textdata.py").write_text((PROJECT / "examples" / "text_transformer" / "textdata.py")
+                          "compress": {"recipe": recipe["name"]}, "sweep": {"target": "cpu-int8"}},
+                   targets=("cpu-int8",))
+    (root / "recipes" / f"{recipe['name']}.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    (root / "hftext").mkdir()
+    (root / "hftext" / "__init__.py").write_text("")
+    (root / "hftext" / "textdata.py").write_text((PROJECT / "examples" / "text_transformer" / "textdata.py")
                                                    .read_text())
     return Workspace(root)
+
+
+def _train_elsewhere(model) -> None:
+    """The user's own training, before squeezeflow sees the model: other samples of the same kind of data."""
+    import importlib.util
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("textdata", PROJECT / "examples" / "text_transformer" / "textdata.py")
+    textdata = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(textdata)
+    x, y = (torch.as_tensor(a) for a in textdata.load(n=1000, seed=1))
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    model.train()
+    for _ in range(8):
+        for i in range(0, len(x), 64):
+            opt.zero_grad()
+            model(input_ids=x[i:i + 64], attention_mask=(x[i:i + 64] != 0).long(), labels=y[i:i + 64]).loss.backward()
+            opt.step()
+    model.eval()
 
 
 def metrics(ws: Workspace, stage: str) -> dict:
@@ -56,18 +78,25 @@ def test_a_bert_from_a_config_is_distilled_into_one_layer_and_built_for_int8(tmp
     assert summary["targets"][0]["promoted"] == "champion"
 
 
-def test_a_local_hugging_face_directory_is_compressed_without_retraining(tmp_path):
+def test_a_local_hugging_face_directory_is_deployed_with_its_own_weights(tmp_path):
     import numpy as np
     import torch
+
+    from squeezeflow.imports import import_torchvision
+
+    import_torchvision()  # transformers imports torchvision, whose CUDA wheel needs the shim on this CPU-only torch
     from transformers import AutoModelForSequenceClassification, BertConfig
 
     config = BertConfig(**{k: v for k, v in BERT.items() if k != "model_type"}, num_labels=3)
-    AutoModelForSequenceClassification.from_config(config).save_pretrained(tmp_path / "mybert")
+    theirs = AutoModelForSequenceClassification.from_config(config)
+    _train_elsewhere(theirs)
+    theirs.save_pretrained(tmp_path / "mybert")
     with lifecycle_env(tmp_path) as base:
-        ws = _workspace(base / "ws", {"kind": "huggingface", "path": str(tmp_path / "mybert"), "train": False})
+        ws = _workspace(base / "ws", {"kind": "huggingface", "path": str(tmp_path / "mybert"), "train": False},
+                        recipe={"name": "as-is", "steps": [], "finetune": None})  # only the int8 build
         assert run_lifecycle(ws, [], ["cpu-int8"]) == 0
     teacher = metrics(ws, "teacher")
-    assert teacher["arch"] == "huggingface:mybert" and teacher["trained"] is False
+    assert teacher["arch"] == "huggingface:mybert" and teacher["trained"] is False and teacher["test_accuracy"] > 60
     # the directory's own weights, evaluated here by transformers itself
     x, y = (np.load(ws.stage_dir("dataset") / f"test-{a}.npy") for a in ("x", "y"))
     theirs = AutoModelForSequenceClassification.from_pretrained(tmp_path / "mybert", local_files_only=True).eval()

