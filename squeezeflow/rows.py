@@ -64,10 +64,6 @@ class Rows:
         whole = self[:]
         return whole if dtype is None else whole.astype(dtype)
 
-    def batches(self, size: int) -> Iterator[np.ndarray]:
-        for i in range(0, len(self), size):
-            yield self[i : i + size]
-
 
 def chunk_rows(x) -> int:
     """How many rows of `x` make one chunk of about CHUNK_BYTES."""
@@ -157,7 +153,3 @@ def write_npy(path: Path, x, dtype=None) -> None:
             np.lib.format.write_array_header_2_0(f, header)
         for part in chunks(x):
             f.write(np.ascontiguousarray(part, dtype=dtype).tobytes())
-
-
-def is_rows(x) -> bool:
-    return isinstance(x, Rows)
