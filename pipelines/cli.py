@@ -215,8 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     i = sub.add_parser("init", help="a workspace for your own model and data: params.yaml, targets, an editable "
                        "recipe; checked before anything is left behind")
     i.add_argument("folder", nargs="?", default=".", help="the workspace folder (default: here)")
-    i.add_argument("--model", help="'my_pkg.models:build' (importable from the folder), 'torchvision:resnet18' or "
-                   "an exported model.onnx (a frozen teacher); default: squeezeflow's built-in models")
+    i.add_argument("--model", help="'my_pkg.models:build' (importable from the folder), 'torchvision:resnet18', a "
+                   "Hugging Face model directory (save_pretrained), or an exported model.onnx (a frozen teacher); "
+                   "default: squeezeflow's built-in models")
     i.add_argument("--data", required=True, help="a folder of images per class, a .csv/.parquet table, an .npz, or "
                    "'my_pkg.data:load'")
     i.add_argument("--checkpoint", help="the model's trained state dict (torch.save(model.state_dict()))")

@@ -87,11 +87,13 @@ def sample(x, n: int) -> np.ndarray:
 
 
 class ArrayFile(Rows):
-    """A C-ordered .npy file, read by row ranges."""
+    """A C-ordered .npy file, read by row ranges; `start`: where it begins inside a larger file (an uncompressed
+    member of an .npz archive)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, start: int = 0):
         self.path = Path(path)
         with open(self.path, "rb") as f:
+            f.seek(start)
             version = np.lib.format.read_magic(f)
             read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                            else np.lib.format.read_array_header_2_0)
@@ -140,6 +142,25 @@ class Lazy(Rows):
 
     def _take(self, idx: np.ndarray) -> np.ndarray:
         return np.asarray(self._read(idx), dtype=self.dtype).reshape(len(idx), *self.shape[1:])
+
+
+def npz_member(path: Path, name: str) -> ArrayFile | None:
+    """Array `name` of an .npz archive read in place, when numpy.savez stored it uncompressed (a savez_compressed
+    member cannot be read by row ranges: None)."""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo(f"{name}.npy")
+    if info.compress_type != zipfile.ZIP_STORED:
+        return None
+    with open(path, "rb") as f:  # the data follows the member's local header, whose extra field may differ
+        f.seek(info.header_offset)
+        local = f.read(30)
+    if local[:4] != b"PK\x03\x04":
+        raise ValueError(f"{path}: member {name}.npy has no local header where the directory says")
+    name_len, extra_len = struct.unpack("<HH", local[26:30])
+    return ArrayFile(path, info.header_offset + 30 + name_len + extra_len)
 
 
 def write_npy(path: Path, x, dtype=None) -> None:

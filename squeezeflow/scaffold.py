@@ -26,7 +26,8 @@ class Scaffolded:
 
 
 def model_source(model: str | None, checkpoint: str | None, train: bool, root: Path) -> dict:
-    """'torchvision:resnet18' -> a torchvision source; 'pkg.mod:fn' -> the user's factory; None -> built in."""
+    """'torchvision:resnet18' -> a torchvision source; 'pkg.mod:fn' -> the user's factory; a directory holding a
+    config.json (save_pretrained) -> a Hugging Face classifier; model.onnx -> a frozen teacher; None -> built in."""
     import re
 
     if model is None:
@@ -41,12 +42,14 @@ def model_source(model: str | None, checkpoint: str | None, train: bool, root: P
         return {"kind": "onnx", "path": _relative(Path(model), root)}
     if model.startswith("torchvision:"):
         source = {"kind": "torchvision", "name": model.partition(":")[2]}
+    elif (Path(model) / "config.json").is_file():  # a directory save_pretrained wrote
+        source = {"kind": "huggingface", "path": _relative(Path(model), root)}
     elif re.match(REF, model):
         source = {"kind": "python", "factory": model}
     else:
         raise SqueezeflowInputError("--model", "teacher.source", model, "give 'my_pkg.models:build' (a function in "
-                                    "the workspace's folder returning an nn.Module), 'torchvision:resnet18' or "
-                                    "an exported model.onnx")
+                                    "the workspace's folder returning an nn.Module), 'torchvision:resnet18', "
+                                    "a Hugging Face model directory or an exported model.onnx")
     if checkpoint:
         source["checkpoint"] = _relative(Path(checkpoint), root)
     if not train:

@@ -72,8 +72,9 @@ class CompressContext:
     def num_classes(self) -> int:
         return self.teacher_spec.num_classes
 
-    def fit(self, model: nn.Module, params, desc: str, loss_fn=None):
-        """Supervised (or custom-loss) training that keeps pruned weights at exactly zero."""
+    def fit(self, model: nn.Module, params, desc: str, loss_fn=None, stop_at: float | None = None):
+        """Supervised (or custom-loss) training that keeps pruned weights at exactly zero (`stop_at`: see
+        training.fit)."""
         import torch
 
         from squeezeflow.compression.prune import apply_masks, weight_masks
@@ -83,7 +84,7 @@ class CompressContext:
         teacher = getattr(loss_fn, "teacher", None)  # a frozen teacher: its outputs once per sample (kd_loss_fn)
         cached = torch.as_tensor(predict_logits(teacher, self.train[0])) if teacher is not None else None
         return fit(model, self.train, self.val, params, self.seed, desc=desc, loss_fn=loss_fn,
-                   after_step=lambda: apply_masks(masks), teacher_logits=cached)
+                   after_step=lambda: apply_masks(masks), teacher_logits=cached, stop_at=stop_at)
 
 
 @dataclass

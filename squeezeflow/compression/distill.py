@@ -105,6 +105,9 @@ class DistillConfig(SoftTargets):
                                   "sample, through a learned projection); null: the penultimate layer of built-in "
                                   "models")
     train: TrainParams = TrainParams(epochs=150, patience=15, lr=3e-3)
+    stop_at_teacher: bool = Field(False, description="end training as soon as the student's validation accuracy "
+                                  "reaches the teacher's: a long schedule costs little where the student catches "
+                                  "up early")
 
 
 def make_student(cfg: StudentSpec, teacher: nn.Module, ctx: CompressContext) -> tuple[nn.Module, ModelSpec]:
@@ -209,15 +212,23 @@ class Distill(Technique):
         teacher = model.eval()  # the model so far (the trained teacher when this is the first step)
         student, spec = make_student(cfg.student, teacher, ctx)
         kd = kd_loss_fn(teacher, cfg)
+        goal = self._goal(teacher, ctx)
         if cfg.hint_weight > 0:
-            result = self._with_hint(cfg, student, teacher, kd, ctx)
+            result = self._with_hint(cfg, student, teacher, kd, ctx, goal)
         else:
-            result = ctx.fit(student, cfg.train, desc="distill", loss_fn=kd)
+            result = ctx.fit(student, cfg.train, desc="distill", loss_fn=kd, stop_at=goal)
         return Applied(student.eval(), {"epochs": result.epochs_run, "val_accuracy": result.best_val_accuracy,
                                         "parameters": count_parameters(student)}, spec)
 
+    def _goal(self, teacher: nn.Module, ctx: CompressContext) -> float | None:
+        """The teacher's validation accuracy, when the student may stop on reaching it."""
+        from squeezeflow.training import accuracy
+
+        return accuracy(teacher, *ctx.val) if self.config.stop_at_teacher else None
+
     @staticmethod
-    def _with_hint(cfg: DistillConfig, student: nn.Module, teacher: nn.Module, kd, ctx: CompressContext):
+    def _with_hint(cfg: DistillConfig, student: nn.Module, teacher: nn.Module, kd, ctx: CompressContext,
+                   goal: float | None):
         """FitNets: the KD loss plus hint_weight x MSE between the teacher's features at one module and a learned
         projection of the student's at another (the projection is thrown away after training)."""
         s_path, t_path = hint_paths(cfg, student, teacher)
@@ -232,7 +243,7 @@ class Distill(Technique):
                 kd_part = kd(logits, x, y)  # runs the teacher: t_tap now holds its features for this batch
                 return kd_part + cfg.hint_weight * F.mse_loss(wrapped.project(s_tap.value), t_tap.value.detach())
 
-            return ctx.fit(wrapped, cfg.train, desc="distill", loss_fn=loss)
+            return ctx.fit(wrapped, cfg.train, desc="distill", loss_fn=loss, stop_at=goal)
         finally:
             s_tap.remove()
             t_tap.remove()

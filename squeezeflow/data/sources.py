@@ -12,7 +12,7 @@ import numpy as np
 from squeezeflow.config import DatasetParams
 from squeezeflow.errors import SqueezeflowInputError
 from squeezeflow.io import input_array
-from squeezeflow.rows import Lazy, Rows
+from squeezeflow.rows import Lazy, Rows, npz_member
 
 
 @dataclass(frozen=True)
@@ -82,14 +82,26 @@ def _npz(params: DatasetParams) -> Dataset:
                                     f"arrays as numpy.savez writes; the file starts with {magic!r})")
     try:
         with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
+            names = sorted(f.files)
+            if {"x", "y"} <= set(names):
+                y, x = f["y"], _npz_rows(path)
+                x = f["x"] if x is None else x
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise SqueezeflowInputError(path, "<file>", str(path), f"not a readable .npz file ({exc})") from None
     for key in ("x", "y"):
-        if key not in arrays:
-            raise SqueezeflowInputError(path, key, None, f"missing array '{key}' (found {sorted(arrays)})")
-    x, y = checked_arrays(arrays["x"], arrays["y"], params, path)
+        if key not in names:
+            raise SqueezeflowInputError(path, key, None, f"missing array '{key}' (found {names})")
+    x, y = checked_arrays(x, y, params, path)
     return Dataset("npz", str(path.resolve()), x, y, _num_classes(params, y), params.value_range)
+
+
+def _npz_rows(path: Path) -> Rows | None:
+    """x read in place, a batch at a time, where numpy.savez stored it uncompressed and C-ordered; else None (a
+    savez_compressed file is decompressed into memory)."""
+    try:
+        return npz_member(path, "x")
+    except ValueError:
+        return None
 
 
 def checked_arrays(x, y, params: DatasetParams, where, prefix: str = "") -> tuple[np.ndarray, np.ndarray]:
@@ -115,7 +127,7 @@ def checked_arrays(x, y, params: DatasetParams, where, prefix: str = "") -> tupl
         allowed = f"0..{ceiling - 1}" if ceiling else "0..C-1 (non-negative)"
         raise SqueezeflowInputError(where, fy, int(y[i]), f"labels must be in {allowed}: row {i} has {int(y[i])} "
                                     f"({bad.size} such row(s))")
-    return (x if isinstance(x, Rows) else model_inputs(x)), y
+    return (_model_rows(x) if isinstance(x, Rows) else model_inputs(x)), y
 
 
 @register_dataset("python")
@@ -188,6 +200,12 @@ def model_inputs(x: np.ndarray) -> np.ndarray:
     """uint8 is pixel intensities (float32, as they are); other integers are token ids or category indices that the
     user's model embeds (int64); floats are float32."""
     return x.astype(np.float32) if x.dtype == np.uint8 else input_array(x)
+
+
+def _model_rows(x: Rows) -> Rows:
+    """model_inputs for rows read later: converted a batch at a time."""
+    dtype = model_inputs(np.empty((0, *x.shape[1:]), x.dtype)).dtype
+    return x if dtype == x.dtype else Lazy(len(x), x.shape[1:], dtype, lambda idx: model_inputs(x[idx]))
 
 
 def _labels(values, where: Path, field: str) -> tuple[np.ndarray, tuple[str, ...]]:

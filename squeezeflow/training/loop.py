@@ -103,10 +103,12 @@ def recalibrate_batchnorms(model: nn.Module, x, norms: list, batch: int, samples
 
 def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
         params: TrainParams, seed: int, desc: str, loss_fn: LossFn | None = None,
-        after_step: Callable[[], None] | None = None, teacher_logits: torch.Tensor | None = None) -> FitResult:
+        after_step: Callable[[], None] | None = None, teacher_logits: torch.Tensor | None = None,
+        stop_at: float | None = None) -> FitResult:
     """Train with params' optimizer and schedule; keep the checkpoint with the best validation accuracy or loss
     (params.select), stop after `patience` epochs without one, and restore it at the end. `teacher_logits`: a
-    fixed teacher's outputs for every training sample, handed to loss_fn with each batch (its 4th argument)."""
+    fixed teacher's outputs for every training sample, handed to loss_fn with each batch (its 4th argument).
+    `stop_at`: a validation accuracy that ends training at once, keeping the weights that reached it."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     if loss_fn is None:
@@ -148,6 +150,9 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
         if score(acc, loss) > best:
             best, best_acc, best_epoch, best_state = score(acc, loss), acc, epoch, copy.deepcopy(model.state_dict())
         bar.set_postfix(val_acc=f"{acc:.2f}", val_loss=f"{loss:.3f}", best_epoch=best_epoch)
+        if stop_at is not None and acc >= stop_at:
+            best_acc, best_epoch, best_state = acc, epoch, model.state_dict()
+            break
         if epoch - best_epoch >= params.patience:
             break
     bar.close()

@@ -60,6 +60,21 @@ def test_init_of_an_onnx_teacher(user_folder):
     assert params["teacher"]["source"] == {"kind": "onnx", "path": "teacher.onnx"}
 
 
+def test_init_of_a_hugging_face_directory(user_folder):
+    from squeezeflow.imports import import_torchvision
+
+    import_torchvision()  # transformers imports torchvision (see squeezeflow.imports)
+    from transformers import AutoModelForSequenceClassification, BertConfig
+
+    config = BertConfig(vocab_size=256, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=32, pad_token_id=0, num_labels=3)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(user_folder / "mybert")
+    assert main(["init", str(user_folder), "--model", str(user_folder / "mybert"), "--data", "textdata:load",
+                 "--no-train"]) == 0
+    params = yaml.safe_load((user_folder / "params.yaml").read_text())
+    assert params["teacher"]["source"] == {"kind": "huggingface", "path": "mybert", "train": False}
+
+
 @pytest.mark.parametrize("argv,needle", [
     (["--model", "textnet:nope", "--data", "textdata:load"], "--model: field 'teacher.source.factory'"),
     (["--model", "not a ref", "--data", "textdata:load"], "--model: field 'teacher.source' = 'not a ref'"),

@@ -7,6 +7,7 @@ from pydantic import ValidationError
 from squeezeflow.compression.distill import Distill, DistillConfig, StudentSpec, features, kd_loss_fn
 from squeezeflow.compression.distill_online import OnlineDistill, OnlineDistillConfig, mutual_kl
 from squeezeflow.compression.distill_self import SelfDistill, SelfDistillConfig, fresh_copy
+from squeezeflow.config import TrainParams
 from squeezeflow.models import ModelSpec, describe
 from squeezeflow.training import accuracy
 from tests.squeezeflow.compression.conftest import FAST
@@ -32,6 +33,17 @@ def test_offline_distillation_builds_a_smaller_student_that_learns(task, extra):
     # a plain Sequential of the student's layers: no hint projection head left behind
     assert isinstance(out.model, torch.nn.Sequential) and [type(m) for m in out.model] == [
         torch.nn.Flatten, torch.nn.Linear, torch.nn.ReLU, torch.nn.Linear]
+
+
+def test_a_student_may_stop_once_it_matches_the_teacher_on_val(task):
+    long = TrainParams(epochs=200, patience=200, lr=1e-2, schedule="onecycle", select="last")
+    student = StudentSpec(hidden=(16,))
+    early = Distill(DistillConfig(student=student, train=long, stop_at_teacher=True)).apply(task.teacher, task)
+    assert early.metrics["epochs"] < 200
+    assert early.metrics["val_accuracy"] == accuracy(early.model, *task.val) >= accuracy(task.teacher, *task.val)
+    short = TrainParams(epochs=12, patience=12, lr=1e-2, select="last")
+    full = Distill(DistillConfig(student=student, train=short)).apply(task.teacher, task)
+    assert full.metrics["epochs"] == 12  # without it, the whole schedule
 
 
 def test_hint_loss_trains_a_projection_of_student_features_onto_the_teacher_features(task):

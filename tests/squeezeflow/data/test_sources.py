@@ -32,7 +32,23 @@ def test_npz_integers_are_ids_and_bytes_are_pixels(tmp_path):
     assert load_dataset(DatasetParams(name="npz", path=str(path))).x.dtype == np.int64  # token ids, embedded
     np.savez(path, x=np.full((30, 2), 255, np.uint8), y=np.arange(30) % 3)
     d = load_dataset(DatasetParams(name="npz", path=str(path)))
-    assert d.x.dtype == np.float32 and d.x.max() == 255.0  # uint8 images: intensities, as floats
+    assert d.x.dtype == np.float32 and np.asarray(d.x).max() == 255.0  # uint8 images: intensities, as floats
+
+
+@pytest.mark.parametrize("save, order, streamed", [
+    (np.savez, "C", True), (np.savez_compressed, "C", False), (np.savez, "F", False)])
+def test_npz_x_is_read_in_place_when_savez_stored_it(tmp_path, save, order, streamed):
+    """An uncompressed, C-ordered x is read from the file a batch at a time (data larger than memory); a
+    compressed or Fortran-ordered one is loaded whole. Same rows either way, converted as the model takes them."""
+    path = tmp_path / "d.npz"
+    x = np.asarray(np.random.default_rng(0).random((50, 3, 4)), order=order)
+    save(path, x=x, y=np.arange(50) % 5)
+    d = load_dataset(DatasetParams(name="npz", path=str(path)))
+    assert isinstance(d.x, np.ndarray) is not streamed
+    assert d.x.dtype == np.float32 and d.x.shape == (50, 3, 4)
+    idx = np.array([7, 3, 3, 49])
+    np.testing.assert_array_equal(np.asarray(d.x[idx]), x[idx].astype(np.float32))
+    np.testing.assert_array_equal(np.asarray(d.x), x.astype(np.float32))
 
 
 def _npz(tmp_path, **arrays):
