@@ -28,9 +28,12 @@ def target_assets(target: TargetProfile, stages: dict[str, Stage]) -> list:
     validated = asset_key(stages[stage_name("validate", name)])
 
     @asset(key=candidate_key, group_name=group, deps=[validated, AssetKey("teacher")], kinds={"mlflow"},
-           check_specs=[AssetCheckSpec("gate", asset=candidate_key, blocking=True,
+           # Not blocking: a candidate held back by its gate is a failed check and an unpromoted target, not a
+           # failed run (a Failure in Dagster means something broke). The promoted step reads the verdict.
+           check_specs=[AssetCheckSpec("gate", asset=candidate_key, blocking=False,
                                        description=f"{name}: absolute budgets, and no regression against the "
-                                       "current champion measured side by side (confidence intervals)")],
+                                       "current champion measured side by side (confidence intervals); a "
+                                       "runtime unavailable here is a warning (skipped), not an error")],
            description=f"{name}: gated (budgets, and side by side against the champion) and registered in MLflow "
            "as a model version carrying its verdict and report.")
     def candidate(context: AssetExecutionContext, squeezeflow: SqueezeflowResource) -> MaterializeResult:
@@ -39,7 +42,7 @@ def target_assets(target: TargetProfile, stages: dict[str, Stage]) -> list:
         how = "registered" if cand.new else "already registered"
         if cand.unavailable:
             say(context, f"[squeezeflow] {stage_name('candidate', name):<22} unavailable: {cand.unavailable} "
-                         "(gate failed closed, not registered)")
+                         "(skipped: not registered)")
         else:
             say(context, f"[squeezeflow] {stage_name('candidate', name):<22} {verdict}, {how} as "
                          f"{cand.model_name} v{cand.version}")
@@ -52,14 +55,22 @@ def target_assets(target: TargetProfile, stages: dict[str, Stage]) -> list:
                       "checks": MetadataValue.json(cand.checks)}
         if cand.report_md:
             check_meta["report"] = MetadataValue.md(cand.report_md)
+        severity = AssetCheckSeverity.WARN if cand.unavailable else AssetCheckSeverity.ERROR
+        about = f"skipped: unavailable: {cand.unavailable}" if cand.unavailable else "; ".join(cand.reasons) or verdict
         return MaterializeResult(metadata=meta, check_results=[AssetCheckResult(
-            check_name="gate", asset_key=candidate_key, passed=cand.passed, severity=AssetCheckSeverity.ERROR,
-            description=("; ".join(cand.reasons) or verdict)[:2000], metadata=check_meta)])
+            check_name="gate", asset_key=candidate_key, passed=cand.passed, severity=severity,
+            description=about[:2000], metadata=check_meta)])
 
     @asset(key=AssetKey([key, "promoted"]), group_name=group, deps=[candidate], kinds={"mlflow"},
            description=f"{name}: promotion: {target.promotion} (auto: a new passing version becomes 'champion'; "
            "manual: it gets the alias 'challenger' for a person to promote with the promote job).")
     def promoted(context: AssetExecutionContext, squeezeflow: SqueezeflowResource) -> MaterializeResult:
+        held = squeezeflow.lifecycle.held_back(name, context.run_id)
+        if held:  # nothing promoted; the champion (if any) stays
+            say(context, f"[squeezeflow] {stage_name('promote', name):<22} "
+                         f"{'skipped' if held.startswith('unavailable') else 'held back'}: {held}")
+            return MaterializeResult(metadata={"held_back": held[:2000], "alias": "(unchanged)",
+                                               "new_version": False})
         result = squeezeflow.lifecycle.promote(name, context.run_id)
         what = {"champion": "new champion",
                 "challenger": "challenger (waits for a person)"}.get(result.alias, "unchanged")

@@ -46,7 +46,7 @@ def _promotions(result) -> dict[str, dict]:
     out = {}
     for ev in result.get_asset_materialization_events():
         mat = ev.step_materialization_data.materialization
-        if mat.asset_key.path[-1] == "promoted":
+        if mat.asset_key.path[-1] == "promoted" and "held_back" not in mat.metadata:
             out[mat.asset_key.path[0]] = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
     return out
 
@@ -114,7 +114,8 @@ def run_lifecycle(ws: Workspace, overrides: list[str], targets: list[str], track
     promotions = _promotions(result)
     by_name = {t: ws.targets[t].key for t in targets}
     rows = target_rows(ws, targets, gates, {t: promotions[k] for t, k in by_name.items() if k in promotions})
-    # A failed blocking check also fails its step (DagsterAssetCheckFailedError): reported once, as the check.
+    # A failed blocking (data, parity) check also fails its step (DagsterAssetCheckFailedError): reported once,
+    # as the check. The gates are not blocking: a held-back target leaves the run a success.
     errors = [f"{e.step_key}: {_root_cause(e.event_specific_data.error)}"
               for e in result.get_step_failure_events() if e.event_specific_data and e.event_specific_data.error
               and e.event_specific_data.error.cls_name != "DagsterAssetCheckFailedError"]
@@ -149,8 +150,7 @@ def run_lifecycle(ws: Workspace, overrides: list[str], targets: list[str], track
             print(f"{t}: unavailable: {g['unavailable']} (not promoted"
                   f"{'' if named else '; not counted in the exit code: name it with --target to require it'})",
                   file=sys.stderr)
-    # A blocking gate that failed also fails the run in Dagster: that alone is a held-back target, not an error.
-    failed = bool(failed_checks or errors) or (not result.success and not gates)
+    failed = bool(failed_checks or errors) or not result.success
     return exit_code(gates, {t for t, k in by_name.items() if k in promotions}, targets, named, failed)
 
 

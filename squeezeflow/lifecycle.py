@@ -414,6 +414,16 @@ class Lifecycle:
                            "message": msg[:1000]}]
 
     # --- promotion -----------------------------------------------------------------------------------------
+    def held_back(self, target: str, run_key: str) -> str:
+        """Why this run's candidate is not to be promoted ('' when its gate passed): its runtime is unavailable
+        here, or its gate failed. No candidate record for this run is an error (raises), not a verdict."""
+        cand = read_candidate(self.ws, run_key, target)
+        if cand is None:
+            raise RuntimeError(f"{target}: no gated candidate in run {run_key} (not promoted)")
+        if cand.unavailable:
+            return f"unavailable: {cand.unavailable}"
+        return "" if cand.passed else "gate failed: " + ("; ".join(cand.reasons) or "see the gate report")
+
     def promote(self, target: str, run_key: str) -> Promotion:
         """After the gate: `auto` makes a new passing version champion, `manual` gives it the alias `challenger`.
         Fails closed: no candidate record for this run, or a verdict other than passed in the registry, raises."""

@@ -24,6 +24,25 @@ def last_summary(ws: Workspace) -> dict:
     return json.loads(runs[-1].read_text())
 
 
+def dagster_view(ws: Workspace, target_key: str) -> tuple[str, dict, dict]:
+    """What the Dagster UI shows for the last run: its status, the target's gate check (status, severity,
+    description) and its promoted asset's metadata."""
+    from dagster import AssetCheckKey, AssetKey
+
+    run_id = last_summary(ws)["dagster_run_id"]
+    with DagsterInstance.get() as instance:
+        status = instance.get_run_by_id(run_id).status.value
+        key = AssetCheckKey(AssetKey([target_key, "candidate"]), "gate")
+        record = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
+        evaluation = record.event.dagster_event.event_specific_data
+        assert record.run_id == run_id
+        mats = instance.fetch_materializations(AssetKey([target_key, "promoted"]), limit=1).records
+        promoted = {k: getattr(v, "value", v) for k, v in mats[0].asset_materialization.metadata.items()}
+        assert mats[0].run_id == run_id
+    return status, {"status": record.status.value, "severity": evaluation.severity.value,
+                    "description": evaluation.description}, promoted
+
+
 def client(ws: Workspace) -> MlflowClient:
     uri = f"sqlite:///{ws.state_dir / 'mlflow.db'}"
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -168,6 +187,10 @@ def blocked_run(ws: Workspace, overrides: list[str]) -> tuple[dict, list[dict]]:
     assert run_lifecycle(Workspace(ws.root), overrides, ["cpu-fp32"]) == 3
     row = last_summary(ws)["targets"][0]
     assert row["gate"] == "FAIL" and row["promoted"] == "no"
+    # In Dagster: the run is a success (nothing broke), the gate a failed check, the target held back.
+    status, gate, promoted = dagster_view(ws, "cpu_fp32")
+    assert status == "SUCCESS" and gate["status"] == "FAILED" and gate["severity"] == "ERROR"
+    assert promoted["held_back"].startswith("gate failed: ") and promoted["alias"] == "(unchanged)"
     assert champion(type("T", (), {"client": c})(), "squeezeflow-digits-cpu-fp32").version == before
     # The candidate is registered with its failed verdict (a person may still force it), without an alias.
     versions = c.search_model_versions("name = 'squeezeflow-digits-cpu-fp32'")
@@ -215,6 +238,11 @@ def test_an_unavailable_tensorrt_target_is_reported_and_only_counts_when_named(f
         rows = {r["target"]: r for r in last_summary(ws)["targets"]}
         assert rows["gpu-trt"]["gate"] == "unavailable" and rows["gpu-trt"]["promoted"] == "no"
         assert rows["gpu-trt"]["gate_reasons"] == [f"validation failed: unavailable: {unavailable()}"]
+        # In Dagster: a success; the target skipped with its reason, as a warning, not an error.
+        status, gate, promoted = dagster_view(ws, "gpu_trt")
+        assert status == "SUCCESS" and gate["severity"] == "WARN"
+        assert gate["description"] == f"skipped: unavailable: {unavailable()}"
+        assert promoted["held_back"] == f"unavailable: {unavailable()}"
         assert rows["cpu-fp32"]["gate"] == "pass" and rows["cpu-fp32"]["promoted"] in ("champion", "unchanged")
         # the typed fp16 graph was built (and is kept by DVC); nothing was registered for the target
         built = ws.stage_dir("build-gpu-trt") / "model.onnx"
