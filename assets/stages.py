@@ -42,6 +42,8 @@ def stage_asset(stage: Stage, stages: dict[str, Stage]):
         if not stage.check:
             return result
         verdict = squeezeflow.lifecycle.run_check(stage.name, context.run_id)
+        if not verdict.passed:  # the run's log says what broke in the CLI's words, before Dagster's own error
+            context.log.error(f"check '{stage.check.name}' on {key.to_user_string()} failed: {verdict.message}")
         return MaterializeResult(metadata=result.metadata, data_version=result.data_version, check_results=[
             AssetCheckResult(check_name=stage.check.name, asset_key=key, passed=verdict.passed,
                              severity=AssetCheckSeverity.ERROR, description=verdict.message[:2000],

@@ -58,6 +58,8 @@ class TrainParams(Strict):
     smoothing, the checkpoint chosen on validation loss (validation accuracy saturates on small splits)."""
 
     epochs: int = Field(60, ge=1, le=10_000)
+    max_steps: int | None = Field(None, ge=1, description="at most this many optimizer steps: fewer epochs on a "
+                                  "large dataset (the schedule is laid over the epochs that fit); null: no cap")
     patience: int = Field(8, ge=1, description="stop after this many epochs without a better checkpoint")
     lr: float = Field(1e-3, gt=0, le=1, description="the learning rate (the peak rate under a schedule)")
     batch_size: int = Field(64, ge=1)

@@ -120,7 +120,8 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
     x, yt = train[0], torch.as_tensor(train[1])  # x: an array or rows on disk, read a batch at a time
     opt = _optimizer(model, params)
     steps_per_epoch = math.ceil(len(x) / params.batch_size)
-    sched = _scheduler(opt, params, params.epochs * steps_per_epoch)
+    epochs = min(params.epochs, max(1, params.max_steps // steps_per_epoch)) if params.max_steps else params.epochs
+    sched = _scheduler(opt, params, epochs * steps_per_epoch)
 
     def score(acc: float, loss: float) -> float:  # higher is better
         if params.select == "last":
@@ -129,7 +130,7 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
 
     acc, loss, epoch = *evaluate(model, *val), 0
     best, best_acc, best_epoch, best_state, epoch = score(acc, loss), acc, 0, copy.deepcopy(model.state_dict()), 0
-    bar = tqdm(range(1, params.epochs + 1), desc=desc, unit="epoch", leave=True, disable=None, dynamic_ncols=True)
+    bar = tqdm(range(1, epochs + 1), desc=desc, unit="epoch", leave=True, disable=None, dynamic_ncols=True)
     for epoch in bar:
         model.train()
         order = torch.randperm(len(x), generator=gen)

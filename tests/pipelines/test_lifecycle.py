@@ -385,6 +385,11 @@ def test_a_bad_dataset_is_blocked_before_training(env):
     assert failure["check"] == "data_expectations"
     assert any("bad.npz" in f["message"] and "field 'x' = nan" in f["message"] for f in failure["failures"])
     assert not ws.stage_dir("teacher").exists()
+    # In Dagster: a Failure, whose first error in the run's log names the file, the field and the value.
+    with DagsterInstance.get() as instance:
+        assert instance.get_run_by_id(summary["dagster_run_id"]).status.value == "FAILURE"
+        errors = [e.user_message for e in instance.all_logs(summary["dagster_run_id"]) if e.level >= 40]
+    assert "bad.npz" in errors[0] and "field 'x' = nan" in errors[0], errors[:2]
     assert client(ws).search_registered_models() == []
 
 

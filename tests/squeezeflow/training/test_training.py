@@ -57,6 +57,15 @@ def test_one_cycle_warms_up_to_the_peak_then_anneals():
     assert rates[0] < 0.001 and rates[-1] < 1e-4
 
 
+def test_max_steps_fits_fewer_epochs_and_lays_the_whole_schedule_over_them():
+    params = TrainParams(epochs=10, max_steps=18, patience=100, lr=0.01, batch_size=32, schedule="onecycle",
+                         select="last")
+    rates = _rates(params)  # 128 samples: 4 steps per epoch, so 4 epochs fit in 18 steps
+    assert len(rates) == 4 * 4
+    assert max(rates) == pytest.approx(0.01, rel=0.02) and rates[-1] < 1e-4  # warmed up and annealed, not cut
+    assert len(_rates(params.model_copy(update={"max_steps": 10_000}))) == 10 * 4  # a cap above: all the epochs
+
+
 def test_cosine_warms_up_linearly_then_decays_to_zero():
     rates = _rates(TrainParams(epochs=10, patience=100, lr=0.01, batch_size=32, schedule="cosine", warmup=0.25))
     assert rates[:10] == pytest.approx([0.01 * (i + 1) / 10 for i in range(10)])
