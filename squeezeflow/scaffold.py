@@ -13,6 +13,7 @@ import yaml
 from squeezeflow.errors import SqueezeflowInputError
 from squeezeflow.io import write_text
 from squeezeflow.workspace import PROJECT_ROOT, SHIPPED_RECIPES, Workspace
+from squeezeflow.yaml_schemas import with_schema
 
 SHIPPED_TARGETS = PROJECT_ROOT / "device_targets"
 REF = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
@@ -101,11 +102,14 @@ def init_workspace(root: Path, model: str | None, data: str, targets: list[str],
     root.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     try:
-        written.append(_write(root / "params.yaml", PARAMS_HEADER + yaml.safe_dump(params, sort_keys=False)))
+        written.append(_write(root / "params.yaml",
+                              with_schema(PARAMS_HEADER + yaml.safe_dump(params, sort_keys=False), "params")))
         for t in targets:
-            written.append(_write(root / "device_targets" / f"{t}.yaml", (SHIPPED_TARGETS / f"{t}.yaml").read_text()))
+            written.append(_write(root / "device_targets" / f"{t}.yaml",
+                                  with_schema((SHIPPED_TARGETS / f"{t}.yaml").read_text(), "target")))
         if not (root / "recipes" / "default.yaml").exists():
-            written.append(_write(root / "recipes" / "default.yaml", (SHIPPED_RECIPES / "default.yaml").read_text()))
+            written.append(_write(root / "recipes" / "default.yaml",
+                                  with_schema((SHIPPED_RECIPES / "default.yaml").read_text(), "recipe")))
         ws = Workspace(root)
         try:
             ws.validate(ws.params(), read_data=True)

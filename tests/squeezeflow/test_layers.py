@@ -18,7 +18,7 @@ LAYERS = [
     {"compression", "export"},
     {"runtimes"},
     {"targets"},
-    {"gates", "tracking", "evaluate", "sweep", "selection"},
+    {"gates", "tracking", "evaluate", "sweep", "selection", "yaml_schemas"},
     {"stages"},
     {"versioning"},
     {"workspace", "runlock"},

@@ -1,6 +1,7 @@
 """`squeezeflow init`: a workspace for the user's model and data, checked before it is left behind."""
 
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -25,7 +26,11 @@ def test_init_writes_a_workspace_that_names_the_users_model_and_data(user_folder
     assert params["dataset"] == {"name": "python", "factory": "textdata:load"}
     assert params["teacher"]["source"] == {"kind": "python", "factory": "textnet:build"}
     assert sorted(p.name for p in (user_folder / "device_targets").iterdir()) == ["cpu-int8.yaml"]
-    assert (user_folder / "recipes" / "default.yaml").read_text() == (PROJECT / "recipes" / "default.yaml").read_text()
+    copied, shipped = ((f / "recipes" / "default.yaml").read_text().split("\n", 1) for f in (user_folder, PROJECT))
+    assert copied[1] == shipped[1]  # the shipped default, its schema line pointing at this installation's file
+    for written in ("params.yaml", "recipes/default.yaml", "device_targets/cpu-int8.yaml"):
+        first = (user_folder / written).read_text().splitlines()[0]
+        assert first.startswith("# yaml-language-server: $schema=/") and Path(first.split("=", 1)[1]).is_file()
     out = capsys.readouterr().out
     assert "3000 samples, 3 classes, input (24,) int64" in out and "next: squeezeflow --root" in out
     # a second init does not overwrite the user's params.yaml
