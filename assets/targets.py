@@ -14,6 +14,8 @@ from dagster import (
 from assets._adapter import say
 from assets.stages import asset_key, target_group
 from pipelines.resources import SqueezeflowResource
+from squeezeflow.lifecycle import read_candidate
+from squeezeflow.notify import Event
 from squeezeflow.stages import Stage, stage_name
 from squeezeflow.targets import TargetProfile
 
@@ -65,22 +67,44 @@ def target_assets(target: TargetProfile, stages: dict[str, Stage]) -> list:
            description=f"{name}: promotion: {target.promotion} (auto: a new passing version becomes 'champion'; "
            "manual: it gets the alias 'challenger' for a person to promote with the promote job).")
     def promoted(context: AssetExecutionContext, squeezeflow: SqueezeflowResource) -> MaterializeResult:
-        held = squeezeflow.lifecycle.held_back(name, context.run_id)
+        lifecycle = squeezeflow.lifecycle
+        held = lifecycle.held_back(name, context.run_id)
         if held:  # nothing promoted; the champion (if any) stays
+            unavailable = held.startswith("unavailable")
             say(context, f"[squeezeflow] {stage_name('promote', name):<22} "
-                         f"{'skipped' if held.startswith('unavailable') else 'held back'}: {held}")
+                         f"{'skipped' if unavailable else 'held back'}: {held}")
+            cand = read_candidate(lifecycle.ws, context.run_id, name)
+            lifecycle.notifier.send(Event("unavailable" if unavailable else "held_back", name, context.run_id,
+                                          cand.model_name, cand.version, reason=held), log=context.log.warning)
+            card = _card(context, lifecycle, cand.model_name, cand.version) if cand.new else {}
             return MaterializeResult(metadata={"held_back": held[:2000], "alias": "(unchanged)",
-                                               "new_version": False})
-        result = squeezeflow.lifecycle.promote(name, context.run_id)
+                                               "new_version": False, **card})
+        result = lifecycle.promote(name, context.run_id)
+        if result.new_version and result.alias:
+            lifecycle.notifier.send(Event("promoted", name, context.run_id, result.model_name, result.version,
+                                          result.alias), log=context.log.warning)
         what = {"champion": "new champion",
                 "challenger": "challenger (waits for a person)"}.get(result.alias, "unchanged")
         if not result.new_version:
             what = f"unchanged ({result.alias or 'no alias'})"
         say(context, f"[squeezeflow] {stage_name('promote', name):<22} {what:<33} {result.model_uri}")
+        card = _card(context, lifecycle, result.model_name, result.version) if result.new_version else {}
+        if result.new_version and result.alias == "champion" and result.previous_champion:
+            _card(context, lifecycle, result.model_name, result.previous_champion)  # its history: replaced
         return MaterializeResult(metadata={
             "model_uri": result.model_uri, "model_name": result.model_name, "version": result.version,
             "alias": result.alias or "(unchanged)", "new_version": result.new_version,
             "previous_champion": result.previous_champion or "none",
-            "promoted_by": "squeezeflow (auto)" if result.alias == "champion" and result.new_version else ""})
+            "promoted_by": "squeezeflow (auto)" if result.alias == "champion" and result.new_version else "", **card})
 
     return [candidate, promoted]
+
+
+def _card(context: AssetExecutionContext, lifecycle, model_name: str, version: str) -> dict:
+    """The version's model card, written to MLflow, as the asset's metadata; a failure to write it is a warning."""
+    try:
+        card, uri = lifecycle.publish_card(model_name, version)
+    except Exception as exc:  # noqa: BLE001 - the verdict and the alias stand without their card
+        context.log.warning(f"model card of {model_name} v{version} not written: {type(exc).__name__}: {exc}")
+        return {}
+    return {"model_card": MetadataValue.md(card), "model_card_uri": uri}

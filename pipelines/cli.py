@@ -171,6 +171,15 @@ def cmd_lineage(args) -> int:
     except SqueezeflowInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.card:
+        from squeezeflow.tracking.model_card import read_card
+
+        card, text = lineage.link("model-card"), read_card(open_client(uri), lineage)
+        if text is None:
+            print(f"error: {lineage.uri}: field 'model card' = None: {card.summary}", file=sys.stderr)
+            return 1
+        print(text, end="")
+        return 0
     print(json.dumps(lineage.to_dict(), indent=2) if args.json else render_text(lineage), end="\n" if args.json else "")
     return 0
 
@@ -191,7 +200,7 @@ def cmd_ui(args) -> int:
     os.execv(argv[0], argv)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     from squeezeflow.workspace import default_root
 
     p = argparse.ArgumentParser(prog="squeezeflow", description=__doc__)
@@ -242,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
                          "stage runs, gate report, promotion, git commit (MLflow run ids and UI links)")
     lin.add_argument("uri", help="models:/NAME/VERSION, models:/NAME@champion or models:/NAME@challenger")
     lin.add_argument("--json", action="store_true", help="the same chain as JSON")
+    lin.add_argument("--card", action="store_true", help="print the version's model card (Markdown) instead")
     lin.add_argument("--root", default=argparse.SUPPRESS, help="workspace folder (also accepted before 'lineage')")
     lin.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or SQLite in "
                      ".squeezeflow/)")
@@ -258,7 +268,11 @@ def main(argv: list[str] | None = None) -> int:
                        "sent to it (a target's `device: {agent: URL}`)")
     agent.add_arguments(a)
     a.set_defaults(fn=agent.run)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     return args.fn(args)
 
 

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from dagster import AssetSelection, define_asset_job, in_process_executor
 
+from pipelines.notifications import notify_failure
+
 # In-process: DVC needs its calls serial anyway, and one process saves a torch import per step.
 # Scale out by swapping the executor (celery/k8s, see infra/) once stages no longer share one workspace.
 lifecycle_job = define_asset_job(
@@ -11,6 +13,7 @@ lifecycle_job = define_asset_job(
     description="The whole lifecycle: dataset -> teacher -> compressed -> finetuned -> exported -> per-target "
     "build -> validated (gate) -> promoted.",
     tags={"dagster/max_retries": 0},
+    hooks={notify_failure},  # the webhook's `failed` message (params.yaml notify)
 )
 
 sweep_job = define_asset_job(

@@ -4,7 +4,17 @@ Each alias move is also recorded as a materialization of the target's `promoted`
 the Dagster UI next to the automatic promotions."""
 
 
-from dagster import AssetKey, AssetMaterialization, Config, Failure, OpExecutionContext, in_process_executor, job, op
+from dagster import (
+    AssetKey,
+    AssetMaterialization,
+    Config,
+    Failure,
+    MetadataValue,
+    OpExecutionContext,
+    in_process_executor,
+    job,
+    op,
+)
 from pydantic import Field
 
 from pipelines.resources import SqueezeflowResource
@@ -36,13 +46,17 @@ def _materialize(context: OpExecutionContext, squeezeflow: SqueezeflowResource, 
             f"v{record.version} by {record.promoted_by} ({record.reason})")
     context.log.info(line)
     if target and target in squeezeflow.lifecycle.ws.targets:
+        from squeezeflow.tracking.model_card import load
+
+        card = load(squeezeflow.lifecycle.tracker, record.model_name, record.version)
         context.log_event(AssetMaterialization(
             asset_key=AssetKey([squeezeflow.lifecycle.ws.targets[target].key, "promoted"]),
             description=line, metadata={
                 "model_uri": f"models:/{record.model_name}/{record.version}", "model_name": record.model_name,
                 "version": record.version, "alias": "champion", "previous_champion": record.previous or "none",
                 "action": record.action, "promoted_by": record.promoted_by, "reason": record.reason,
-                "forced": record.forced, "promoted_at": record.at, "history_run_id": record.record_run_id}))
+                "forced": record.forced, "promoted_at": record.at, "history_run_id": record.record_run_id,
+                **({"model_card": MetadataValue.md(card[0]), "model_card_uri": card[1]} if card else {})}))
 
 
 def _refused(exc: Exception) -> Failure:

@@ -292,6 +292,26 @@ class MachineParams(Strict):
         "(training, calibration, evaluation): the numbers are the same, only slower"))
 
 
+class NotifyParams(Strict):
+    """A webhook told what happened to each target of a run: promoted, held back by its gate, failed, or skipped
+    because its runtime is unavailable. One JSON message per run, target and event (a Slack-compatible `text` plus
+    the fields); a transient error is retried; sending never fails or changes the run."""
+
+    webhook_url: str | None = Field(None, pattern=r"^https?://\S+$", description="where messages are POSTed; the "
+                                    "environment variable named by webhook_env wins (keep secrets out of git); "
+                                    "neither set: no messages")
+    webhook_env: str = Field("SQUEEZEFLOW_WEBHOOK_URL", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                             description="environment variable holding the webhook URL")
+    events: tuple[Literal["promoted", "held_back", "failed", "unavailable"], ...] = Field(
+        ("promoted", "held_back", "failed", "unavailable"), description="which events are sent")
+    retries: int = Field(2, ge=0, le=10, description="retries after a transient error (connection, timeout, 429, "
+                         "5xx), waiting backoff_s, then twice that, ...")
+    backoff_s: float = Field(0.5, ge=0, le=60)
+    timeout_s: float = Field(5.0, gt=0, le=60, description="per attempt")
+    dagster_url: str | None = Field(None, pattern=r"^https?://\S+$", description="the Dagster UI's base URL, for "
+                                    "a link to the run in each message (e.g. http://dagster.internal:3000)")
+
+
 class Params(Strict):
     seed: int = Field(0, ge=0)
     dataset: DatasetParams = DatasetParams()
@@ -302,6 +322,7 @@ class Params(Strict):
     sweep: SweepParams = SweepParams()
     registry: RegistryParams = RegistryParams()
     machine: MachineParams = MachineParams()
+    notify: NotifyParams = NotifyParams()
 
 
 def anchored(params: Params, root: Path) -> Params:

@@ -9,6 +9,7 @@ import hashlib
 import json
 import re
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
@@ -151,6 +152,19 @@ class Lifecycle:
         self.ws.state_dir.mkdir(parents=True, exist_ok=True)
         return Tracker(self._tracking_uri or default_tracking_uri(self.ws),
                        artifact_location=self.ws.state_dir / "mlartifacts")
+
+    @cached_property
+    def notifier(self):
+        """Webhook messages per run, target and event (params.yaml `notify`); with params that do not load (the
+        failure being reported may be that), the environment's webhook and the defaults."""
+        from squeezeflow.config import NotifyParams
+        from squeezeflow.notify import Notifier
+
+        try:
+            config = self.params.notify
+        except Exception:  # noqa: BLE001 - a broken params.yaml must still be reported
+            config = NotifyParams()
+        return Notifier(config, self.ws.state_dir / "notifications", str(self.ws.root))
 
     # --- lineage -------------------------------------------------------------------------------------------
     def lineage_tags(self, run_key: str, target: str | None = None) -> dict[str, str]:
@@ -464,6 +478,13 @@ class Lifecycle:
         return Promotion(cand.model_name, cand.version, uri, alias, True, str(current.version) if current else None)
 
 
+    def publish_card(self, model_name: str, version: str) -> tuple[str, str]:
+        """The version's model card, (re)written from the store: its Markdown and artifact URI."""
+        from squeezeflow.tracking.model_card import publish
+
+        return publish(self.tracker, model_name, version)
+
+
 def run_dir(ws: Workspace, run_key: str, target: str) -> Path:
     """Where a run keeps a target's gate report and candidate record."""
     return ws.state_dir / "runs" / run_key / target
@@ -515,14 +536,24 @@ class Registry:
         from squeezeflow.tracking.promotion import promote_version
 
         name = self.model_name(target, model_name)
-        return promote_version(self.lc.tracker, name, version, promoted_by, reason, self.lc.registry_lock, force=force,
-                               tags=_person_tags(run_key))
+        return self._carded(promote_version(self.lc.tracker, name, version, promoted_by, reason,
+                                            self.lc.registry_lock, force=force, tags=_person_tags(run_key)))
 
     def rollback(self, target: str | None, model_name: str | None, promoted_by: str, reason: str, run_key: str):
         from squeezeflow.tracking.promotion import rollback
 
         name = self.model_name(target, model_name)
-        return rollback(self.lc.tracker, name, promoted_by, reason, self.lc.registry_lock, tags=_person_tags(run_key))
+        return self._carded(rollback(self.lc.tracker, name, promoted_by, reason, self.lc.registry_lock,
+                                     tags=_person_tags(run_key)))
+
+    def _carded(self, record):
+        """The promotion history of both versions changed: their cards are written again."""
+        for version in filter(None, (record.version, record.previous)):
+            try:
+                self.lc.publish_card(record.model_name, version)
+            except Exception as exc:  # noqa: BLE001 - the alias has moved: a stale card is not a failed promotion
+                print(f"warning: model card of {record.model_name} v{version} not updated: {exc}", file=sys.stderr)
+        return record
 
     def target_of(self, model_name: str, version: str) -> str | None:
         from squeezeflow.tracking import get_version

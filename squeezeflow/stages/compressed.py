@@ -25,7 +25,8 @@ def run(ctx: StageContext) -> dict:
     recipe = ctx.recipe()
     cctx, splits = compress_context(ctx)
     test = (splits.x["test"], splits.y["test"])
-    model, spec, report = recipe.run(cctx.teacher, cctx, on_step=lambda a: {"test_accuracy": accuracy(a.model, *test)})
+    model, spec, report = recipe.run(cctx.teacher, cctx, on_step=lambda a: {"test_accuracy": accuracy(a.model, *test),
+                                                                              **model_stats(a.model)})
     save_checkpoint(ctx.out / "model.pt", model, spec)
     write_yaml(ctx.out / "recipe.yaml", {k: v for k, v in recipe.to_dict().items() if k != "finetune"})
     write_json(ctx.out / "steps.json", report)

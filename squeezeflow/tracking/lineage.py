@@ -366,6 +366,7 @@ def build_lineage(source, uri: str, ui_url: str = DEFAULT_UI) -> Lineage:
     chain.append(stage_link(stage_name("validate", target), "validation", f"validation {target}",
                             KEY_METRICS["validate"]))
     chain.append(_gate_link(rd, tags, gate_run))
+    chain.append(_card_link(rd, gate_run))
     chain.append(_promotion_link(rd, name, version, tags, list(mv.aliases or [])))
     commit = tags.get(GIT_TAG) or ptags.get(GIT_TAG)
     git = Link("git-commit", "git commit", commit or "not recorded", details={"commit": commit})
@@ -461,6 +462,21 @@ def _gate_link(rd: _Reader, tags: dict, gate_run) -> Link:
     return link
 
 
+def _card_link(rd: _Reader, gate_run) -> Link:
+    """The version's model card (squeezeflow.tracking.model_card), an artifact of its gate run."""
+    names = []
+    if gate_run is not None:
+        try:
+            names = [a.path for a in rd.client.list_artifacts(gate_run.info.run_id)]
+        except Exception:  # noqa: BLE001 - an unreadable artifact store reads as no card
+            names = []
+    if gate_run is None or "model_card.md" not in names:
+        return Link("model-card", "model card", "not published (versions registered before model cards)")
+    uri = f"runs:/{gate_run.info.run_id}/model_card.md"
+    return Link("model-card", "model card", f"{uri} (also the version's description in the MLflow UI; print it: "
+                "squeezeflow lineage URI --card)", gate_run.info.run_id, rd.run_url(gate_run), details={"uri": uri})
+
+
 def _history(client, name: str) -> list:
     """The promotion history without creating its experiment when a store has none (this module only reads)."""
     if client.get_experiment_by_name(HISTORY_EXPERIMENT) is None:
@@ -505,8 +521,9 @@ def render_text(lineage: Lineage) -> str:
     width = max(len(x.label) for x in lineage.chain) + 2
     lines = [f"{lineage.uri} -> {lineage.model_name} version {lineage.version} "
              f"(aliases: {', '.join(lineage.aliases) or 'none'})", f"  {lineage.url}"]
-    if lineage.description:
-        lines.append(f"  {lineage.description}")
+    summary = lineage.description.split("<!-- model card -->")[0].strip()  # the card follows it: --card prints it
+    if summary:
+        lines.append(f"  {summary}")
     lines.append("")
     pad = " " * (width + 2)
     for x in lineage.chain:

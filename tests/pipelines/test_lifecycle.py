@@ -14,6 +14,7 @@ from squeezeflow.runtimes.trt import unavailable
 from squeezeflow.tracking import champion
 from squeezeflow.workspace import Workspace
 from tests.conftest import lifecycle_env, make_workspace, write_target
+from tests.receiver import Receiver, unused_port_url
 
 pytestmark = pytest.mark.slow
 TARGETS = ["cpu-fp32", "cpu-int8", "edge-fp32-2t"]
@@ -49,7 +50,26 @@ def client(ws: Workspace) -> MlflowClient:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def webhook():
+    """A webhook receiver on loopback that every run of this module notifies (params.yaml notify, by env)."""
+    import os
+
+    with Receiver() as rx:
+        os.environ["SQUEEZEFLOW_WEBHOOK_URL"] = rx.url
+        try:
+            yield rx
+        finally:
+            os.environ.pop("SQUEEZEFLOW_WEBHOOK_URL", None)
+
+
+def messages(rx: Receiver, ws: Workspace) -> list[tuple[str, str]]:
+    """(event, target) of each message the last run sent."""
+    run_id = last_summary(ws)["dagster_run_id"]
+    return sorted((b["event"], b["target"]) for b in rx.bodies if b["run_id"] == run_id)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, webhook):
     base = tmp_path_factory.mktemp("lifecycle")
     with lifecycle_env(base):
         yield base
@@ -68,7 +88,7 @@ def first_run(env):
     return ws, rc, last_summary(ws)
 
 
-def test_every_target_is_validated_gated_and_promoted(first_run):
+def test_every_target_is_validated_gated_and_promoted(first_run, webhook):
     ws, rc, summary = first_run
     assert rc == 0 and summary["success"]
     rows = {r["target"]: r for r in summary["targets"]}
@@ -78,6 +98,9 @@ def test_every_target_is_validated_gated_and_promoted(first_run):
         assert 0 < row["accuracy"] <= 100 and row["bytes"] > 0 and row["p50 ms"] <= row["p95 ms"]
     assert rows["cpu-int8"]["bytes"] < rows["cpu-fp32"]["bytes"]
     assert rows["edge-fp32-2t"]["model URI"] == "models:/squeezeflow-digits-edge-fp32-2t/1"
+    # one webhook message per target: promoted, naming the version and its alias
+    assert messages(webhook, ws) == [("promoted", t) for t in sorted(TARGETS)]
+    assert {b["target"]: (b["version"], b["alias"]) for b in webhook.bodies}["cpu-int8"] == ("1", "champion")
 
 
 def test_checks_ran_and_passed_in_dagster(first_run):
@@ -204,18 +227,28 @@ def blocked_run(ws: Workspace, overrides: list[str]) -> tuple[dict, list[dict]]:
     return row, [chk for chk in report["checks"] if not chk["passed"]]
 
 
-def test_a_failing_absolute_budget_leaves_the_previous_champion(first_run):
+def test_a_failing_absolute_budget_leaves_the_previous_champion(first_run, webhook):
     ws, _, _ = first_run
     set_target(ws, "cpu-fp32", budgets={"max_latency_p95_ms": 1e-6})
     _, failed = blocked_run(ws, ["seed=1"])  # a new model (another seed) that would otherwise be considered
     assert "latency_p95_ms" in [chk["name"] for chk in failed]
+    assert messages(webhook, ws) == [("held_back", "cpu-fp32")]
+    [body] = [b for b in webhook.bodies if b["run_id"] == last_summary(ws)["dagster_run_id"]]
+    assert "latency_p95_ms" in body["reason"] and "held back on cpu-fp32" in body["text"]
     set_target(ws, "cpu-fp32", budgets={"max_latency_p95_ms": 50.0})
 
 
-def test_a_target_whose_memory_cap_is_too_small_fails_its_gate_and_nothing_else(first_run):
+def test_a_target_whose_memory_cap_is_too_small_fails_its_gate_and_nothing_else(first_run, monkeypatch):
     ws, _, _ = first_run
     set_target(ws, "cpu-fp32", measure={"memory_limit_mb": 64})  # validation runs in a process capped at 64 MB
+    # ... and the webhook is unreachable this time: retried, logged, and the run's outcome is unchanged
+    monkeypatch.setenv("SQUEEZEFLOW_WEBHOOK_URL", unused_port_url())
     assert run_lifecycle(Workspace(ws.root), ["seed=3"], ["cpu-fp32", "cpu-int8"]) == 3  # a gate, not an error
+    status, _, _ = dagster_view(ws, "cpu_fp32")
+    with DagsterInstance.get() as instance:
+        warned = [e.user_message for e in instance.all_logs(last_summary(ws)["dagster_run_id"])
+                  if "not delivered after 3 attempt(s)" in e.user_message]
+    assert status == "SUCCESS" and len(warned) == 2, warned  # cpu-fp32 held back, cpu-int8 promoted
     rows = {r["target"]: r for r in last_summary(ws)["targets"]}
     assert rows["cpu-fp32"]["gate"] == "FAIL" and rows["cpu-fp32"]["promoted"] == "no"
     assert rows["cpu-fp32"]["gate_reasons"][0].startswith("validation failed: the runtime failed in its measuring "
@@ -227,7 +260,7 @@ def test_a_target_whose_memory_cap_is_too_small_fails_its_gate_and_nothing_else(
 
 
 @pytest.mark.skipif(unavailable() is None, reason="TensorRT is available here: the engine is built instead")
-def test_an_unavailable_tensorrt_target_is_reported_and_only_counts_when_named(first_run):
+def test_an_unavailable_tensorrt_target_is_reported_and_only_counts_when_named(first_run, webhook):
     ws, _, _ = first_run
     spec = {"name": "gpu-trt", "runtime": "tensorrt", "build": {"builder": "tensorrt", "precision": "fp16"},
             "measure": {"iterations": 20}, "budgets": {"max_accuracy_drop": 40.0, "max_latency_p95_ms": 50.0,
@@ -243,6 +276,7 @@ def test_an_unavailable_tensorrt_target_is_reported_and_only_counts_when_named(f
         assert status == "SUCCESS" and gate["severity"] == "WARN"
         assert gate["description"] == f"skipped: unavailable: {unavailable()}"
         assert promoted["held_back"] == f"unavailable: {unavailable()}"
+        assert ("unavailable", "gpu-trt") in messages(webhook, ws)
         assert rows["cpu-fp32"]["gate"] == "pass" and rows["cpu-fp32"]["promoted"] in ("champion", "unchanged")
         # the typed fp16 graph was built (and is kept by DVC); nothing was registered for the target
         built = ws.stage_dir("build-gpu-trt") / "model.onnx"
@@ -368,7 +402,7 @@ def test_promotion_jobs_refuse_force_and_roll_back(first_run):
     assert champion(type("T", (), {"client": c})(), name).version == before
 
 
-def test_a_bad_dataset_is_blocked_before_training(env):
+def test_a_bad_dataset_is_blocked_before_training(env, webhook):
     root = make_workspace(env / "bad")
     from sklearn.datasets import load_digits
 
@@ -390,6 +424,9 @@ def test_a_bad_dataset_is_blocked_before_training(env):
         assert instance.get_run_by_id(summary["dagster_run_id"]).status.value == "FAILURE"
         errors = [e.user_message for e in instance.all_logs(summary["dagster_run_id"]) if e.level >= 40]
     assert "bad.npz" in errors[0] and "field 'x' = nan" in errors[0], errors[:2]
+    assert messages(webhook, ws) == [("failed", "cpu-fp32")]  # the target the run was for
+    [body] = [b for b in webhook.bodies if b["run_id"] == summary["dagster_run_id"]]
+    assert "bad.npz" in body["reason"] and "field 'x' = nan" in body["reason"] and body["step"] == "dataset"
     assert client(ws).search_registered_models() == []
 
 

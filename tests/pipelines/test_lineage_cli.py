@@ -9,6 +9,7 @@ from mlflow import MlflowClient
 
 from pipelines.cli import main
 from pipelines.runner import run_lifecycle
+from squeezeflow.tracking.model_card import MARKER, summary_of
 from squeezeflow.workspace import Workspace
 from tests.conftest import lifecycle_env, make_workspace
 
@@ -114,13 +115,55 @@ def test_champion_alias_and_text_output(two_generations, capsys):
     text = capsys.readouterr().out
     mv = client.get_model_version(MODEL, expected)
     assert text.startswith(f"models:/{MODEL}@champion -> {MODEL} version {expected} (aliases: champion)\n"
-                           f"  {UI}/#/models/{MODEL}/versions/{expected}\n  {mv.description}\n")
+                           f"  {UI}/#/models/{MODEL}/versions/{expected}\n  {summary_of(mv.description)}\n")
     for label in ("pipeline run", "data source", "data fingerprint", "data check", "teacher", "recipe", "compressed",
-                  "finetuned", "export (ONNX)", "build cpu-fp32", "validation cpu-fp32", "gate", "promotion",
-                  "git commit"):
+                  "finetuned", "export (ONNX)", "build cpu-fp32", "validation cpu-fp32", "gate", "model card",
+                  "promotion", "git commit"):
         assert f"\n  {label} " in text, label
     assert f"run {mv.run_id}  {UI}/#/experiments/" in text
     assert not [line for line in text.splitlines() if line.strip().startswith("! ")]  # no problem reported
+
+
+def card(root, capsys, uri: str) -> str:
+    capsys.readouterr()
+    assert main(["--root", str(root), "lineage", "--card", uri]) == 0
+    return capsys.readouterr().out
+
+
+def test_every_version_has_a_model_card_in_mlflow_and_dagster(two_generations, capsys):
+    from dagster import AssetKey, DagsterInstance
+
+    root, _, client, (first, _) = two_generations
+    v2_passed = client.get_model_version(MODEL, "2").tags["squeezeflow.gate"] == "passed"
+    for v in ("1", "2"):
+        chain = links(lineage(root, capsys, f"models:/{MODEL}/{v}"))
+        text = card(root, capsys, f"models:/{MODEL}/{v}")
+        assert text.startswith(f"# Model card: {MODEL} v{v}\n")
+        assert chain["model-card"]["details"]["uri"] == f"runs:/{chain['gate']['run_id']}/model_card.md"
+        # the data and its fingerprint, what each compression step did, the target, metrics with intervals
+        assert f"- source: npz: {first}" in text and chain["data-fingerprint"]["details"]["dvc_md5"] in text
+        steps = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| ")]
+        assert steps[steps.index("teacher"):steps.index("teacher") + 4] == ["teacher", "1. distill",
+                                                                          "2. prune-magnitude",
+                                                                          "recovery fine-tuning"]
+        assert "builder: ort-fp32" in text and '"runtime": "onnxruntime"' in text
+        metrics = chain["validation"]["details"]["metrics"]
+        assert f"| {metrics['accuracy']:.2f} | {metrics['accuracy_ci95_low']:.2f} .. " in text
+        verdict = client.get_model_version(MODEL, v).tags["squeezeflow.gate"]
+        assert f"### Gate {verdict.upper()}: cpu-fp32" in text
+        # the version's description: its summary, then the same card
+        description = client.get_model_version(MODEL, v).description
+        summary, body = description.split(MARKER)
+        assert summary == summary_of(description) and f"\n\n{summary}\n" in text
+        assert body == text.replace(f"\n\n{summary}\n", "\n", 1)  # the card, its summary shown once above it
+    v1 = card(root, capsys, f"models:/{MODEL}/1")
+    assert "| auto: became champion | squeezeflow (auto) |" in v1
+    assert ("replaced by v2 (auto)" in v1) == v2_passed  # the history changed: v1's card was written again
+    # in Dagster: the promoted asset's last materialization carries v2's card (promoted, or held back by its gate)
+    with DagsterInstance.get() as instance:
+        [mat] = instance.fetch_materializations(AssetKey(["cpu_fp32", "promoted"]), limit=1).records
+    meta = mat.asset_materialization.metadata
+    assert meta["model_card"].value.startswith(f"# Model card: {MODEL} v2\n")
 
 
 def test_bad_references_exit_2_naming_the_field(two_generations, capsys):

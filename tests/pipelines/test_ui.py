@@ -30,6 +30,9 @@ from tests.conftest import make_workspace
 pytestmark = pytest.mark.slow
 
 MODEL = "squeezeflow-digits-cpu-fp32"
+GPU_TARGET = {"name": "gpu-trt", "runtime": "tensorrt", "build": {"builder": "tensorrt", "precision": "fp16"},
+              "measure": {"iterations": 20}, "budgets": {"max_accuracy_drop": 40.0, "max_latency_p95_ms": 50.0,
+                                                         "max_model_bytes": 2_000_000}}
 # Debian's chromium and chromium-driver (./sf test installs them as root); Selenium Manager cannot download here.
 CHROMIUM = Path(os.environ.get("SQUEEZEFLOW_CHROMIUM", "/usr/bin/chromium"))
 CHROMEDRIVER = Path(os.environ.get("SQUEEZEFLOW_CHROMEDRIVER", "/usr/bin/chromedriver"))
@@ -122,6 +125,8 @@ def dagster_dev(tmp_path_factory):
     spec = yaml.safe_load(spec_path.read_text())
     spec["promotion"] = "manual"  # a passing candidate becomes `challenger`; a person promotes it
     spec_path.write_text(yaml.safe_dump(spec))
+    # A GPU target: on a machine without TensorRT and a GPU it is skipped with its reason, and the run a Success.
+    (ws / "device_targets" / "gpu-trt.yaml").write_text(yaml.safe_dump(GPU_TARGET))
 
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # SQLite in the workspace
     env.update(DAGSTER_HOME=str(home), SQUEEZEFLOW_ROOT=str(ws), DVC_SITE_CACHE_DIR=str(base / "dvc_site"),
@@ -201,6 +206,24 @@ query RunLogs($runId: ID!, $after: String) {
       }
     }
     ... on PythonError { message }
+  }
+}"""
+
+CHECKS = """
+query GateChecks($key: AssetKeyInput!) {
+  assetCheckExecutions(assetKey: $key, checkName: "gate", limit: 1) {
+    runId status evaluation { success severity description }
+  }
+}"""
+
+LATEST = """
+query Latest($key: AssetKeyInput!) {
+  assetOrError(assetKey: $key) {
+    ... on Asset { assetMaterializations(limit: 1) { runId metadataEntries {
+      label
+      ... on TextMetadataEntry { text }
+      ... on MarkdownMetadataEntry { mdStr }
+    } } }
   }
 }"""
 
@@ -300,6 +323,27 @@ def test_lifecycle_launched_from_the_launchpad_path_registers_a_challenger(dagst
     assert "champion" not in c.get_registered_model(MODEL).aliases  # manual: nobody promoted it yet
 
 
+@pytest.mark.timeout(120)
+def test_the_run_is_a_success_and_the_gpu_target_skipped_with_its_reason_in_graphql(dagster_dev, lifecycle_run):
+    """What the Runs page and the asset checks show, read through the webserver's GraphQL API."""
+    from squeezeflow.runtimes.trt import unavailable
+
+    dev, (run, _, _) = dagster_dev, lifecycle_run
+    assert dev.graphql(RUN, {"runId": run["runId"]})["runOrError"]["status"] == "SUCCESS"
+    [cpu] = dev.graphql(CHECKS, {"key": {"path": ["cpu_fp32", "candidate"]}})["assetCheckExecutions"]
+    assert cpu["runId"] == run["runId"] and cpu["status"] == "SUCCEEDED" and cpu["evaluation"]["success"]
+    [latest] = dev.graphql(LATEST, {"key": {"path": ["cpu_fp32", "promoted"]}})["assetOrError"]["assetMaterializations"]
+    meta = {e["label"]: e.get("mdStr") or e.get("text") for e in latest["metadataEntries"]}
+    assert latest["runId"] == run["runId"] and meta["model_card"].startswith(f"# Model card: {MODEL} v")
+    assert "## Promotion history" in meta["model_card"] and meta["model_card_uri"].endswith("/model_card.md")
+    if unavailable() is None:
+        pytest.skip("TensorRT is available here: the GPU target is built and measured instead")
+    [gpu] = dev.graphql(CHECKS, {"key": {"path": ["gpu_trt", "candidate"]}})["assetCheckExecutions"]
+    assert gpu["runId"] == run["runId"] and gpu["status"] == "FAILED"
+    assert gpu["evaluation"]["severity"] == "WARN"
+    assert gpu["evaluation"]["description"] == f"skipped: unavailable: {unavailable()}"
+
+
 # --- a real browser ---------------------------------------------------------------------------------------------------
 
 def _browser_missing() -> str:
@@ -391,6 +435,7 @@ def test_asset_graph_and_promotion_from_the_launchpad_in_a_browser(browser, shot
     assert "champion" not in c.get_registered_model(MODEL).aliases
 
     with shots.on_failure("asset graph"):
+        driver.set_window_size(1600, 1500)  # two target chains: room for the whole graph
         driver.get(f"{dev.url}/asset-groups")  # "Lineage": the global asset graph
         _wait(driver, lambda d: d.find_elements("xpath", "//input[@placeholder='Jump to…']"), what="the lineage page")
         # More room for the graph (nav and asset sidebar folded), then "Expand all groups" (its shortcut, Alt+E): the
@@ -404,6 +449,32 @@ def test_asset_graph_and_promotion_from_the_launchpad_in_a_browser(browser, shot
         assert {"build", "validated", "promoted"} <= set(chain), groups
         time.sleep(1)  # the zoom-to-fit animation
         shots.doc("asset-graph.png")
+        driver.set_window_size(1600, 1000)
+
+    with shots.on_failure("runs page"):
+        driver.get(f"{dev.url}/runs")
+        _wait(driver, lambda d: lifecycle_run[0]["runId"][:8] in d.find_element("tag name", "body").text,
+              what="the lifecycle run in the Runs page")
+        short = lifecycle_run[0]["runId"][:8]
+        row = _wait(driver, lambda d: d.find_elements(  # the run's row: the nearest box holding its id and launcher
+            "xpath", f"//*[text()='{short}']/ancestor::*[contains(., 'Manually launched')][1]"),
+            what="the run's row")[0]
+        assert "Success" in row.text and "Failure" not in row.text, row.text
+        shots.doc("runs-success.png")
+
+    with shots.on_failure("gate check"):
+        driver.get(f"{dev.url}/assets/cpu_fp32/candidate?view=checks")
+        _wait(driver, lambda d: "gate" in d.find_element("tag name", "body").text and
+              "Passed" in d.find_element("tag name", "body").text, what="the gate check, passed")
+        _show_markdown(driver, "report", "Gate PASSED: cpu-fp32")
+        shots.doc("gate-check.png")
+
+    with shots.on_failure("model card"):
+        driver.get(f"{dev.url}/assets/cpu_fp32/promoted")
+        _wait(driver, lambda d: "model_card" in d.find_element("tag name", "body").text,
+              what="the model card in the promoted asset's metadata")
+        _show_markdown(driver, "model_card", f"Model card: {MODEL} v{challenger.version}")
+        shots.doc("model-card-dagster.png")
 
     config = (f"ops:\n  promote_version:\n    config:\n      target: cpu-fp32\n"
               f"      version: \"{challenger.version}\"\n"
@@ -483,6 +554,20 @@ def _enabled_button(label: str):
                 return b
         return False
     return find
+
+
+def _show_markdown(driver, key: str, heading: str) -> None:
+    """Open a Markdown metadata entry ([Show Markdown] in its row) and wait for its dialog to show `heading`."""
+    link = _wait(driver, lambda d: d.find_elements(
+        "xpath", f"//tr[.//*[normalize-space(text())='{key}']]//*[contains(text(), 'Show Markdown')]"),
+        what=f"the {key} entry's [Show Markdown]")[0]
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", link)
+    link.click()
+    title = _wait(driver, lambda d: d.find_elements(
+        "xpath", f"//*[@role='dialog']//*[contains(text(), '{heading}')]"), what=f"the dialog showing '{heading}'")[0]
+    time.sleep(0.5)  # the dialog's fade-in (it focuses its Close button, scrolling to the end)
+    driver.execute_script("arguments[0].scrollIntoView({block: 'start'})", title)
+    time.sleep(0.3)
 
 
 def _run_page_shows_success(driver):

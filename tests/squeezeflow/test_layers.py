@@ -18,11 +18,11 @@ LAYERS = [
     {"compression", "export"},
     {"runtimes"},
     {"targets"},
-    {"gates", "tracking", "evaluate", "sweep", "selection", "yaml_schemas"},
+    {"gates", "tracking", "evaluate", "sweep", "selection", "yaml_schemas", "notify"},
     {"stages"},
     {"versioning"},
     {"workspace", "runlock"},
-    {"lifecycle", "summary", "scaffold"},
+    {"lifecycle", "summary", "scaffold", "reference"},
 ]
 
 

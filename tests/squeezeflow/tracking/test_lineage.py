@@ -99,7 +99,7 @@ def test_every_link_names_the_run_that_produced_it(tracker, tmp_path):
     assert lin.description.startswith("cpu-fp32: accuracy 88.50%") and "Gate PASSED" in lin.description
     assert [x.step for x in lin.chain] == [
         "pipeline", "data-source", "data-fingerprint", "data-check", "dataset", "teacher", "recipe", "compressed",
-        "finetuned", "exported", "selection", "build", "validation", "gate", "promotion", "git-commit"]
+        "finetuned", "exported", "selection", "build", "validation", "gate", "model-card", "promotion", "git-commit"]
     exp = tracker.experiment_id
     for step, stage in [("dataset", "dataset"), ("teacher", "teacher"), ("compressed", "compressed"),
                         ("finetuned", "finetuned"), ("exported", "exported"), ("build", f"build-{TARGET}"),
