@@ -283,8 +283,7 @@ def test_an_unavailable_tensorrt_target_is_reported_and_only_counts_when_named(f
         types = {t.data_type for t in onnx.load(str(built)).graph.initializer}
         assert onnx.TensorProto.FLOAT16 in types and onnx.TensorProto.FLOAT not in types
         assert not client(ws).search_model_versions("name = 'squeezeflow-digits-gpu-trt'")
-        # named by the user, it holds the run back
-        assert run_lifecycle(Workspace(ws.root), [], ["cpu-fp32", "gpu-trt"], named=True) == 3
+        # named by the user (--target), it would hold the run back: tests/pipelines/test_runner.py
     finally:
         (ws.targets_dir / "gpu-trt.yaml").unlink()
 

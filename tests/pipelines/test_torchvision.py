@@ -24,7 +24,7 @@ PRUNE = {"name": "prune", "steps": [
 ], "finetune": {"alpha": 0.5, "train": {"epochs": 4, "patience": 4, "lr": 0.001}}}
 
 
-def _images(root, rgb: bool, n: int = 700) -> None:
+def _images(root, rgb: bool, n: int = 450) -> None:
     """Digits at 16x16; in RGB each class gets its own tint, so colour carries signal too."""
     from sklearn.datasets import load_digits
 
