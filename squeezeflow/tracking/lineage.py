@@ -165,7 +165,9 @@ def resolve_version(source, uri: str):
 
 
 # --- reading runs ----------------------------------------------------------------------------------------------
-class _Reader:
+class StoreReader:
+    """Read-only access to runs and their artifacts in one MLflow store (a missing run or artifact reads as None)."""
+
     def __init__(self, client, ui_url: str):
         self.client, self.ui = client, ui_url.rstrip("/")
 
@@ -235,7 +237,8 @@ def _metrics_line(metrics: dict, keys: tuple[str, ...]) -> str:
     return ", ".join(f"{k} {_fmt(metrics[k])}" for k in keys if k in metrics)
 
 
-def _literal(text: str | None):
+def literal_value(text: str | None):
+    """An MLflow param (always a string) back as the Python value it was logged from, where it is a literal."""
     if text is None:
         return None
     try:
@@ -278,7 +281,7 @@ def build_lineage(source, uri: str, ui_url: str = DEFAULT_UI) -> Lineage:
     """The audit chain of the model version `uri` names, from a Tracker or an MlflowClient. Bad input (a malformed
     URI, an unknown model, version or alias) raises SqueezeflowInputError; missing runs become `problems`."""
     ref, mv = resolve_version(source, uri)
-    rd = _Reader(_client(source), ui_url)
+    rd = StoreReader(_client(source), ui_url)
     tags = dict(mv.tags or {})
     name, version = mv.name, str(mv.version)
     target = tags.get("squeezeflow.target", "")
@@ -378,7 +381,7 @@ def build_lineage(source, uri: str, ui_url: str = DEFAULT_UI) -> Lineage:
     return Lineage(ref.uri, name, version, sorted(mv.aliases or []), mv.description or "", url, chain)
 
 
-def _selection_link(rd: _Reader, tags: dict, kids: dict, target: str) -> Link:
+def _selection_link(rd: StoreReader, tags: dict, kids: dict, target: str) -> Link:
     """Which recipe the target deployed and why (the version's tags, written from its select stage)."""
     run = kids.get(stage_name("select", target))
     chosen = tags.get("squeezeflow.recipe")
@@ -393,7 +396,7 @@ def _selection_link(rd: _Reader, tags: dict, kids: dict, target: str) -> Link:
     return link
 
 
-def _recipe_link(rd: _Reader, kids: dict) -> Link:
+def _recipe_link(rd: StoreReader, kids: dict) -> Link:
     """The resolved recipe as the compressed (and finetuned) stage run recorded it: the artifact, else the params."""
     comp, fine = kids.get("compressed"), kids.get("finetuned")
     link = Link("recipe", "recipe", "not recorded", comp.info.run_id if comp else None, rd.run_url(comp))
@@ -408,12 +411,13 @@ def _recipe_link(rd: _Reader, kids: dict) -> Link:
         recipe, source = yaml.safe_load(text), "recipe.yaml"
     elif "recipe.main.name" in comp.data.params:
         p = comp.data.params
-        recipe, source = {"name": p["recipe.main.name"], "steps": _literal(p.get("recipe.main.steps")) or []}, "params"
+        steps = literal_value(p.get("recipe.main.steps")) or []
+        recipe, source = {"name": p["recipe.main.name"], "steps": steps}, "params"
     finetune = None
     if fine is not None:
         ft = rd.artifact_text(fine.info.run_id, "recipe-finetune.yaml")
         finetune = yaml.safe_load(ft) if ft is not None else {
-            k.removeprefix("recipe.main.finetune."): _literal(v) for k, v in fine.data.params.items()
+            k.removeprefix("recipe.main.finetune."): literal_value(v) for k, v in fine.data.params.items()
             if k.startswith("recipe.main.finetune.")} or None
     if recipe is None:
         link.problems.append("no recipe.yaml artifact or recipe.* params on the compressed run")
@@ -430,7 +434,7 @@ def _recipe_link(rd: _Reader, kids: dict) -> Link:
     return link
 
 
-def _gate_link(rd: _Reader, tags: dict, gate_run) -> Link:
+def _gate_link(rd: StoreReader, tags: dict, gate_run) -> Link:
     verdict = tags.get("squeezeflow.gate") or (gate_run.data.tags.get("squeezeflow.gate") if gate_run else None)
     champ = tags.get("squeezeflow.gate_champion") or (gate_run.data.tags.get("squeezeflow.gate_champion")
                                                       if gate_run else None)
@@ -462,7 +466,7 @@ def _gate_link(rd: _Reader, tags: dict, gate_run) -> Link:
     return link
 
 
-def _card_link(rd: _Reader, gate_run) -> Link:
+def _card_link(rd: StoreReader, gate_run) -> Link:
     """The version's model card (squeezeflow.tracking.model_card), an artifact of its gate run."""
     names = []
     if gate_run is not None:
@@ -484,7 +488,7 @@ def _history(client, name: str) -> list:
     return history(type("ReadOnly", (), {"client": client})(), name)
 
 
-def _promotion_link(rd: _Reader, name: str, version: str, tags: dict, aliases: list[str]) -> Link:
+def _promotion_link(rd: StoreReader, name: str, version: str, tags: dict, aliases: list[str]) -> Link:
     records = _history(rd.client, name)
     mine = [r for r in records if r.version == version]
     after = [r for r in records if r.previous == version and r.version != version]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from squeezeflow.tracking.lineage import DEFAULT_UI, Lineage, _literal, _Reader, build_lineage
+from squeezeflow.tracking.lineage import DEFAULT_UI, Lineage, StoreReader, build_lineage, literal_value
 from squeezeflow.tracking.promotion import PromotionRecord, history
 from squeezeflow.tracking.registry import SHA_TAG
 
@@ -133,7 +133,7 @@ def card_for(tracker, model_name: str, version: str, ui_url: str = DEFAULT_UI) -
     lineage = build_lineage(tracker, f"models:/{model_name}/{version}", ui_url)
     mv = tracker.client.get_model_version(model_name, str(version))
     tags = dict(mv.tags or {})
-    reader = _Reader(tracker.client, ui_url)
+    reader = StoreReader(tracker.client, ui_url)
     compressed = lineage.link("compressed").run_id
     steps = json.loads(reader.artifact_text(compressed, "steps.json") or "[]") if compressed else []
     validation_run = reader.run(lineage.link("validation").run_id)
@@ -143,7 +143,7 @@ def card_for(tracker, model_name: str, version: str, ui_url: str = DEFAULT_UI) -
         section, _, field = key.removeprefix("target.").partition(".")
         if key.startswith("target.") and section in ("build", "measure", "budgets", "regression", "promotion"):
             if field:
-                target_params.setdefault(section, {})[field] = _literal(value)
+                target_params.setdefault(section, {})[field] = literal_value(value)
             else:
                 target_params[section] = value
     gate_run = lineage.link("gate").run_id or mv.run_id
@@ -154,14 +154,14 @@ def card_for(tracker, model_name: str, version: str, ui_url: str = DEFAULT_UI) -
 def read_card(client, lineage: Lineage) -> str | None:
     """The published card of the version a lineage describes, or None."""
     run_id = lineage.link("model-card").run_id
-    return _Reader(client, DEFAULT_UI).artifact_text(run_id, CARD) if run_id else None
+    return StoreReader(client, DEFAULT_UI).artifact_text(run_id, CARD) if run_id else None
 
 
 def load(tracker, model_name: str, version: str) -> tuple[str, str] | None:
     """The card as last published for a version (Markdown, URI), or None."""
     mv = tracker.client.get_model_version(model_name, str(version))
     run_id = (mv.tags or {}).get("squeezeflow.gate_run_id") or mv.run_id
-    text = _Reader(tracker.client, DEFAULT_UI).artifact_text(run_id, CARD)
+    text = StoreReader(tracker.client, DEFAULT_UI).artifact_text(run_id, CARD)
     return (text, f"runs:/{run_id}/{CARD}") if text is not None else None
 
 
