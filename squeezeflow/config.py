@@ -48,8 +48,10 @@ class DatasetParams(Strict):
 
 
 class SplitParams(Strict):
-    val: float = Field(0.15, gt=0, lt=0.5)
-    test: float = Field(0.2, gt=0, lt=0.5)
+    val: float = Field(0.15, gt=0, lt=0.5, description="fraction held out for checkpoint choice, calibration "
+                       "and recipe selection")
+    test: float = Field(0.2, gt=0, lt=0.5, description="fraction held out for validation on the target and the "
+                        "gate only")
 
 
 class TrainParams(Strict):
@@ -57,18 +59,20 @@ class TrainParams(Strict):
     recover; the teacher (and the default recipe's student) use the strong schedule: AdamW, one-cycle, label
     smoothing, the checkpoint chosen on validation loss (validation accuracy saturates on small splits)."""
 
-    epochs: int = Field(60, ge=1, le=10_000)
+    epochs: int = Field(60, ge=1, le=10_000, description="passes over the train split (at most)")
     max_steps: int | None = Field(None, ge=1, description="at most this many optimizer steps: fewer epochs on a "
                                   "large dataset (the schedule is laid over the epochs that fit); null: no cap")
     patience: int = Field(8, ge=1, description="stop after this many epochs without a better checkpoint")
     lr: float = Field(1e-3, gt=0, le=1, description="the learning rate (the peak rate under a schedule)")
-    batch_size: int = Field(64, ge=1)
-    weight_decay: float = Field(1e-4, ge=0)
-    optimizer: Literal["adam", "adamw"] = "adam"
+    batch_size: int = Field(64, ge=1, description="samples per optimizer step")
+    weight_decay: float = Field(1e-4, ge=0, description="L2 penalty (decoupled for adamw)")
+    optimizer: Literal["adam", "adamw"] = Field("adam", description="adamw: weight decay decoupled from the "
+                                                "gradient step")
     schedule: Literal["constant", "onecycle", "cosine"] = Field("constant", description="per-step learning rate: "
                                                                 "one-cycle, or cosine after a linear warm-up")
     warmup: float = Field(0.2, ge=0, lt=1, description="fraction of the steps spent warming up (onecycle, cosine)")
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="share of each label's mass spread over the "
+                                   "other classes")
     select: Literal["val_accuracy", "val_loss", "last"] = Field(
         "val_accuracy", description="which checkpoint is kept (and drives early stopping): the best validation "
         "accuracy or loss, or the last one (a one-cycle schedule ends at its best weights: no early stop)")
@@ -237,7 +241,8 @@ class TeacherParams(Strict):
     model (`source: {kind: python, factory: ...}`)."""
 
     source: ModelSource = Field(default_factory=BuiltinSource, description="where the teacher comes from")
-    arch: str = "auto"
+    arch: str = Field("auto", description="auto (a CNN for images and 1-D signals, an MLP for tabular "
+                      "features), cnn or mlp: the built-in architectures")
     hidden: tuple[int, ...] | None = Field(None, description="channels per block (cnn) or widths (mlp); "
                                            "null: cnn 128-256-256, mlp 512-512")
     dropout: float = Field(0.1, ge=0, lt=1)
@@ -313,7 +318,7 @@ class NotifyParams(Strict):
 
 
 class Params(Strict):
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, description="every random choice: the splits, initial weights, batch order")
     dataset: DatasetParams = DatasetParams()
     split: SplitParams = SplitParams()
     teacher: TeacherParams = TeacherParams()

@@ -20,8 +20,8 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 class Budgets(Strict):
     max_accuracy_drop: float = Field(description="points of test accuracy the target may lose vs the teacher",
                                      ge=0, le=100)
-    max_latency_p95_ms: float = Field(gt=0)
-    max_model_bytes: int = Field(gt=0)
+    max_latency_p95_ms: float = Field(gt=0, description="p95 of batch-1 latency on the target's runtime, ms")
+    max_model_bytes: int = Field(gt=0, description="size of the built file the target deploys, bytes")
     min_gain_over_baseline: float = Field(0.1, ge=0, le=1, description="fraction of the majority-class baseline's "
                                           "error the model must remove: accuracy >= base + this * (100 - base), base "
                                           "= test accuracy of always predicting the train split's majority class")
@@ -37,7 +37,7 @@ class RegressionSpec(Strict):
                                      "(challenger - champion) accuracy must be >= -max_accuracy_drop")
     max_latency_increase: float = Field(0.10, ge=0, le=100, description="fraction: the interval's high end of the "
                                         "median per-pair latency ratio challenger/champion must be <= 1 + this")
-    confidence: float = Field(0.95, gt=0.5, lt=1)
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="level of both intervals")
     latency_pairs: int = Field(400, ge=20, le=1_000_000, description="interleaved champion/challenger timing pairs")
     bootstrap: int = Field(2000, ge=200, le=1_000_000, description="bootstrap resamples per interval")
 
@@ -52,8 +52,9 @@ class DeviceSpec(Strict):
 
 
 class TargetProfile(Strict):
-    name: str
-    description: str = ""
+    name: str = Field(description="the target's name: lowercase, digits and dashes; its assets are the group "
+                      "target_<name>, its registered model <prefix>-<model name>-<name>")
+    description: str = Field("", description="free text, shown in the UIs")
     runtime: str = Field("onnxruntime", description="the engine that runs the built file on the target: a name "
                          "registered in squeezeflow/runtimes/engines.py (onnxruntime, openvino, tensorrt)")
     build: SerializeAsAny[BuilderConfig] = Field(description="a registered builder's name and its own options")

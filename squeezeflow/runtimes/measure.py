@@ -18,10 +18,11 @@ from squeezeflow.stats import wilson_interval
 class MeasureSpec(Strict):
     """How a target's runtime is measured (the `measure:` section of its YAML)."""
 
-    threads: int = Field(1, ge=1, le=256)
-    warmup: int = Field(20, ge=0)
-    iterations: int = Field(200, ge=10, le=1_000_000)
-    throughput_batch: int = Field(256, ge=1)
+    threads: int = Field(1, ge=1, le=256, description="intra-op threads of the runtime's session")
+    warmup: int = Field(20, ge=0, description="untimed calls before the timed ones")
+    iterations: int = Field(200, ge=10, le=1_000_000, description="timed batch-1 calls: latency p50/p95/p99 "
+                            "come from these")
+    throughput_batch: int = Field(256, ge=1, description="batch size of the throughput measurement")
     session_options: dict[str, str] = Field(default_factory=dict, description="ONNX Runtime session config entries "
                                             "the deployed runtime uses, e.g. session.disable_quant_qdq: '1'")
     isolated: bool = Field(True, description="measure in a separate process under the limits below (the device's "
