@@ -323,6 +323,8 @@ CASES = [
          "not valid YAML: line 2, column 1"),
     case("params-unknown-key", params("teacher: {epochz: 3}\n"), "params.yaml", "field 'teacher.epochz' = 3"),
     case("params-wrong-type", params("split: {val: lots}\n"), "params.yaml", "field 'split.val' = 'lots'"),
+    case("params-webhook-not-a-url", params("notify: {webhook_url: hooks.slack.com/x}\n"), "params.yaml",
+         "field 'notify.webhook_url' = 'hooks.slack.com/x'", "pattern"),
     # corrupt stage inputs, through `squeezeflow stage` (what `dvc repro` runs)
     case("ckpt-garbage", stage("compressed", {"teacher/model.pt": GARBAGE}), "teacher/model.pt", "field '<file>'",
          "not a readable squeezeflow checkpoint"),
