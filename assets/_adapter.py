@@ -31,7 +31,7 @@ def stage_metadata(outcome: StageOutcome, stage=None) -> dict:
             key = "plot" if len(pngs) == 1 else f"plot_{artifact.removesuffix('.png')}"
             meta[key] = MetadataValue.md(f"![{artifact}](data:image/png;base64,{png})")
     if stage is not None and stage.report:
-        meta.update({k: MetadataValue.md(v) for k, v in stage.report(outcome.path).items()})
+        meta.update({k: MetadataValue.md(v) for k, v in stage.report(outcome.path, outcome.metrics).items()})
     return meta
 
 

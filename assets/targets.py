@@ -83,18 +83,18 @@ def target_assets(target: TargetProfile, stages: dict[str, Stage]) -> list:
         if result.new_version and result.alias:
             lifecycle.notifier.send(Event("promoted", name, context.run_id, result.model_name, result.version,
                                           result.alias), log=context.log.warning)
-        what = {"champion": "new champion",
-                "challenger": "challenger (waits for a person)"}.get(result.alias, "unchanged")
+        what = {"champion": "new champion", "challenger": "challenger"}.get(result.alias, "unchanged")
         if not result.new_version:
             what = f"unchanged ({result.alias or 'no alias'})"
-        say(context, f"[squeezeflow] {stage_name('promote', name):<22} {what:<33} {result.model_uri}")
+        say(context, f"[squeezeflow] {stage_name('promote', name):<22} {what:<33} {result.model_uri}"
+                     + (f" ({result.note})" if result.alias == "challenger" and result.note else ""))
         card = _card(context, lifecycle, result.model_name, result.version) if result.new_version else {}
         if result.new_version and result.alias == "champion" and result.previous_champion:
             _card(context, lifecycle, result.model_name, result.previous_champion)  # its history: replaced
         return MaterializeResult(metadata={
             "model_uri": result.model_uri, "model_name": result.model_name, "version": result.version,
             "alias": result.alias or "(unchanged)", "new_version": result.new_version,
-            "previous_champion": result.previous_champion or "none",
+            "previous_champion": result.previous_champion or "none", **({"note": result.note} if result.note else {}),
             "promoted_by": "squeezeflow (auto)" if result.alias == "champion" and result.new_version else "", **card})
 
     return [candidate, promoted]

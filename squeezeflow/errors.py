@@ -26,3 +26,8 @@ def from_pydantic(source: str | Path, exc: Any, prefix: str = "") -> Squeezeflow
              else (prefix.rstrip(".") or "<root>"))
     value = None if err.get("type") == "missing" else err.get("input")
     return SqueezeflowInputError(source, field, value, err.get("msg", "invalid"))
+
+
+class TransientError(RuntimeError):
+    """Something that says nothing about the model failed (a device agent down, a measurement timeout, a
+    download): not a verdict. Nothing is recorded or registered, and the next run tries again."""

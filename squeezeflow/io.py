@@ -41,16 +41,39 @@ def input_batches(x, size: int, stop: int | None = None) -> Iterator[np.ndarray]
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temp path beside `path`; rename it into place only if the block succeeds."""
+    """Yield a temp path beside `path`; rename it into place only if the block succeeds (its bytes on disk first,
+    so a power cut after the rename never leaves an empty file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _fsync(tmp_path)
         os.replace(tmp_path, path)
+        _fsync(path.parent)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(path: Path) -> None:
+    """Every file and folder under `path` on disk, deepest first."""
+    for d, _, files in os.walk(path, topdown=False):
+        for f in files:
+            if not os.path.islink(os.path.join(d, f)):
+                _fsync(Path(d) / f)
+        _fsync(Path(d))
+
+
+ASIDE = ".old-"  # `.<name>.old-<random>`: a complete output moved aside while its replacement moves in
 
 
 def write_text(path: Path, text: str) -> None:
@@ -72,14 +95,26 @@ def read_json(path: Path) -> Any:
 
 @contextmanager
 def atomic_dir(path: Path) -> Iterator[Path]:
-    """Build a directory in a temp sibling, then swap it in: readers never see a partial stage output."""
+    """Build a directory in a temp sibling, then swap it in: readers never see a partial stage output, and no
+    moment exists without a complete one (the old one is renamed aside, the new one renamed in, then the old one
+    deleted; squeezeflow.runlock.remove_temp_files puts an aside output back if a kill came in between)."""
+    from squeezeflow import faults
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         yield tmp
+        fsync_tree(tmp)
+        aside = None
         if path.exists():
-            shutil.rmtree(path)
+            aside = Path(tempfile.mkdtemp(prefix=f".{path.name}{ASIDE}", dir=path.parent))
+            os.replace(path, aside)  # onto the empty folder just made: an atomic rename
+            faults.point("stage-aside", path.name)
         os.replace(tmp, path)
+        _fsync(path.parent)
+        faults.point("stage-swapped", path.name)
+        if aside is not None:
+            shutil.rmtree(aside)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

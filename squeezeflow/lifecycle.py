@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -18,9 +19,10 @@ from typing import Any
 
 import yaml
 
+from squeezeflow import faults
 from squeezeflow.config import FILE_DATASETS
 from squeezeflow.data import Splits
-from squeezeflow.errors import SqueezeflowInputError
+from squeezeflow.errors import SqueezeflowInputError, TransientError
 from squeezeflow.gates import GateVerdict, evaluate_gate, failed_reasons
 from squeezeflow.io import atomic_dir, read_json, sha256_file, sha256_tree, write_json, write_text
 from squeezeflow.runtimes.engines import engine_config
@@ -28,6 +30,7 @@ from squeezeflow.runtimes.measure import mlflow_session_options
 from squeezeflow.stages import Verdict, stage_name
 from squeezeflow.stats import resolution_warning
 from squeezeflow.tracking import Tracker
+from squeezeflow.tracking.promotion import RELEASE_TAG
 from squeezeflow.versioning import DvcStore
 from squeezeflow.versioning.resolved import RESOLVED_INPUTS
 from squeezeflow.workspace import Workspace
@@ -70,8 +73,9 @@ class Promotion:
     version: str
     model_uri: str
     alias: str  # champion | challenger | "" (left as it was)
-    new_version: bool
+    new_version: bool  # this run's promotion step released it (its first)
     previous_champion: str | None
+    note: str = ""  # what the step did: e.g. why a passing version waits as challenger
 
 
 def git_commit(root: Path) -> str:
@@ -91,6 +95,8 @@ def default_tracking_uri(ws: Workspace) -> str:
 def run_stage_locally(ws: Workspace, name: str, params) -> dict:
     """Run one stage into a temp folder and swap it into place; returns its metrics."""
     stage = ws.stages[name]
+    shutil.rmtree(ws.measured_dir(name), ignore_errors=True)
+    ws.measured_dir(name).mkdir(parents=True)
     with atomic_dir(ws.stage_dir(name)) as out:
         metrics = stage.run(ws.context(name, params, out))
         # Timings vary run to run: outside the output, so identical inputs give identical DVC hashes.
@@ -121,8 +127,8 @@ class Lifecycle:
 
     def recover(self, held) -> list[str]:
         """Once the workspace is held: clean up after a run that was killed while it held it. Its temp folders
-        go; its MLflow runs are marked FAILED. DVC and the registry need nothing: a stage output is swapped in
-        whole and committed after, and a version is registered only after its gate. Returns what was done."""
+        go; its MLflow runs are marked FAILED; what it left pending in the registry is finished or abandoned
+        (recover_registry; also after a run that failed without being killed). Returns what was done."""
         from squeezeflow.runlock import describe, remove_temp_files
 
         if held.recovered:
@@ -139,7 +145,11 @@ class Lifecycle:
             notes.append(f"{describe(crashed)} was killed: marked {len(failed)} of its MLflow run(s) FAILED")
         elif held.crashed is not None:
             notes.append(f"{describe(crashed)} was killed before it started a pipeline run")
-        return notes
+        try:
+            self.ws.targets  # noqa: B018 - unreadable targets: the run's own steps report them
+        except Exception:  # noqa: BLE001
+            return notes
+        return notes + self.recover_registry()
 
     @cached_property
     def dvc(self) -> DvcStore:
@@ -195,8 +205,9 @@ class Lifecycle:
             else:
                 metrics = run_stage_locally(self.ws, name, params)
                 self.dvc.commit(name)
-                if self.push:
-                    self.dvc.push(name)
+                faults.point("dvc-committed", name)
+            if self.push:  # reused too: what an earlier run committed may never have reached the remote
+                self.dvc.push(name)
         except Exception as exc:
             failed = self.tracker.stage_run(parent, run_key, name, {}, {"squeezeflow.error": str(exc)[:5000]})
             self.tracker.end(failed, failed=True)
@@ -222,8 +233,10 @@ class Lifecycle:
         if stage.logs_data:
             self._log_dataset_input(parent, child, out, metrics)
         for artifact in stage.artifacts:
-            if (out / artifact).exists():
-                self.tracker.client.log_artifact(child, str(out / artifact))
+            for where in (out, self.ws.measured_dir(name)):
+                if (where / artifact).exists():
+                    self.tracker.client.log_artifact(child, str(where / artifact))
+                    break
         self.tracker.end(child)
         self.tracker.set_tags(parent, self.lineage_tags(run_key))
         self.tracker.end(parent)
@@ -317,9 +330,10 @@ class Lifecycle:
 
     def selection(self, target: str) -> dict:
         """Which recipe the target's build came from, and why (its select stage's record)."""
-        path = self.ws.stage_dir(stage_name("select", target)) / "selection.json"
-        if path.exists():
-            return read_json(path)
+        stage = stage_name("select", target)
+        path = self.ws.stage_dir(stage) / "selection.json"
+        if path.exists():  # the decision (tracked), with what was measured to make it (when it belongs to it)
+            return {**read_json(path), **(self.ws.stage_timings(stage) or {}).get("measured", {})}
         return {"recipe": self.params.compress.recipe, "reason": "the run's recipe"}
 
     def _log_gate(self, run_key: str, target: str, report: dict, md: str, tags: dict) -> str:
@@ -371,8 +385,11 @@ class Lifecycle:
         if champ is not None:
             champ_info = {"model_name": name, "version": str(champ.version),
                           "sha256": champ.tags.get(registry.SHA_TAG, "")}
-            comparison, regress = self._compare_with_champion(profile, name, str(champ.version), build)
-            checks += regress
+            if "error" in metrics:  # it could not be run: nothing to compare, and it fails already
+                notes.append("not compared with the champion: validation failed")
+            else:
+                comparison, regress = self._compare_with_champion(profile, name, str(champ.version), build)
+                checks += regress
         report = gate_report(target, name, {"path": str(build), "sha256": sha, "metrics": metrics}, champ_info,
                              checks, comparison, run_key, notes)
         md = report_markdown(report)
@@ -383,6 +400,7 @@ class Lifecycle:
         lineage = self.lineage_tags(run_key, target)
         selection = self.selection(target)
         tags = {**lineage, registry.TARGET_TAG: target, registry.GATE_TAG: report["verdict"],
+                **({RELEASE_TAG: "pending"} if passed else {}),  # its promotion step has yet to run
                 "squeezeflow.recipe": selection["recipe"], "squeezeflow.recipe_selection": selection["reason"][:5000],
                 "squeezeflow.runtime": profile.runtime,
                 "squeezeflow.runtime_config": json.dumps(engine_config(profile.runtime, profile.measure.threads,
@@ -408,24 +426,30 @@ class Lifecycle:
         return Candidate(name, str(mv.version), True, passed, tags["squeezeflow.gate_report"], md,
                          failed_reasons(checks), report["checks"])
 
-    def _compare_with_champion(self, profile, name: str, version: str, build: Path) -> tuple[dict | None, list[dict]]:
-        """Champion and candidate in one process on the same test samples. Any error fails closed."""
+    def _compare_with_champion(self, profile, name: str, version: str, build: Path) -> tuple[dict, list[dict]]:
+        """Champion and candidate side by side on the same test samples, in a constrained process of their own.
+        Raises when the comparison could not be made (a download, a timeout, a crash, a champion without a
+        recorded sha256): that is no verdict on the candidate, so nothing is registered and the next run tries
+        again; meanwhile nothing is promoted."""
         import tempfile
 
-        from squeezeflow.gates.compare import compare_models, regression_checks
+        from squeezeflow.gates.compare import compare_isolated, regression_checks
         from squeezeflow.tracking import registry
 
-        try:
-            splits = Splits.load(self.ws.stage_dir("dataset"), self.params.machine.data_memory_mb)
-            with tempfile.TemporaryDirectory(prefix=".champion.", dir=self.ws.state_dir) as tmp:
+        splits = Splits.load(self.ws.stage_dir("dataset"), self.params.machine.data_memory_mb)
+        with tempfile.TemporaryDirectory(prefix=".champion.", dir=self.ws.state_dir) as tmp:
+            try:
                 champ_path = registry.download_onnx(self.tracker, name, version, Path(tmp) / "champion.onnx")
-                comparison = compare_models(champ_path, build, splits.x["test"], splits.y["test"], profile.measure,
-                                            profile.regression, runtime=profile.runtime)
-            return comparison, regression_checks(comparison, profile.regression)
-        except Exception as exc:  # noqa: BLE001 - an error while validating means: not promoted
-            msg = f"comparison with champion v{version} failed ({type(exc).__name__}: {exc}): fail closed"
-            return None, [{"name": "champion_comparison", "value": None, "threshold": None, "passed": False,
-                           "message": msg[:1000]}]
+            except Exception as exc:
+                raise TransientError(f"{profile.name}: champion v{version} could not be fetched for the comparison "
+                                     f"({type(exc).__name__}: {exc}); nothing registered, not promoted") from exc
+            comparison = compare_isolated(champ_path, build, splits.x["test"], splits.y["test"], profile.measure,
+                                          profile.regression, runtime=profile.runtime)
+        if "error" in comparison:
+            kind = TransientError if comparison.get("transient") else RuntimeError
+            raise kind(f"{profile.name}: the comparison with champion v{version} failed: {comparison['error']}; "
+                       "nothing registered, not promoted")
+        return comparison, regression_checks(comparison, profile.regression)
 
     # --- promotion -----------------------------------------------------------------------------------------
     def held_back(self, target: str, run_key: str) -> str:
@@ -439,10 +463,13 @@ class Lifecycle:
         return "" if cand.passed else "gate failed: " + ("; ".join(cand.reasons) or "see the gate report")
 
     def promote(self, target: str, run_key: str) -> Promotion:
-        """After the gate: `auto` makes a new passing version champion, `manual` gives it the alias `challenger`.
-        Fails closed: no candidate record for this run, or a verdict other than passed in the registry, raises."""
+        """After the gate, the candidate's promotion step (squeezeflow.tracking.promotion.release): `auto` makes a
+        passing version champion if the champion is still the one its gate compared against (else it waits as
+        challenger, with the reason), `manual` makes it challenger. A version whose step already ran (registered
+        before) is left as it is. Fails closed: no candidate record for this run, or a verdict other than passed in
+        the registry, raises."""
         from squeezeflow.tracking import registry
-        from squeezeflow.tracking.promotion import promote_version, set_challenger
+        from squeezeflow.tracking.promotion import release
 
         path = self._run_dir(run_key, target) / "candidate.json"
         if not path.exists():
@@ -451,32 +478,59 @@ class Lifecycle:
         mv = registry.get_version(self.tracker, cand.model_name, cand.version)
         if mv is None or mv.tags.get(registry.GATE_TAG) != "passed":
             raise RuntimeError(f"{target}: {cand.model_name} v{cand.version} has not passed its gate (not promoted)")
-        current = registry.champion(self.tracker, cand.model_name)
+        before = registry.champion(self.tracker, cand.model_name)
+        previous = str(before.version) if before else None
         uri = f"models:/{cand.model_name}/{cand.version}"
-        if not cand.new:
-            alias = "champion" if current is not None and str(current.version) == cand.version else ""
-            return Promotion(cand.model_name, cand.version, uri, alias, False,
-                             str(current.version) if current else None)
-        parent = self.parent_run(run_key)
-        child = self.tracker.stage_run(parent, run_key, stage_name("promote", target), {},
+        policy = self.ws.targets[target].promotion
+        child = self.tracker.stage_run(self.parent_run(run_key), run_key, stage_name("promote", target), {},
                                        {**self.lineage_tags(run_key), registry.TARGET_TAG: target,
-                                        "squeezeflow.model_uri": uri,
-                                        "squeezeflow.promotion": self.ws.targets[target].promotion})
+                                        "squeezeflow.model_uri": uri, "squeezeflow.promotion": policy})
         try:
-            if self.ws.targets[target].promotion == "manual":
-                set_challenger(self.tracker, cand.model_name, cand.version)
-                alias = registry.CHALLENGER
-            else:
-                promote_version(self.tracker, cand.model_name, cand.version, "squeezeflow (auto)",
-                                f"gate passed in Dagster run {run_key}", self.registry_lock, action="auto",
-                                tags={"squeezeflow.dagster_run_id": run_key})
-                alias = registry.CHAMPION
+            done = release(self.tracker, cand.model_name, cand.version, policy, self.registry_lock,
+                           "squeezeflow (auto)", f"gate passed in Dagster run {run_key}",
+                           tags={"squeezeflow.dagster_run_id": run_key})
         except Exception:
             self.tracker.end(child, failed=True)
             raise
         self.tracker.end(child)
-        return Promotion(cand.model_name, cand.version, uri, alias, True, str(current.version) if current else None)
+        if done is None:  # released before (an earlier run registered this very file)
+            current = registry.champion(self.tracker, cand.model_name)
+            alias = "champion" if current is not None and str(current.version) == cand.version else ""
+            return Promotion(cand.model_name, cand.version, uri, alias, False, previous)
+        alias, note = done
+        return Promotion(cand.model_name, cand.version, uri, alias, True, previous, note)
 
+    def recover_registry(self) -> list[str]:
+        """Finish what a killed or failed run left pending in the registry: a champion move recorded but not
+        completed, a passed version whose promotion step never ran (released now, by its target's policy and
+        compare-and-swap on the champion; abandoned when its target is gone). Returns what was done."""
+        from squeezeflow.tracking import registry
+        from squeezeflow.tracking.promotion import (
+            abandon_release,
+            pending_moves,
+            pending_releases,
+            recover_history,
+            registry_lock,
+            release,
+        )
+
+        notes = []
+        for name in sorted(pending_moves(self.tracker)):
+            with registry_lock(self.registry_lock):
+                notes += recover_history(self.tracker, name)
+        for mv in pending_releases(self.tracker):
+            target = mv.tags.get(registry.TARGET_TAG, "")
+            if target not in self.ws.targets:
+                abandon_release(self.tracker, mv.name, str(mv.version), f"its target {target!r} is not configured")
+                notes.append(f"{mv.name} v{mv.version}: abandoned (target {target!r} is not configured)")
+                continue
+            done = release(self.tracker, mv.name, str(mv.version), self.ws.targets[target].promotion,
+                           self.registry_lock, "squeezeflow (recovery)",
+                           f"gate passed in Dagster run {mv.tags.get('squeezeflow.dagster_run_id', '?')}, which "
+                           "stopped before its promotion step", tags={"squeezeflow.recovered": "true"})
+            if done:
+                notes.append(f"{mv.name} v{mv.version}: its interrupted promotion finished: {done[1]}")
+        return notes
 
     def publish_card(self, model_name: str, version: str) -> tuple[str, str]:
         """The version's model card, (re)written from the store: its Markdown and artifact URI."""

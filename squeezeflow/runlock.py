@@ -117,10 +117,22 @@ def workspace_lock(locks_dir: Path, command: str, wait: bool = True, say: Callab
 
 def remove_temp_files(root: Path, artifacts: Path, state: Path) -> list[str]:
     """Half-written outputs of a killed run, by the names squeezeflow.io and the gate give them: temp stage
-    folders (`artifacts/.<stage>.*`, `.squeezeflow/.champion-*`) and temp files (`.<name>.*.tmp`)."""
+    folders (`artifacts/.<stage>.*`, `.squeezeflow/.champion-*`) and temp files (`.<name>.*.tmp`). A complete
+    output a kill left renamed aside (`.<stage>.old-*`) goes back into place when its replacement never arrived:
+    recovery never deletes a complete output."""
+    from squeezeflow.io import ASIDE
+
     found: list[Path] = []
+    restored: list[str] = []
     for d in (artifacts, state):
         if d.is_dir():
+            for p in sorted(d.iterdir()):
+                if p.is_dir() and ASIDE in p.name and p.name.startswith("."):
+                    home = p.with_name(p.name[1:].split(ASIDE)[0])
+                    if not home.exists():
+                        os.replace(p, home)
+                        restored.append(f"{os.path.relpath(home, root)} (put back)")
+                        continue
             found += [p for p in d.iterdir() if p.is_dir() and p.name.startswith(".") and "." in p.name[1:]]
     found += [p for p in Path(root).glob(".*.tmp") if p.is_file()]
     for d in (artifacts, state):
@@ -128,4 +140,4 @@ def remove_temp_files(root: Path, artifacts: Path, state: Path) -> list[str]:
             found += [p for p in d.rglob(".*.tmp") if p.is_file() and not any(q in found for q in p.parents)]
     for p in found:
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-    return sorted(os.path.relpath(p, root) for p in found)
+    return sorted(os.path.relpath(p, root) for p in found) + restored

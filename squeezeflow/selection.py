@@ -26,13 +26,29 @@ class Measured:
     meets_budgets: bool = False
     failures: list[str] = field(default_factory=list)
     error: str = ""
+    latency_p95_interval: tuple[float, float] | None = None  # 95% interval of the p95, ms
+    failed_checks: list[str] = field(default_factory=list)  # the budgets it misses, by name
 
 
 def judge(recipe: str, metrics: dict, teacher_val_accuracy: float, budgets: Budgets, baseline: float) -> Measured:
     """The target's budgets, applied to the validation-split measurement (the gate's own rules)."""
     verdict = evaluate_gate(metrics, teacher_val_accuracy, budgets, baseline)
+    low, high = metrics.get("latency_p95_ms_low"), metrics.get("latency_p95_ms_high")
     return Measured(recipe, metrics.get("accuracy"), metrics.get("model_bytes"), metrics.get("latency_p95_ms"),
-                    verdict.passed, failed_reasons(verdict.checks), metrics.get("error", ""))
+                    verdict.passed, failed_reasons(verdict.checks), metrics.get("error", ""),
+                    (low, high) if low is not None and high is not None else None,
+                    [c["name"] for c in verdict.checks if not c["passed"]])
+
+
+def _fastest(fit: list[Measured]) -> Measured:
+    """The fastest by p95; candidates whose p95 intervals overlap the fastest one's are not shown to be slower:
+    among those the smallest wins, so two runs of the same candidates choose the same one."""
+    def interval(c: Measured) -> tuple[float, float]:
+        return c.latency_p95_interval or (c.latency_p95_ms, c.latency_p95_ms)
+
+    quickest = min(fit, key=lambda c: (c.latency_p95_ms, c.recipe))
+    tied = [c for c in fit if interval(c)[0] <= interval(quickest)[1] and interval(quickest)[0] <= interval(c)[1]]
+    return min(tied, key=lambda c: (c.model_bytes, -(c.accuracy or 0.0), c.recipe))
 
 
 def choose(candidates: list[Measured], objective: str) -> tuple[Measured, str]:
@@ -41,7 +57,8 @@ def choose(candidates: list[Measured], objective: str) -> tuple[Measured, str]:
     key, unit = RANK[objective]
     fit = [c for c in candidates if c.meets_budgets]
     if fit:
-        best = min(fit, key=lambda c: (getattr(c, key), -(c.accuracy or 0.0), c.recipe))
+        best = _fastest(fit) if objective == "fastest" else \
+            min(fit, key=lambda c: (getattr(c, key), -(c.accuracy or 0.0), c.recipe))
         why = (f"{objective} ({key}) of the {len(fit)} of {len(candidates)} candidate recipes that meet the "
                f"target's budgets on the validation split: {_describe(best)}")
     else:
@@ -66,6 +83,14 @@ def _describe(c: Measured, name: bool = True) -> str:
 
 def as_records(candidates: list[Measured]) -> list[dict]:
     return [asdict(c) for c in candidates]
+
+
+def decision_record(candidates: list[Measured], chosen: str) -> list[dict]:
+    """What the choice rests on, without the measurements that vary run to run (latencies): the stage's tracked
+    output, so identical runs give identical DVC hashes."""
+    return [{"recipe": c.recipe, "accuracy": c.accuracy, "model_bytes": c.model_bytes,
+             "meets_budgets": c.meets_budgets, "failed_checks": c.failed_checks, "error": c.error,
+             "chosen": c.recipe == chosen} for c in candidates]
 
 
 def plot_candidates(candidates: list[Measured], chosen: str, budgets: Budgets, teacher_val_accuracy: float,

@@ -209,7 +209,12 @@ class Workspace:
         """What stage `name` gets to run: its parameters, its deps' outputs, recipes and targets; nothing else."""
         stage = self.stages[name]
         return StageContext(params, out, {d: self.stage_dir(d) for d in stage.deps}, stage.target, self.targets,
-                            self.recorded_recipes(), str(self.params_path), str(self.root / RESOLVED_RECIPES))
+                            self.recorded_recipes(), str(self.params_path), str(self.root / RESOLVED_RECIPES),
+                            self.measured_dir(name))
+
+    def measured_dir(self, stage: str) -> Path:
+        """A stage's measurement files (its plots): beside its timings, never in its DVC output."""
+        return self.state_dir / "measured" / stage
 
     @staticmethod
     def _write_if_changed(path: Path, text: str) -> None:

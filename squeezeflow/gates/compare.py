@@ -128,6 +128,34 @@ def compare_models(champion_onnx: Path, challenger_onnx: Path, x: np.ndarray, y:
     return {"accuracy": accuracy, "latency": latency}
 
 
+def compare_isolated(champion_onnx: Path, challenger_onnx: Path, x: np.ndarray, y: np.ndarray,
+                     measure: MeasureSpec, regression: RegressionSpec, seed: int = 0,
+                     runtime: str = "onnxruntime") -> dict:
+    """`compare_models` in a fresh process under the target's constraints, as validation measures: an untrusted
+    champion or candidate never runs in the pipeline's process. Returns the comparison, or {"error": reason}
+    ({"error", "transient"} when it ran out of time)."""
+    from squeezeflow.runtimes.measure import run_isolated
+
+    task = {"task": "squeezeflow.gates.compare:compare_task", "models": 2,
+            "champion": str(Path(champion_onnx).resolve()), "challenger": str(Path(challenger_onnx).resolve()),
+            "regression": regression.model_dump(mode="json"), "seed": seed}
+    out = run_isolated(task, x, y, measure, runtime)
+    if "error" in out:
+        return out
+    return {"accuracy": out["accuracy"], "latency": out["latency"]}
+
+
+def compare_task(request: dict) -> dict:
+    """The worker's side of compare_isolated (squeezeflow.runtimes.worker runs it in the constrained process)."""
+    from squeezeflow.runtimes.worker import data
+
+    x, y, _ = data(request)
+    return compare_models(Path(request["champion"]), Path(request["challenger"]), x, y,
+                          MeasureSpec.model_validate(request["spec"]),
+                          RegressionSpec.model_validate(request["regression"]), request.get("seed", 0),
+                          request.get("runtime", "onnxruntime"))
+
+
 def _interval_text(part: dict, regression: RegressionSpec, fmt: str) -> str:
     confidence = part.get("confidence", regression.confidence)
     pct = f"{confidence * 100:g}%" if _finite(confidence) else "?"

@@ -16,18 +16,22 @@ from __future__ import annotations
 
 import argparse
 import hmac
+import http.client
 import io
 import json
 import os
+import socket
 import sys
 import tempfile
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 
 MAX_UPLOAD_MB = 256
+LINGER_S = 5.0  # how long a refused upload is drained before the connection closes
 
 
 class AgentError(Exception):
@@ -134,23 +138,36 @@ def make_handler(token: str, folder: Path, max_bytes: int):
             return self._reply(200, {"status": "ok", "runtimes": {n: engine_unavailable(n) or "available"
                                                                   for n in sorted(ENGINES)}})
 
+        def _refuse_unread(self, status: int, payload: dict) -> None:
+            """Answer before reading the body, then drain what the client still sends for a moment before
+            closing: closing with unread data would reset the connection, and the client would lose the answer."""
+            self.close_connection = True  # a body left unread must not be parsed as the next request
+            self._reply(status, payload)
+            try:
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_WR)
+                self.connection.settimeout(0.5)
+                deadline = time.monotonic() + LINGER_S
+                while time.monotonic() < deadline and self.connection.recv(1 << 16):
+                    pass
+            except OSError:
+                pass
+
         def do_POST(self):  # noqa: N802
             if not self._authorized():
-                self.close_connection = True
-                return self._reply(401, {"error": "missing or wrong token"})
-            self.close_connection = True  # a body left unread must not be parsed as the next request
+                return self._refuse_unread(401, {"error": "missing or wrong token"})
             if self.path != "/measure":
-                return self._reply(404, {"error": f"no such endpoint: POST {self.path}"})
+                return self._refuse_unread(404, {"error": f"no such endpoint: POST {self.path}"})
+            self.close_connection = True
             try:
                 length = int(self.headers.get("Content-Length", ""))
             except ValueError:
-                return self._reply(411, {"error": "a Content-Length is required"})
+                return self._refuse_unread(411, {"error": "a Content-Length is required"})
             if length < 0:
-                return self._reply(400, {"error": f"Content-Length {length} is negative"})
+                return self._refuse_unread(400, {"error": f"Content-Length {length} is negative"})
             if length > max_bytes:
-                self.close_connection = True  # the body is never read
-                return self._reply(413, {"error": f"upload of {length} bytes is over the agent's limit of "
-                                                  f"{max_bytes} bytes (--max-upload-mb)"})
+                return self._refuse_unread(413, {"error": f"upload of {length} bytes is over the agent's limit of "
+                                                          f"{max_bytes} bytes (--max-upload-mb)"})
             try:
                 body = self.rfile.read(length)
                 if len(body) != length:
@@ -190,48 +207,60 @@ def serve(host: str, port: int, token_file: Path, folder: Path, max_upload_mb: f
 
 def measure_remote(url: str, token: str, model_path: Path, x: np.ndarray, y: np.ndarray, spec,
                    runtime: str = "onnxruntime", reference: np.ndarray | None = None, timeout_s: float = 900) -> dict:
-    """The client: send the model and the evaluation data to the agent at `url`, return its metrics. A refusal or
-    an unreachable agent returns {"error": reason}: the target's gate fails with it, the other targets go on."""
-    import urllib.error
-    import urllib.request
-
+    """The client: send the model and the evaluation data to the agent at `url`, return its metrics. The agent's
+    own verdict on the model (it measured it, or its runtime failed on it) comes back as metrics, possibly with an
+    `error`; anything that says nothing about the model (unreachable, refused, timed out) comes back as
+    {"error": reason, "transient": reason}: not a verdict, so validation fails and nothing is registered."""
     request = json.dumps({"spec": spec.model_dump(mode="json"), "runtime": runtime}).encode()
     buf = io.BytesIO()
     np.savez(buf, model=np.frombuffer(Path(model_path).read_bytes(), np.uint8), x=x, y=y,
              request=np.frombuffer(request, np.uint8), **({} if reference is None else {"reference": reference}))
-    req = urllib.request.Request(f"{url.rstrip('/')}/measure", data=buf.getvalue(), method="POST",
-                                 headers={"Authorization": f"Bearer {token}",
-                                          "Content-Type": "application/octet-stream"})
-    import http.client
-
     try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-            result = json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        try:
-            detail = json.loads(exc.read() or b"{}").get("error", exc.reason)
-        except (ValueError, OSError, AttributeError, http.client.HTTPException):
-            detail = exc.reason
-        return {"error": f"the device agent at {url} refused the model (HTTP {exc.code}): {detail}"}
-    except http.client.RemoteDisconnected:
-        return {"error": f"the device agent at {url} closed the connection without an answer"}
-    except (BrokenPipeError, ConnectionResetError, urllib.error.URLError) as exc:
-        # urllib wraps a pipe broken mid-upload in URLError (reason=BrokenPipeError); either way it is a refusal
-        if isinstance(exc, urllib.error.URLError) and not isinstance(exc.reason, (BrokenPipeError,
-                                                                                   ConnectionResetError)):
-            return _unreachable(url, exc)
-        return {"error": f"the device agent at {url} closed the connection while the model was sent (an upload "
-                         "over its --max-upload-mb limit?)"}
+        status, answer = _post(url, "/measure", buf.getvalue(), token, timeout_s)
     except (OSError, ValueError, http.client.HTTPException) as exc:
-        return _unreachable(url, exc)
-    if not isinstance(result, dict):
-        return {"error": f"the device agent at {url} answered something other than a metrics object"}
-    return {**result, "device_agent": url}
+        return _transient(f"the device agent at {url} is unreachable or did not answer: {type(exc).__name__}: "
+                          f"{getattr(exc, 'reason', exc)}")
+    if status != 200:
+        detail = answer.get("error", "no reason given") if isinstance(answer, dict) else "no reason given"
+        return _transient(f"the device agent at {url} refused the model (HTTP {status}): {detail}")
+    if not isinstance(answer, dict):
+        return _transient(f"the device agent at {url} answered something other than a metrics object")
+    return {**answer, "device_agent": url}
 
 
-def _unreachable(url: str, exc: Exception) -> dict:
-    reason = getattr(exc, "reason", exc)
-    return {"error": f"the device agent at {url} is unreachable or did not answer: {type(exc).__name__}: {reason}"}
+def _transient(reason: str) -> dict:
+    return {"error": reason, "transient": reason}
+
+
+def _post(url: str, path: str, body: bytes, token: str, timeout_s: float) -> tuple[int, object]:
+    """POST the body and read the answer, also when the agent answered before the whole body was sent (a refusal:
+    the pipe breaks while sending, but the answer is already on its way)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout_s)
+    try:
+        conn.putrequest("POST", parts.path.rstrip("/") + path)
+        conn.putheader("Authorization", f"Bearer {token}")
+        conn.putheader("Content-Type", "application/octet-stream")
+        conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders()
+        try:
+            view = memoryview(body)
+            for start in range(0, len(body), 1 << 20):
+                conn.send(view[start:start + (1 << 20)])
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the agent stopped reading: its answer says why
+        resp = conn.getresponse()
+        data = resp.read()
+        try:
+            return resp.status, json.loads(data or b"{}")
+        except ValueError:
+            return resp.status, {"error": f"not JSON: {data[:200]!r}"}
+    finally:
+        conn.close()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -31,7 +31,9 @@ class MeasureSpec(Strict):
                                         "measuring process (RLIMIT_AS): a model that needs more fails its gate")
     cpu_affinity: tuple[int, ...] | None = Field(None, description="CPU cores the measuring process may run on")
     batch_sizes: tuple[int, ...] = Field((), description="also report latency p50/p95 at these batch sizes")
-    timeout_s: float = Field(600, gt=0, le=86_400, description="a measurement taking longer fails the gate")
+    timeout_s: float = Field(600, gt=0, le=86_400, description="a measurement taking longer fails the run's "
+                             "validation of this target (not a verdict: nothing is registered, the next run "
+                             "measures again)")
 
 
 def mlflow_session_options(spec: MeasureSpec) -> dict:
@@ -97,6 +99,7 @@ def measure(model_path: Path, x: np.ndarray, y: np.ndarray, spec: MeasureSpec, r
         "latency_p50_ms": float(np.percentile(times, 50) * 1e3),
         "latency_p95_ms": float(np.percentile(times, 95) * 1e3),
         "latency_p99_ms": float(np.percentile(times, 99) * 1e3),
+        **dict(zip(("latency_p95_ms_low", "latency_p95_ms_high"), _p95_interval(times), strict=True)),
         **per_batch,
         "throughput_per_s": float(reps * spec.throughput_batch / elapsed),
         "load_ms": load_seconds * 1e3,
@@ -104,6 +107,15 @@ def measure(model_path: Path, x: np.ndarray, y: np.ndarray, spec: MeasureSpec, r
         "runtime": runtime,
         "test_samples": int(len(y)),
     }
+
+
+def _p95_interval(times: np.ndarray, n_boot: int = 400) -> tuple[float, float]:
+    """A 95% bootstrap interval of the p95 latency, in ms: two measurements whose intervals overlap are not shown
+    to differ (recipe selection treats them as a tie)."""
+    rng = np.random.default_rng(0)
+    boot = np.percentile(times[rng.integers(0, len(times), (n_boot, len(times)))], 95, axis=1)
+    low, high = np.quantile(boot, [0.025, 0.975])
+    return float(low * 1e3), float(high * 1e3)
 
 
 def unavailable_metrics(model_path: Path, reason: str, runtime: str, samples: int) -> dict:
@@ -129,8 +141,17 @@ def measure_on_device(model_path: Path, x: np.ndarray, y: np.ndarray, spec: Meas
 def measure_isolated(model_path: Path, x: np.ndarray, y: np.ndarray, spec: MeasureSpec,
                      runtime: str = "onnxruntime", reference: np.ndarray | None = None) -> dict:
     """`measure` in a fresh process under the target's constraints (threads, CPU affinity, address-space cap,
-    timeout), plus its peak RSS. A model that crashes the runtime, runs out of memory or time returns
-    {"error": reason} instead of raising: its gate fails with that reason and the other targets go on."""
+    timeout), plus its peak RSS. A model that crashes the runtime or runs out of memory returns {"error": reason}
+    instead of raising: its gate fails with that reason and the other targets go on. Running out of time is
+    {"error", "transient"}: a busy machine says nothing about the model."""
+    return run_isolated({"task": "measure", "model": str(Path(model_path).resolve())}, x, y, spec, runtime,
+                        reference)
+
+
+def run_isolated(task: dict, x: np.ndarray, y: np.ndarray, spec: MeasureSpec, runtime: str = "onnxruntime",
+                 reference: np.ndarray | None = None) -> dict:
+    """One task of squeezeflow.runtimes.worker (measure a model, compare two) in a fresh process under `spec`'s
+    constraints and with a minimal environment: the models it loads never run in the pipeline's process."""
     import json
     import subprocess
     import sys
@@ -144,29 +165,36 @@ def measure_isolated(model_path: Path, x: np.ndarray, y: np.ndarray, spec: Measu
         np.save(Path(tmp) / "y.npy", np.asarray(y))
         if reference is not None:
             np.save(Path(tmp) / "reference.npy", np.asarray(reference))
-        request.write_text(json.dumps({"model": str(Path(model_path).resolve()), "data": tmp,
-                                       "spec": spec.model_dump(mode="json"), "result": str(result),
-                                       "runtime": runtime}))
+        request.write_text(json.dumps({**task, "data": tmp, "spec": spec.model_dump(mode="json"),
+                                       "result": str(result), "runtime": runtime}))
         try:
             proc = subprocess.run([sys.executable, "-m", "squeezeflow.runtimes.worker", str(request)],
-                                  capture_output=True, text=True, timeout=spec.timeout_s, env=_worker_env())
+                                  capture_output=True, text=True, timeout=spec.timeout_s, env=worker_env())
         except subprocess.TimeoutExpired:
-            return {"error": f"the measurement took longer than {spec.timeout_s:g} s (measure.timeout_s)"}
+            why = f"the measurement took longer than {spec.timeout_s:g} s (measure.timeout_s)"
+            return {"error": why, "transient": why}  # a busy machine, not the model: measured again next run
         if proc.returncode == 0 and result.exists():
             return json.loads(result.read_text())
         return {"error": _failure(proc.returncode, proc.stderr, spec)}
 
 
-def _worker_env() -> dict:
-    """This process's environment, with the folder squeezeflow is imported from first on the path: the worker
-    finds the same package whatever its working directory (the device agent runs in its own folder)."""
+# What the measuring process inherits: locale, paths and the runtimes' own settings; never tokens or credentials.
+_WORKER_ENV = ("PATH", "HOME", "LANG", "LC_", "TZ", "TMPDIR", "LD_LIBRARY_PATH", "CUDA_", "NVIDIA_", "OMP_", "MKL_",
+               "OPENBLAS_", "KMP_", "ORT_", "OV_", "TRT_", "TENSORRT_", "PYTHONHASHSEED")
+
+
+def worker_env() -> dict:
+    """A minimal environment for the measuring process, with the folder squeezeflow is imported from first on the
+    path: the worker finds the same package whatever its working directory (the device agent runs in its own
+    folder), and a model it loads cannot read the agent's token or the pipeline's cloud credentials."""
     import os
 
     import squeezeflow
 
     root = str(Path(squeezeflow.__file__).resolve().parents[1])
     path = os.environ.get("PYTHONPATH", "")
-    return {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
+    env = {k: v for k, v in os.environ.items() if k.startswith(_WORKER_ENV)}
+    return {**env, "PYTHONPATH": root + (os.pathsep + path if path else "")}
 
 
 def _failure(code: int, stderr: str, spec: MeasureSpec) -> str:

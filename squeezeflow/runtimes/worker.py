@@ -1,7 +1,8 @@
 """The measuring process: `python -m squeezeflow.runtimes.worker REQUEST.json`.
 
 Applies the target's constraints to itself (CPU affinity, address-space cap) before it loads the runtime, runs
-`measure`, adds its own peak RSS, and writes the result JSON. Anything that goes wrong ends the process with a
+its task (`measure` one model, or `compare` the champion with a candidate), adds its own peak RSS, and writes
+the result JSON. Anything that goes wrong ends the process with a
 non-zero code and the reason as the last line on stderr; measure_isolated turns that into a failed gate.
 """
 
@@ -36,18 +37,12 @@ def peak_rss_mb() -> float:
 
 def main(request_path: str) -> int:
     request = json.loads(Path(request_path).read_text())
-    constrain(request["spec"])
+    spec = dict(request["spec"])
+    if request.get("models", 1) > 1 and spec.get("memory_limit_mb"):
+        spec["memory_limit_mb"] = request["models"] * int(spec["memory_limit_mb"])  # each model within the cap
+    constrain(spec)
     try:
-        import numpy as np
-
-        from squeezeflow.rows import ArrayFile
-        from squeezeflow.runtimes.measure import MeasureSpec, measure
-
-        data = Path(request["data"])
-        x, y = ArrayFile(data / "x.npy"), np.load(data / "y.npy", allow_pickle=False)
-        reference = np.load(data / "reference.npy") if (data / "reference.npy").exists() else None
-        metrics = measure(Path(request["model"]), x, y, MeasureSpec.model_validate(request["spec"]),
-                          request.get("runtime", "onnxruntime"), reference)
+        metrics = _task(request.get("task", "measure"))(request)
     except MemoryError:
         print("MemoryError: out of memory", file=sys.stderr)
         return 3
@@ -58,6 +53,37 @@ def main(request_path: str) -> int:
     metrics["cpus"] = sorted(os.sched_getaffinity(0))
     Path(request["result"]).write_text(json.dumps(metrics))
     return 0
+
+
+def data(request: dict):
+    """The request's x (read by rows), y and optional reference predictions."""
+    import numpy as np
+
+    from squeezeflow.rows import ArrayFile
+
+    data = Path(request["data"])
+    reference = np.load(data / "reference.npy") if (data / "reference.npy").exists() else None
+    return ArrayFile(data / "x.npy"), np.load(data / "y.npy", allow_pickle=False), reference
+
+
+def measure_task(request: dict) -> dict:
+    from squeezeflow.runtimes.measure import MeasureSpec, measure
+
+    x, y, reference = data(request)
+    return measure(Path(request["model"]), x, y, MeasureSpec.model_validate(request["spec"]),
+                   request.get("runtime", "onnxruntime"), reference)
+
+
+TASKS = {"measure": measure_task}  # or "package.module:function", for a task of a higher layer (a comparison)
+
+
+def _task(name: str):
+    if name in TASKS:
+        return TASKS[name]
+    import importlib
+
+    module, _, func = name.partition(":")
+    return getattr(importlib.import_module(module), func)
 
 
 if __name__ == "__main__":

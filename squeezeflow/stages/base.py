@@ -56,6 +56,7 @@ class StageContext:
     recipes: Mapping[str, Any] = field(default_factory=dict)  # resolved recipes, as recorded for DVC
     params_source: str = "params.yaml"  # what a bad-parameter error names
     recipes_source: str = "recipes.yaml"
+    measured: Path | None = None  # files that hold measurements (plots): outside the DVC output, refreshed per run
 
     def input(self, stage: str) -> Path:
         if stage not in self.inputs:
@@ -94,7 +95,7 @@ class Stage:
     kinds: tuple[str, ...] = ()  # Dagster kinds shown on the asset
     group: str = "lifecycle"  # Dagster asset group; the main job runs group "lifecycle"
     check: Check | None = None  # a blocking check on the output
-    report: Callable[[Path], dict[str, str]] | None = None  # markdown sections for the UI, from the output folder
+    report: Callable[[Path, dict], dict[str, str]] | None = None  # markdown for the UI: (output folder, metrics)
     logs_data: bool = False  # its output holds the train/val/test splits: logged as MLflow dataset inputs
     base: str = ""  # the template's name, on a per-target stage
     target: TargetProfile | None = None  # set on a per-target stage

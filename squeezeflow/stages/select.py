@@ -15,7 +15,7 @@ from squeezeflow.export.onnx import check_onnx_file
 from squeezeflow.gates.gate import majority_baseline
 from squeezeflow.io import read_json, write_json
 from squeezeflow.runtimes import build_artifact
-from squeezeflow.selection import Measured, as_records, choose, judge, plot_candidates
+from squeezeflow.selection import Measured, as_records, choose, decision_record, judge, plot_candidates
 from squeezeflow.stages.alternatives import folder
 from squeezeflow.stages.base import Stage, StageContext, register_stage
 from squeezeflow.stages.validate import measure_target
@@ -50,7 +50,7 @@ def run(ctx: StageContext) -> dict:
         why = "the run's recipe (the target lists no candidate recipes)"
         write_json(ctx.out / "selection.json", {"recipe": main, "objective": target.objective, "reason": why,
                                                 "candidates": []})
-        return {"recipe": main, "reason": why, "candidates": 0}
+        return {"recipe": main, "candidates": 0}
     splits = ctx.splits()
     teacher_val = read_json(ctx.input("teacher") / "metrics.json")["val_accuracy"]
     baseline = majority_baseline(splits.y["train"], splits.y["val"])
@@ -61,30 +61,38 @@ def run(ctx: StageContext) -> dict:
             measured.append(judge(name, metrics, teacher_val, target.budgets, baseline))
     best, why = choose(measured, target.objective)
     shutil.copyfile(_source(ctx, best.recipe, main), ctx.out / "model.onnx")
-    write_json(ctx.out / "selection.json", {"recipe": best.recipe, "objective": target.objective, "reason": why,
-                                            "teacher_val_accuracy": teacher_val, "candidates": as_records(measured)})
-    plot_candidates(measured, best.recipe, target.budgets, teacher_val, ctx.out / "pareto.png",
-                    f"{target.name}: candidate recipes")
-    return {"recipe": best.recipe, "reason": why, "candidates": len(measured),
+    # The decision is the tracked output; what was measured to make it (latencies, the reason quoting them, the
+    # plot) varies run to run and stays out of it, as other stages' timings do.
+    write_json(ctx.out / "selection.json", {"recipe": best.recipe, "objective": target.objective,
+                                            "teacher_val_accuracy": teacher_val,
+                                            "candidates": decision_record(measured, best.recipe)})
+    if ctx.measured is not None:
+        plot_candidates(measured, best.recipe, target.budgets, teacher_val, ctx.measured / "pareto.png",
+                        f"{target.name}: candidate recipes")
+    return {"recipe": best.recipe, "candidates": len(measured),
+            "measured": {"reason": why, "candidates": as_records(measured)},
             **{f"latency_p95_ms.{c.recipe}": c.latency_p95_ms for c in measured if c.latency_p95_ms is not None}}
 
 
-def report(out: Path) -> dict[str, str]:
+def report(out: Path, metrics: dict | None = None) -> dict[str, str]:
     sel = read_json(out / "selection.json")
+    measured = (metrics or {}).get("measured", {})
+    p95 = {c["recipe"]: c.get("latency_p95_ms") for c in measured.get("candidates", [])}
     rows = ["| recipe | val accuracy % | bytes | p95 ms | meets budgets | chosen |", "|---|---|---|---|---|---|"]
     for c in sel["candidates"]:
         def num(v, fmt):
             return "-" if v is None else fmt.format(v)
         rows.append(f"| {c['recipe']} | {num(c['accuracy'], '{:.2f}')} | {num(c['model_bytes'], '{:,}')} | "
-                    f"{num(c['latency_p95_ms'], '{:.3f}')} | {'yes' if c['meets_budgets'] else 'no'} | "
+                    f"{num(p95.get(c['recipe']), '{:.3f}')} | {'yes' if c['meets_budgets'] else 'no'} | "
                     f"{'**yes**' if c['recipe'] == sel['recipe'] else ''} |")
-    return {"selection": f"**{sel['recipe']}** ({sel['objective']}): {sel['reason']}\n\n" + "\n".join(rows)}
+    why = measured.get("reason") or sel.get("reason", "")
+    return {"selection": f"**{sel['recipe']}** ({sel['objective']}): {why}\n\n" + "\n".join(rows)}
 
 
 STAGE = register_stage(Stage(
     "select", run, deps=("dataset", "teacher", "exported", "alternatives"),
     target_params=("recipes", "objective", "runtime", "build", "measure", "budgets", "device"),
     recipe_params=("main.name",), code=("squeezeflow.selection", "squeezeflow.runtimes", "squeezeflow.gates.gate"),
-    timings=("latency_*",), per_target=True, artifacts=("selection.json", "pareto.png"), report=report,
+    timings=("latency_*", "measured"), per_target=True, artifacts=("selection.json", "pareto.png"), report=report,
     kinds=("onnx", "dvc"), asset="selected", description="recipe selection: each candidate recipe "
     "built and measured on the target on the validation split; the smallest (or fastest) that meets the budgets"))

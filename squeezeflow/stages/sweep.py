@@ -35,7 +35,7 @@ def run(ctx: StageContext) -> dict:
                       for pt in front]}
 
 
-def report(out: Path) -> dict[str, str]:
+def report(out: Path, metrics: dict | None = None) -> dict[str, str]:
     return {"points_table": front_table(read_json(out / "points.json"))}
 
 

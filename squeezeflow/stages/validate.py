@@ -1,7 +1,9 @@
 """Stage 8 (per target): on-device validation through the target's runtime, in a process of its own under the
 target's constraints (threads, CPU affinity, memory cap), here or on the device's agent (`device:` in the
-profile). A model the runtime cannot run there, an unreachable agent, or a runtime unavailable here (TensorRT
-without a GPU) gives metrics with an `error`: the stage succeeds, and the target's gate fails with that reason."""
+profile). A model the runtime cannot run (a crash, out of memory) or a runtime unavailable here (TensorRT without
+a GPU) gives metrics with an `error`: the stage succeeds, and the target's gate fails with that reason. A failure
+that says nothing about the model (an agent down or refusing, a timeout, no token) raises TransientError: the
+stage records nothing, so nothing is registered and the next run measures again."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from squeezeflow.errors import TransientError
 from squeezeflow.export.onnx import check_onnx_file
 from squeezeflow.onnxio import onnx_logits
 from squeezeflow.runtimes.agent import measure_remote
@@ -25,8 +28,9 @@ def measure_target(target: TargetProfile, model: Path, x: np.ndarray, y: np.ndar
         return measure_on_device(model, x, y, target.measure, target.runtime, reference)
     token = os.environ.get(target.device.token_env, "")
     if not token:
-        return {"error": f"the device agent's token is not set: environment variable {target.device.token_env} "
-                         f"(device.token_env of target {target.name})"}
+        why = (f"the device agent's token is not set: environment variable {target.device.token_env} "
+               f"(device.token_env of target {target.name})")
+        return {"error": why, "transient": why}
     return measure_remote(target.device.agent, token, model, x, y, target.measure, target.runtime, reference,
                           target.device.timeout_s)
 
@@ -38,7 +42,11 @@ def run(ctx: StageContext) -> dict:
     x, y = splits.x["test"], splits.y["test"]
     # The export the build started from, run by ONNX Runtime here: what the runtime on the device should agree with.
     reference = onnx_logits(ctx.input(stage_name("select", ctx.target.name)) / "model.onnx", x).argmax(1)
-    return measure_target(ctx.target, model, x, y, reference)
+    metrics = measure_target(ctx.target, model, x, y, reference)
+    if metrics.get("transient"):
+        raise TransientError(f"{ctx.target.name}: not validated: {metrics['transient']} (not a verdict on the model: "
+                             "nothing registered; the next run measures again)")
+    return metrics
 
 
 STAGE = register_stage(Stage(

@@ -2,6 +2,11 @@
 
 Every move is serialised by a lock, tagged on the version (who, why, when, the previous champion) and recorded
 as a run in the MLflow experiment `squeezeflow-promotions`: the registry's history, in order.
+
+No step may strand: a move is recorded as `pending` before the alias moves and marked `done` after the version's
+tags; a passed version is registered with `squeezeflow.release: pending` and marked `done` once its promotion step
+ran. Whatever a kill or an MLflow error leaves pending, the next run's recovery (`recover`) finishes or abandons,
+with the reason, so the history says what really happened and aliases always match it.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from squeezeflow import faults
 from squeezeflow.tracking.registry import (
     CHALLENGER,
     CHAMPION,
@@ -25,10 +31,17 @@ from squeezeflow.tracking.tracker import Tracker
 
 HISTORY_EXPERIMENT = "squeezeflow-promotions"
 T = "squeezeflow."  # tag prefix
+RELEASE_TAG = T + "release"  # on a passed version: pending (its promotion step has not run) | done | abandoned
+RELEASE_NOTE_TAG = T + "release_note"  # what its promotion step did, or why it was abandoned
+STATE_TAG = T + "state"  # on a history record: pending (the alias may not have moved yet) | done | abandoned
 
 
 class PromotionRefused(ValueError):
     """A promotion that must not happen; the message says why and what would allow it."""
+
+
+class ChampionMoved(PromotionRefused):
+    """The champion is no longer the version a candidate's gate compared against (compare-and-swap failed)."""
 
 
 @dataclass(frozen=True)
@@ -74,8 +87,9 @@ def _history_experiment(tracker: Tracker) -> str:
         return tracker.client.get_experiment_by_name(HISTORY_EXPERIMENT).experiment_id
 
 
-def history(tracker: Tracker, model_name: str) -> list[PromotionRecord]:
-    """Every alias move of `champion` for this model, oldest first."""
+def history(tracker: Tracker, model_name: str, states: tuple[str, ...] = ("done",)) -> list[PromotionRecord]:
+    """Every alias move of `champion` for this model, oldest first (by default only those that happened; a record
+    from before recovery existed has no state and counts as done)."""
     runs = tracker.client.search_runs([_history_experiment(tracker)], f"tags.`{T}model_name` = '{model_name}'",
                                       max_results=10_000)
     records = [PromotionRecord(
@@ -83,7 +97,8 @@ def history(tracker: Tracker, model_name: str) -> list[PromotionRecord]:
         previous=r.data.tags.get(f"{T}previous_champion") or None,
         action=r.data.tags[f"{T}action"], promoted_by=r.data.tags[f"{T}promoted_by"], reason=r.data.tags[f"{T}reason"],
         forced=r.data.tags.get(f"{T}forced") == "true", at=r.data.tags[f"{T}promoted_at"],
-        seq=int(r.data.tags[f"{T}promotion_seq"]), record_run_id=r.info.run_id) for r in runs]
+        seq=int(r.data.tags[f"{T}promotion_seq"]), record_run_id=r.info.run_id) for r in runs
+        if r.data.tags.get(STATE_TAG, "done") in states]
     return sorted(records, key=lambda r: r.seq)
 
 
@@ -99,45 +114,141 @@ def _refuse_unless_promotable(model_name: str, mv, version: str, force: bool, re
         raise PromotionRefused(f"{model_name}: field 'reason' = {reason!r}: a forced promotion needs a reason")
 
 
+_ANY = object()
+
+
 def promote_version(tracker: Tracker, model_name: str, version: str | int, promoted_by: str, reason: str,
                     lock_path: Path, force: bool = False, action: str = "promote",
-                    tags: dict[str, str] | None = None) -> PromotionRecord:
-    """Point `champion` at `version`. Refuses a version whose gate failed or is missing unless forced with a reason."""
+                    tags: dict[str, str] | None = None, expect=_ANY) -> PromotionRecord:
+    """Point `champion` at `version`. Refuses a version whose gate failed or is missing unless forced with a reason.
+    With `expect` (a version, or None for no champion): only if the champion is still that one (ChampionMoved)."""
     version = str(version).strip()
     for field, value in (("promoted_by", promoted_by), ("reason", reason)):
         if not str(value or "").strip():
             raise PromotionRefused(f"{model_name}: field '{field}' = {value!r}: required (who promotes, and why)")
     with registry_lock(lock_path):
+        recover_history(tracker, model_name)
         mv = get_version(tracker, model_name, version)
         _refuse_unless_promotable(model_name, mv, version, force, reason,
                                   [str(v.version) for v in versions(tracker, model_name)] if mv is None else [])
         current = champion(tracker, model_name)
-        if current is not None and str(current.version) == str(mv.version):
+        now = str(current.version) if current is not None else None
+        if expect is not _ANY and now != expect:
+            raise ChampionMoved(f"{model_name}: the champion is {_v(now)}, not {_v(expect)} as when v{version} was "
+                                "gated")
+        if now == str(mv.version):
             raise PromotionRefused(f"{model_name}: field 'version' = {version!r}: already the champion")
-        record = _record(tracker, model_name, str(mv.version), str(current.version) if current else None, action,
-                         promoted_by, reason, force and mv.tags.get(GATE_TAG) != "passed", tags or {})
-        tracker.client.set_registered_model_alias(model_name, CHAMPION, str(mv.version))
-        waiting = version_by_alias(tracker, model_name, CHALLENGER)
-        if waiting is not None and str(waiting.version) == str(mv.version):
-            tracker.client.delete_registered_model_alias(model_name, CHALLENGER)
-        for k, v in {"promoted_by": promoted_by, "promoted_at": record.at, "promotion_reason": reason,
-                     "previous_champion": record.previous or "", "forced": str(record.forced).lower(),
-                     "promotion_run_id": record.record_run_id}.items():
-            tracker.client.set_model_version_tag(model_name, str(mv.version), T + k, v)
-        return record
+        return _move_champion(tracker, model_name, str(mv.version), now, action, promoted_by, reason,
+                              force and mv.tags.get(GATE_TAG) != "passed", tags or {})
+
+
+def _v(version: str | None) -> str:
+    return f"v{version}" if version else "none"
+
+
+def _move_champion(tracker: Tracker, model_name: str, version: str, previous: str | None, action: str, who: str,
+                   reason: str, forced: bool, extra: dict[str, str]) -> PromotionRecord:
+    """Under the registry lock: record the move as pending, move the alias, tag the version, mark the record done.
+    A kill anywhere in between leaves a pending record that recover_history completes or abandons."""
+    record = _record(tracker, model_name, version, previous, action, who, reason, forced, extra)
+    faults.point("history-pending", model_name)
+    tracker.client.set_registered_model_alias(model_name, CHAMPION, version)
+    faults.point("alias-moved", model_name)
+    _finish_move(tracker, record)
+    faults.point("history-done", model_name)
+    return record
+
+
+def _finish_move(tracker: Tracker, record: PromotionRecord) -> None:
+    """After the alias moved: the challenger alias leaves the new champion, the version says who/why/when, and
+    the record is done. Every step is idempotent (recovery may repeat them)."""
+    name, version = record.model_name, record.version
+    waiting = version_by_alias(tracker, name, CHALLENGER)
+    if waiting is not None and str(waiting.version) == version:
+        tracker.client.delete_registered_model_alias(name, CHALLENGER)
+    for k, v in {"promoted_by": record.promoted_by, "promoted_at": record.at, "promotion_reason": record.reason,
+                 "previous_champion": record.previous or "", "forced": str(record.forced).lower(),
+                 "promotion_run_id": record.record_run_id}.items():
+        tracker.client.set_model_version_tag(name, version, T + k, v)
+    tracker.client.set_tag(record.record_run_id, STATE_TAG, "done")
+    tracker.client.set_terminated(record.record_run_id)
 
 
 def _record(tracker: Tracker, model_name: str, version: str, previous: str | None, action: str, who: str,
             reason: str, forced: bool, extra: dict[str, str]) -> PromotionRecord:
-    seq = len(history(tracker, model_name)) + 1  # under the lock: a total order
+    seq = len(history(tracker, model_name, ("done", "pending", "abandoned"))) + 1  # under the lock: a total order
     at = datetime.now(UTC).isoformat(timespec="seconds")
     tags = {f"{T}model_name": model_name, f"{T}version": version, f"{T}previous_champion": previous or "",
             f"{T}action": action, f"{T}promoted_by": who, f"{T}reason": reason, f"{T}forced": str(forced).lower(),
-            f"{T}promoted_at": at, f"{T}promotion_seq": str(seq), **extra}
+            f"{T}promoted_at": at, f"{T}promotion_seq": str(seq), STATE_TAG: "pending", **extra}
     run = tracker.client.create_run(_history_experiment(tracker), run_name=f"{action} {model_name} v{version}",
                                     tags=tags)
-    tracker.client.set_terminated(run.info.run_id)
     return PromotionRecord(model_name, version, previous, action, who, reason, forced, at, seq, run.info.run_id)
+
+
+def recover_history(tracker: Tracker, model_name: str) -> list[str]:
+    """Under the registry lock: finish each pending move whose alias did move (a kill after the alias), abandon
+    each whose alias did not (a kill before it). Returns what was done."""
+    notes = []
+    for record in history(tracker, model_name, ("pending",)):
+        current = champion(tracker, model_name)
+        if current is not None and str(current.version) == record.version:
+            _finish_move(tracker, record)
+            notes.append(f"{model_name}: finished the interrupted move of champion to v{record.version}")
+        else:
+            why = f"interrupted before the alias moved; the champion stayed {_v(record.previous)}"
+            tracker.client.set_tag(record.record_run_id, STATE_TAG, "abandoned")
+            tracker.client.set_tag(record.record_run_id, T + "abandoned_reason", why)
+            tracker.client.set_terminated(record.record_run_id, "KILLED")
+            notes.append(f"{model_name}: abandoned the move of champion to v{record.version}: {why}")
+    return notes
+
+
+def release(tracker: Tracker, model_name: str, version: str, policy: str, lock_path: Path, who: str, reason: str,
+            tags: dict[str, str] | None = None) -> tuple[str, str] | None:
+    """A passed version's promotion step, once: `auto` makes it champion if the champion is still the version its
+    gate compared against (else it waits as challenger, with the reason); `manual` makes it challenger. Marks it
+    done. Returns (alias, note), or None when its step had already run (or it is not pending)."""
+    with registry_lock(lock_path):
+        recover_history(tracker, model_name)
+        mv = get_version(tracker, model_name, version)
+        if mv is None or mv.tags.get(RELEASE_TAG) != "pending" or mv.tags.get(GATE_TAG) != "passed":
+            return None
+        current = champion(tracker, model_name)
+        previous = str(current.version) if current is not None else None
+        now, compared = _v(previous), mv.tags.get(T + "gate_champion", "none")
+        if policy == "manual":
+            alias, note = CHALLENGER, "waits for a person (promotion: manual)"
+        elif now != compared:
+            alias, note = CHALLENGER, (f"not made champion: the champion is {now}, but its gate compared it with "
+                                       f"{compared}; promote it by hand after comparing")
+        else:
+            _move_champion(tracker, model_name, version, previous, "auto", who, reason, False, tags or {})
+            alias, note = CHAMPION, f"champion (replaced {now})"
+        if alias == CHALLENGER:
+            set_challenger(tracker, model_name, version)
+        tracker.client.set_model_version_tag(model_name, version, RELEASE_NOTE_TAG, note)
+        tracker.client.set_model_version_tag(model_name, version, RELEASE_TAG, "done")
+        return alias, note
+
+
+def abandon_release(tracker: Tracker, model_name: str, version: str, why: str) -> None:
+    tracker.client.set_model_version_tag(model_name, version, RELEASE_NOTE_TAG, f"abandoned: {why}")
+    tracker.client.set_model_version_tag(model_name, version, RELEASE_TAG, "abandoned")
+
+
+def pending_releases(tracker: Tracker) -> list:
+    """Every passed version whose promotion step has not run (a run killed or failed between its registration
+    and its promotion), oldest first."""
+    found = tracker.client.search_model_versions(f"tags.`{RELEASE_TAG}` = 'pending'")
+    return sorted(found, key=lambda v: (v.name, int(v.version)))
+
+
+def pending_moves(tracker: Tracker) -> set[str]:
+    """The models with a history record still pending."""
+    runs = tracker.client.search_runs([_history_experiment(tracker)], f"tags.`{STATE_TAG}` = 'pending'",
+                                      max_results=10_000)
+    return {r.data.tags[f"{T}model_name"] for r in runs}
 
 
 def previous_champion(tracker: Tracker, model_name: str) -> str:

@@ -113,6 +113,9 @@ def register(tracker: Tracker, run_id: str, model_name: str, onnx_path: Path, ex
         mv = tracker.client.create_model_version(model_name, source=info.model_uri, run_id=run_id,
                                                  tags={**tags, SHA_TAG: sha256_file(onnx_path)},
                                                  description=description)
+    from squeezeflow import faults
+
+    faults.point("version-created", model_name)
     return get_version(tracker, model_name, mv.version)
 
 
@@ -123,10 +126,16 @@ def _requirements() -> list[str]:
 
 
 def download_onnx(tracker: Tracker, model_name: str, version: str | int, dest: Path) -> Path:
-    """The version's ONNX file, checked against the sha256 recorded at registration (fail closed on a mismatch)."""
+    """The version's ONNX file, checked against the sha256 recorded at registration (fail closed on a mismatch or
+    a version without one)."""
     import mlflow.artifacts
 
     dest = Path(dest)
+    mv = get_version(tracker, model_name, version)
+    expected = mv.tags.get(SHA_TAG) if mv is not None else None
+    if not expected:  # nothing to check the file against: it is not compared as if it matched
+        raise RuntimeError(f"models:/{model_name}/{version} has no recorded sha256 (tag {SHA_TAG}): its file cannot "
+                           "be verified (fail closed)")
     with fluent_uri(tracker.tracking_uri), tempfile.TemporaryDirectory() as tmp:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model_name}/{version}", dst_path=tmp))
         found = sorted(local.rglob("*.onnx"))
@@ -134,7 +143,6 @@ def download_onnx(tracker: Tracker, model_name: str, version: str | int, dest: P
             raise RuntimeError(f"models:/{model_name}/{version} holds no .onnx file")
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(found[0], dest)
-    expected = get_version(tracker, model_name, version).tags.get(SHA_TAG)
-    if expected and sha256_file(dest) != expected:
+    if sha256_file(dest) != expected:
         raise RuntimeError(f"models:/{model_name}/{version}: the stored ONNX file does not match its recorded sha256")
     return dest

@@ -10,6 +10,8 @@ from dagster import DagsterInstance
 from mlflow import MlflowClient
 
 from pipelines.runner import run_lifecycle
+from squeezeflow.io import sha256_tree
+from squeezeflow.lifecycle import Lifecycle, run_stage_locally
 from squeezeflow.runtimes.trt import unavailable
 from squeezeflow.tracking import champion
 from squeezeflow.workspace import Workspace
@@ -259,6 +261,32 @@ def test_a_target_whose_memory_cap_is_too_small_fails_its_gate_and_nothing_else(
     set_target(ws, "cpu-fp32", measure={"memory_limit_mb": None})
 
 
+def test_a_device_agent_that_is_down_is_not_a_verdict(first_run, monkeypatch):
+    """Transport, refusal or timeout say nothing about the model: nothing registered, and the next run measures
+    and gates the same build again (a failed verdict would be reused by its sha256 forever)."""
+    ws, _, _ = first_run
+    name = "squeezeflow-digits-cpu-fp32"
+    count = len(client(ws).search_model_versions(f"name = '{name}'"))
+    monkeypatch.setenv("SF_BOARD_TOKEN", "0123456789abcdef-token")
+    set_target(ws, "cpu-fp32", device={"agent": unused_port_url(), "token_env": "SF_BOARD_TOKEN", "timeout_s": 5})
+    try:
+        assert run_lifecycle(Workspace(ws.root), ["seed=5"], ["cpu-fp32"]) == 1  # broken, not held back
+        summary = last_summary(ws)
+        with DagsterInstance.get() as instance:
+            assert instance.get_run_by_id(summary["dagster_run_id"]).status.value == "FAILURE"
+        errors = (ws.state_dir / "runs" / summary["dagster_run_id"] / "errors.log").read_text()
+        assert "TransientError" in errors and "is unreachable or did not answer" in errors, errors[:500]
+        assert len(client(ws).search_model_versions(f"name = '{name}'")) == count
+        assert not Lifecycle(Workspace(ws.root), {"seed": 5}).dvc.up_to_date("validate-cpu-fp32")
+    finally:
+        spec = yaml.safe_load((ws.targets_dir / "cpu-fp32.yaml").read_text())
+        spec.pop("device")
+        (ws.targets_dir / "cpu-fp32.yaml").write_text(yaml.safe_dump(spec))
+    assert run_lifecycle(Workspace(ws.root), ["seed=5"], ["cpu-fp32"]) in (0, 3)  # measured and gated this time
+    versions = client(ws).search_model_versions(f"name = '{name}'")
+    assert len(versions) == count + 1 and max(versions, key=lambda v: int(v.version)).tags["squeezeflow.gate"]
+
+
 @pytest.mark.skipif(unavailable() is None, reason="TensorRT is available here: the engine is built instead")
 def test_an_unavailable_tensorrt_target_is_reported_and_only_counts_when_named(first_run, webhook):
     ws, _, _ = first_run
@@ -301,8 +329,15 @@ def test_a_target_deploys_the_candidate_recipe_that_meets_its_latency_budget(fir
     path.write_text(yaml.safe_dump({**spec, "recipes": ["wide", "narrow"], "objective": "smallest"}))
     try:
         assert run_lifecycle(Workspace(ws.root), [], ["edge-pick"]) == 0
-        selection = json.loads((ws.stage_dir("select-edge-pick") / "selection.json").read_text())
+        lc = Lifecycle(Workspace(ws.root))
+        selection = lc.selection("edge-pick")  # the decision, with what was measured to make it
         assert selection["recipe"] == "narrow"
+        # the tracked output holds the decision, not the latencies: selecting again gives the same DVC output
+        out = ws.stage_dir("select-edge-pick")
+        tracked, first = (out / "selection.json").read_text(), sha256_tree(out)
+        assert "latency_p95_ms\":" not in tracked and not (out / "pareto.png").exists()
+        run_stage_locally(lc.ws, "select-edge-pick", lc.params)
+        assert sha256_tree(out) == first
         wide = next(c for c in selection["candidates"] if c["recipe"] == "wide")
         assert not wide["meets_budgets"] and wide["latency_p95_ms"] > 0.15
         assert "wide (latency_p95_ms" in selection["reason"]

@@ -32,10 +32,10 @@ def env_for(base: Path) -> dict:
     return env  # each workspace gets its own Dagster instance in .squeezeflow/dagster (as a user's does)
 
 
-def start(base: Path, ws: Path, *args: str) -> subprocess.Popen:
+def start(base: Path, ws: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "pipelines.cli", "--root", str(ws), "run", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT,
-                            env=env_for(base), start_new_session=True)
+                            env={**env_for(base), **(env or {})}, start_new_session=True)
 
 
 def finish(proc: subprocess.Popen) -> tuple[int, str]:

@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "squeezeflow"
 
 # Lowest first. A unit may import only units of its own or a lower layer.
 LAYERS = [
-    {"errors", "naming", "io", "stats", "onnxio", "imports", "rows"},
+    {"errors", "naming", "io", "stats", "onnxio", "imports", "rows", "faults"},
     {"config"},
     {"data", "models"},
     {"training"},

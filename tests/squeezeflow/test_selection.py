@@ -42,3 +42,26 @@ def test_a_candidate_that_could_not_be_measured_fails_with_its_reason_only():
     assert not broken.meets_budgets and broken.failures == ["validation failed: the ort-int8-qdq build failed: boom"]
     best, why = choose([broken, cand("ok", 94.0, 1_000, 0.1)], "fastest")
     assert best.recipe == "ok" and "broken (validation failed: the ort-int8-qdq build failed: boom)" in why
+
+
+def test_fastest_treats_overlapping_latency_intervals_as_a_tie_the_smaller_wins():
+    def timed(name, size, p95, low, high):
+        return judge(name, {"accuracy": 94.0, "model_bytes": size, "latency_p95_ms": p95, "latency_p95_ms_low": low,
+                            "latency_p95_ms_high": high, "test_samples": 1000}, TEACHER, BUDGETS, BASE)
+
+    big_a, small_a = timed("big", 50_000, 0.30, 0.28, 0.36), timed("small", 20_000, 0.33, 0.30, 0.38)
+    big_b, small_b = timed("big", 50_000, 0.34, 0.31, 0.37), timed("small", 20_000, 0.31, 0.29, 0.35)
+    # two runs whose noise ranks them either way choose the same one
+    assert choose([big_a, small_a], "fastest")[0].recipe == choose([big_b, small_b], "fastest")[0].recipe == "small"
+    clearly = timed("big", 50_000, 0.10, 0.09, 0.11)  # shown to be faster: it wins though larger
+    assert choose([clearly, small_a], "fastest")[0].recipe == "big"
+
+
+def test_the_tracked_decision_holds_no_latency():
+    from squeezeflow.selection import decision_record
+
+    a, b = cand("a", 94.0, 20_000, 0.9), cand("b", 94.0, 50_000, 1.7)
+    record = decision_record([a, b], "a")
+    assert record[1]["failed_checks"] == ["latency_p95_ms"] and record[0]["chosen"]
+    assert "0.9" not in str(record) and "1.7" not in str(record) and "latency_p95_ms'" not in str(record).replace(
+        "'failed_checks': ['latency_p95_ms'", "")

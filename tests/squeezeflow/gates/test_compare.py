@@ -196,3 +196,16 @@ def test_a_model_compared_with_itself_has_identical_predictions(two_models):
     acc = compare_models(a, a, x, y, MeasureSpec(warmup=5), spec)["accuracy"]
     assert acc["champion_only_correct"] == acc["challenger_only_correct"] == 0
     assert (acc["diff_points"], acc["ci_low"], acc["ci_high"]) == (0.0, 0.0, 0.0)
+
+
+def test_the_comparison_runs_in_a_constrained_process_of_its_own(two_models):
+    from squeezeflow.gates.compare import compare_isolated
+
+    (a, b), x, y = two_models
+    spec = RegressionSpec(latency_pairs=50, bootstrap=500)
+    here = compare_models(a, b, x, y, MeasureSpec(warmup=5), spec)["accuracy"]
+    there = compare_isolated(a, b, x, y, MeasureSpec(warmup=5), spec)
+    assert there["accuracy"] == here and there["latency"]["pairs"] == 50
+    # under the target's constraints: a cap no runtime fits in fails it with the reason, in that process only
+    capped = compare_isolated(a, b, x, y, MeasureSpec(warmup=5, memory_limit_mb=16), spec)
+    assert set(capped) == {"error"} and "memory_limit_mb=16" in capped["error"]

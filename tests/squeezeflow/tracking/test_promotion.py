@@ -5,7 +5,17 @@ import multiprocessing as mp
 import pytest
 
 from squeezeflow.tracking import CHALLENGER, champion, get_version, version_by_alias
-from squeezeflow.tracking.promotion import PromotionRefused, history, promote_version, rollback, set_challenger
+from squeezeflow.tracking.promotion import (
+    RELEASE_TAG,
+    ChampionMoved,
+    PromotionRefused,
+    history,
+    promote_version,
+    recover_history,
+    release,
+    rollback,
+    set_challenger,
+)
 from squeezeflow.tracking.registry import GATE_TAG
 
 NAME = "sf-digits-cpu-fp32"
@@ -114,3 +124,46 @@ def test_two_promotions_at_once_leave_one_alias_and_a_complete_history(tracker, 
     for before, after in zip(records, records[1:], strict=False):  # each move saw the one before it: no lost update
         assert after.previous == before.version
     assert str(champion(tracker, NAME).version) == records[-1].version
+
+
+def add_pending(tracker, tmp_path, compared_with: str) -> str:
+    """A passed version as the pipeline registers it: its promotion step still to run, its gate's champion named."""
+    (v,) = add_versions(tracker, tmp_path, ["passed"])
+    for k, value in {RELEASE_TAG: "pending", "squeezeflow.gate_champion": compared_with}.items():
+        tracker.client.set_model_version_tag(NAME, v, k, value)
+    return v
+
+
+def test_release_moves_the_champion_only_if_it_is_the_one_the_gate_compared_with(tracker, tmp_path, lock):
+    v1 = add_pending(tracker, tmp_path, "none")
+    assert release(tracker, NAME, v1, "auto", lock, "squeezeflow (auto)", "gate passed") == ("champion",
+                                                                                            "champion (replaced none)")
+    assert release(tracker, NAME, v1, "auto", lock, "squeezeflow (auto)", "again") is None  # once only
+    v2 = add_pending(tracker, tmp_path, f"v{v1}")
+    v3 = add_pending(tracker, tmp_path, f"v{v1}")  # gated against v1 too, but v2 was released first
+    assert release(tracker, NAME, v2, "auto", lock, "squeezeflow (auto)", "gate passed")[0] == "champion"
+    alias, note = release(tracker, NAME, v3, "auto", lock, "squeezeflow (auto)", "gate passed")
+    assert alias == CHALLENGER and f"the champion is v{v2}, but its gate compared it with v{v1}" in note
+    assert str(champion(tracker, NAME).version) == v2 and str(version_by_alias(tracker, NAME, CHALLENGER).version) == v3
+    assert get_version(tracker, NAME, v3).tags[RELEASE_TAG] == "done"
+    assert [r.version for r in history(tracker, NAME)] == [v1, v2]
+    # a person rolled back meanwhile: the promote job's compare-and-swap refuses too
+    with pytest.raises(ChampionMoved, match=f"the champion is v{v2}, not v{v1}"):
+        promote_version(tracker, NAME, v3, "alice", "ok", lock, expect=v1)
+
+
+def test_a_move_interrupted_before_or_after_the_alias_is_abandoned_or_finished(tracker, tmp_path, lock):
+    from squeezeflow.tracking.promotion import _record
+
+    v1, v2 = add_versions(tracker, tmp_path, ["passed", "passed"])
+    promote_version(tracker, NAME, v1, "alice", "first", lock)
+    _record(tracker, NAME, v2, v1, "promote", "bob", "killed before the alias", False, {})  # the alias never moved
+    assert [r.version for r in history(tracker, NAME)] == [v1]  # pending: not (yet) what happened
+    assert "abandoned" in recover_history(tracker, NAME)[0]
+    assert str(champion(tracker, NAME).version) == v1 and [r.version for r in history(tracker, NAME)] == [v1]
+    rec = _record(tracker, NAME, v2, v1, "promote", "bob", "killed after the alias", False, {})
+    tracker.client.set_registered_model_alias(NAME, "champion", v2)  # ... and the process died here
+    assert "finished" in recover_history(tracker, NAME)[0]
+    assert [r.version for r in history(tracker, NAME)] == [v1, v2] and history(tracker, NAME)[-1].seq == rec.seq
+    assert get_version(tracker, NAME, v2).tags["squeezeflow.promotion_run_id"] == rec.record_run_id
+    assert recover_history(tracker, NAME) == []

@@ -69,3 +69,12 @@ def test_the_registered_model_loads_with_the_session_it_was_validated_with(track
         assert flavor["providers"] == ["CPUExecutionProvider"]
         out = mlflow.pyfunc.load_model("models:/sf-opts/1").predict(np.ones((3, 4), np.float32))
     assert np.asarray(out["logits"] if isinstance(out, dict) else out).shape == (3, 3)
+
+
+def test_a_version_without_a_recorded_sha256_is_not_compared_as_if_it_matched(tracker, tmp_path):
+    path = onnx_file(tmp_path / "m.onnx")
+    run = tracker.stage_run(tracker.parent_run("r1", {}, {}), "r1", "gate", {}, {})
+    register(tracker, run, "sf-nosha", path, np.zeros((2, 4), np.float32), {})
+    tracker.client.delete_model_version_tag("sf-nosha", "1", SHA_TAG)
+    with pytest.raises(RuntimeError, match="has no recorded sha256"):
+        download_onnx(tracker, "sf-nosha", "1", tmp_path / "back.onnx")

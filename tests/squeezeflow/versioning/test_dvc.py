@@ -39,3 +39,28 @@ def test_commit_records_detects_changes_and_pushes_to_the_remote(isolated_env, s
     _stage(root, 1)
     (root / "out" / "a.txt").write_text("changed")  # so does an edited output
     assert not store.up_to_date("make")
+
+
+def test_push_repairs_what_the_remote_lacks_though_dvc_push_sees_nothing_to_do(isolated_env):
+    """A push cut short leaves a directory's manifest without all its files (or a file was lost on the remote):
+    `dvc push` trusts the manifest; our push asks the remote for every object and uploads what is missing."""
+    root = isolated_env / "repo"
+    root.mkdir()
+    store = DvcStore(root, root / ".state")
+    store.ensure()
+    _stage(root, 1)
+    (root / "out").mkdir()
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (root / "out" / name).write_text(name * 100)
+    store.commit("make")
+    assert len(store.missing_on_remote("make")) == 4  # three files and the manifest
+    assert store.push("make") == 4 and store.missing_on_remote("make") == []
+    remote = root / ".state" / "dvc-remote"
+    lost = next(p for p in remote.rglob("*") if p.is_file() and not p.name.endswith(".dir"))
+    lost.unlink()
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        repo.push()  # DVC's own push: the manifest is there, so it uploads nothing
+    assert not lost.exists() and len(store.missing_on_remote("make")) == 1
+    assert store.push("make") == 1 and lost.exists() and store.push("make") == 0
