@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, SerializeAsAny, ValidationError, field_validator
+from pydantic import Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from squeezeflow.config import Strict, yaml_problem
 from squeezeflow.errors import SqueezeflowInputError, from_pydantic
@@ -48,7 +48,23 @@ class DeviceSpec(Strict):
     agent: str = Field(pattern=r"^https?://[^\s/]+(/\S*)?$", description="the agent's URL, e.g. http://board:8765")
     token_env: str = Field("SQUEEZEFLOW_AGENT_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
                            description="environment variable holding the agent's token")
-    timeout_s: float = Field(900, gt=0, le=86_400, description="a measurement taking longer fails the gate")
+    timeout_s: float = Field(900, gt=0, le=86_400, description="a measurement taking longer fails the run's "
+                             "validation of this target (not a verdict; the next run measures again)")
+    ca_file: str | None = Field(None, description="PEM file of the CA (or the self-signed certificate) that the "
+                                "agent's HTTPS certificate must chain to; default: the system's CAs")
+    insecure_http: bool = Field(False, description="allow plain http:// to an agent on another machine (the token "
+                                "then crosses the network in clear); http:// to this machine is always allowed")
+
+    @model_validator(mode="after")
+    def _token_never_in_clear(self):
+        from urllib.parse import urlsplit
+
+        host = urlsplit(self.agent).hostname or ""
+        loopback = host in ("localhost", "::1") or host.startswith("127.")
+        if self.agent.startswith("http://") and not loopback and not self.insecure_http:
+            raise ValueError(f"agent {self.agent!r}: plain http would send the token in clear; serve the agent with "
+                             "--tls-cert and use https:// (with ca_file), or set insecure_http: true")
+        return self
 
 
 class TargetProfile(Strict):

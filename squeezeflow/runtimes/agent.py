@@ -8,23 +8,27 @@ One endpoint, `POST /measure`, body: an .npz (no pickles) with `model` (the file
 optionally `reference` (the reference model's predicted classes) and `request` (UTF-8 JSON: `spec`, the target's
 `measure:` section, and `runtime`). `GET /health` lists the runtimes available on the device. Every request needs
 `Authorization: Bearer <token>` (401 otherwise); a body over the size limit is refused before it is read (413).
-The agent writes only inside its own folder: each model in a fresh subfolder there, removed after measuring.
-Python's standard HTTP server serves it: an agent measures one model at a time (a lock), like a device would.
+The agent holds its own limits (`Limits`): its caps clip what a client asks (memory, timeout, batch, iterations,
+warm-up), runtime options come from each engine's allow-list, a whole request must arrive by a deadline, and at
+most N requests are served at once (503 beyond). With `--tls-cert` it serves HTTPS. It writes only inside its own
+folder: each model in a fresh subfolder there, removed after measuring (and at start, after a kill). Python's
+standard HTTP server serves it: an agent measures one model at a time (a lock), like a device would.
 """
 
 from __future__ import annotations
 
 import argparse
 import hmac
-import http.client
 import io
 import json
 import os
+import shutil
 import socket
 import sys
 import tempfile
 import threading
 import time
+from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -90,8 +94,50 @@ def parse_body(body: bytes, max_bytes: int | None = None) -> dict:
     return {**arrays, "request": request}
 
 
-def measure_upload(folder: Path, upload: dict) -> dict:
-    """Write the model into a fresh subfolder of the agent's folder, measure it there, remove it."""
+@dataclass(frozen=True)
+class Limits:
+    """What the agent allows, whatever a client asks: its caps clip the client's measure section, its memory cap
+    applies to every measurement, and a request must arrive within its deadline."""
+
+    max_bytes: int = MAX_UPLOAD_MB * 1024 * 1024
+    memory_limit_mb: int = 4096
+    max_timeout_s: float = 600.0
+    max_batch: int = 1024
+    max_iterations: int = 5000
+    max_warmup: int = 200
+    request_deadline_s: float = 120.0
+    max_connections: int = 8
+
+
+def clip_spec(spec, runtime: str, limits: Limits):
+    """The client's measure section under the agent's caps, and what was clipped ({field: [asked, applied]}).
+    Runtime options outside the engine's allow-list are refused (400): one naming a path could write anywhere."""
+    from squeezeflow.runtimes.engines import ENGINES
+
+    if runtime not in ENGINES:
+        raise AgentError(400, f"'request.runtime' = {runtime!r}: unknown runtime; known: {sorted(ENGINES)}")
+    unsafe = sorted(set(spec.session_options) - ENGINES[runtime].safe_options)
+    if unsafe:
+        raise AgentError(400, f"'request.spec.session_options': {unsafe} not accepted by this agent for {runtime} "
+                              f"(accepted: {sorted(ENGINES[runtime].safe_options)})")
+    applied = {
+        "memory_limit_mb": min(spec.memory_limit_mb or limits.memory_limit_mb, limits.memory_limit_mb),
+        "timeout_s": min(spec.timeout_s, limits.max_timeout_s),
+        "throughput_batch": min(spec.throughput_batch, limits.max_batch),
+        "batch_sizes": tuple(sorted({min(b, limits.max_batch) for b in spec.batch_sizes})),
+        "iterations": min(spec.iterations, limits.max_iterations),
+        "warmup": min(spec.warmup, limits.max_warmup),
+        "isolated": True,  # the device's constraints apply to every measurement
+    }
+    clipped = {k: [getattr(spec, k), v] for k, v in applied.items()
+               if k != "isolated" and getattr(spec, k) != v and k != "batch_sizes" or
+               (k == "batch_sizes" and tuple(spec.batch_sizes) != v)}
+    return spec.model_copy(update=applied), clipped
+
+
+def measure_upload(folder: Path, upload: dict, limits: Limits = Limits()) -> dict:
+    """Write the model into a fresh subfolder of the agent's folder, measure it there under the agent's limits,
+    remove it."""
     from pydantic import ValidationError
 
     from squeezeflow.runtimes.measure import MeasureSpec, measure_on_device
@@ -102,19 +148,42 @@ def measure_upload(folder: Path, upload: dict) -> dict:
     except ValidationError as exc:
         raise AgentError(400, f"'request.spec' is not a valid measure section: {exc.errors()[0]['msg']}") from None
     runtime = str(request.get("runtime", "onnxruntime"))
+    spec, clipped = clip_spec(spec, runtime, limits)
     with tempfile.TemporaryDirectory(dir=folder, prefix="model-") as tmp:
         model = Path(tmp) / "model.onnx"
         model.write_bytes(upload["model"].astype(np.uint8).tobytes())
-        spec = spec.model_copy(update={"isolated": True})  # the device's constraints apply to every measurement
-        return measure_on_device(model, upload["x"], upload["y"], spec, runtime, upload.get("reference"))
+        result = measure_on_device(model, upload["x"], upload["y"], spec, runtime, upload.get("reference"))
+    return {**result, **({"agent_limits": clipped} if clipped else {})}
 
 
-def make_handler(token: str, folder: Path, max_bytes: int):
-    lock = threading.Lock()
+def make_handler(token: str, folder: Path, limits: Limits):
+    measuring, receiving = threading.Lock(), threading.Lock()
+    max_bytes = limits.max_bytes
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "squeezeflow-agent"
-        timeout = 60  # seconds a client may stall mid-request before its connection is dropped
+        timeout = 30  # seconds a client may stall between two reads
+
+        def setup(self):
+            # The whole request (TLS handshake, headers, body) must arrive by the deadline: a client sending one
+            # byte every few seconds would otherwise hold a thread forever.
+            self._deadline = threading.Timer(limits.request_deadline_s, self._expire)
+            self._deadline.daemon = True
+            self._deadline.start()
+            super().setup()
+
+        def _expire(self):
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+        def finish(self):
+            self._deadline.cancel()
+            try:
+                super().finish()
+            except OSError:
+                pass
 
         def _reply(self, status: int, payload: dict) -> None:
             data = json.dumps(payload).encode()
@@ -129,6 +198,7 @@ def make_handler(token: str, folder: Path, max_bytes: int):
             return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
 
         def do_GET(self):  # noqa: N802 - http.server's naming
+            self._deadline.cancel()
             if not self._authorized():
                 return self._reply(401, {"error": "missing or wrong token"})
             if self.path != "/health":
@@ -136,11 +206,13 @@ def make_handler(token: str, folder: Path, max_bytes: int):
             from squeezeflow.runtimes.engines import ENGINES, engine_unavailable
 
             return self._reply(200, {"status": "ok", "runtimes": {n: engine_unavailable(n) or "available"
-                                                                  for n in sorted(ENGINES)}})
+                                                                  for n in sorted(ENGINES)},
+                                     "limits": asdict(limits)})
 
         def _refuse_unread(self, status: int, payload: dict) -> None:
             """Answer before reading the body, then drain what the client still sends for a moment before
             closing: closing with unread data would reset the connection, and the client would lose the answer."""
+            self._deadline.cancel()
             self.close_connection = True  # a body left unread must not be parsed as the next request
             self._reply(status, payload)
             try:
@@ -169,14 +241,20 @@ def make_handler(token: str, folder: Path, max_bytes: int):
                 return self._refuse_unread(413, {"error": f"upload of {length} bytes is over the agent's limit of "
                                                           f"{max_bytes} bytes (--max-upload-mb)"})
             try:
-                body = self.rfile.read(length)
-                if len(body) != length:
-                    return self._reply(400, {"error": f"the body ended after {len(body)} of {length} bytes"})
-                upload = parse_body(body, max_bytes)
-                with lock:
-                    return self._reply(200, measure_upload(folder, upload))
+                with receiving:  # one body in memory at a time: memory stays within about twice the upload limit
+                    body = self.rfile.read(length)
+                    self._deadline.cancel()
+                    if len(body) != length:
+                        return self._reply(400, {"error": f"the body ended after {len(body)} of {length} bytes "
+                                                          "(or it did not arrive within the agent's deadline)"})
+                    upload = parse_body(body, max_bytes)
+                    del body
+                with measuring:
+                    return self._reply(200, measure_upload(folder, upload, limits))
             except AgentError as exc:
                 return self._reply(exc.status, {"error": str(exc)})
+            except OSError:
+                return None  # the connection is gone (the deadline, or the client left)
             except Exception as exc:  # noqa: BLE001 - the client gets the reason, the agent stays up
                 return self._reply(500, {"error": f"the agent failed: {type(exc).__name__}: "
                                                   f"{' '.join(str(exc).split())[:300]}"})
@@ -187,15 +265,68 @@ def make_handler(token: str, folder: Path, max_bytes: int):
     return Handler
 
 
-def serve(host: str, port: int, token_file: Path, folder: Path, max_upload_mb: float = MAX_UPLOAD_MB,
-          ready=None) -> None:
+class AgentServer(ThreadingHTTPServer):
+    """At most `max_connections` requests at once; one more is answered 503 and closed at once."""
+
+    daemon_threads = True
+
+    def __init__(self, address, handler, max_connections: int, tls=None):
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(max_connections)
+        if tls is not None:  # the handshake happens in the request's thread, under its deadline
+            self.socket = tls.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(blocking=False):
+            try:
+                request.settimeout(1)
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            except (OSError, ValueError):
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except Exception:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+def remove_leftovers(folder: Path) -> list[str]:
+    """The model and measurement folders a killed agent left behind."""
+    gone = []
+    for p in folder.iterdir():
+        if p.is_dir() and p.name.startswith(("model-", "sf-measure-")):
+            shutil.rmtree(p, ignore_errors=True)
+            gone.append(p.name)
+    return gone
+
+
+def serve(host: str, port: int, token_file: Path, folder: Path, limits: Limits = Limits(),
+          tls_cert: Path | None = None, tls_key: Path | None = None, ready=None) -> None:
     token = read_token(token_file)
     folder = Path(folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
+    tls = None
+    if tls_cert:
+        import ssl
+
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.minimum_version = ssl.TLSVersion.TLSv1_2
+        tls.load_cert_chain(str(Path(tls_cert).resolve()), str(Path(tls_key).resolve()) if tls_key else None)
     os.chdir(folder)  # nothing the agent or its runtimes write can land outside its folder by a relative path
     tempfile.tempdir = str(folder)  # the measuring process's request and data files too
-    server = ThreadingHTTPServer((host, port), make_handler(token, folder, int(max_upload_mb * 1024 * 1024)))
-    print(f"squeezeflow agent: listening on http://{host}:{server.server_address[1]} (folder {folder})",
+    gone = remove_leftovers(folder)
+    server = AgentServer((host, port), make_handler(token, folder, limits), limits.max_connections, tls)
+    scheme = "https" if tls else "http"
+    print(f"squeezeflow agent: listening on {scheme}://{host}:{server.server_address[1]} (folder {folder}"
+          + (f"; removed {len(gone)} folder(s) a killed agent left" if gone else "") + ")",
           file=sys.stderr, flush=True)
     if ready:
         ready(server)
@@ -205,75 +336,34 @@ def serve(host: str, port: int, token_file: Path, folder: Path, max_upload_mb: f
         server.server_close()
 
 
-def measure_remote(url: str, token: str, model_path: Path, x: np.ndarray, y: np.ndarray, spec,
-                   runtime: str = "onnxruntime", reference: np.ndarray | None = None, timeout_s: float = 900) -> dict:
-    """The client: send the model and the evaluation data to the agent at `url`, return its metrics. The agent's
-    own verdict on the model (it measured it, or its runtime failed on it) comes back as metrics, possibly with an
-    `error`; anything that says nothing about the model (unreachable, refused, timed out) comes back as
-    {"error": reason, "transient": reason}: not a verdict, so validation fails and nothing is registered."""
-    request = json.dumps({"spec": spec.model_dump(mode="json"), "runtime": runtime}).encode()
-    buf = io.BytesIO()
-    np.savez(buf, model=np.frombuffer(Path(model_path).read_bytes(), np.uint8), x=x, y=y,
-             request=np.frombuffer(request, np.uint8), **({} if reference is None else {"reference": reference}))
-    try:
-        status, answer = _post(url, "/measure", buf.getvalue(), token, timeout_s)
-    except (OSError, ValueError, http.client.HTTPException) as exc:
-        return _transient(f"the device agent at {url} is unreachable or did not answer: {type(exc).__name__}: "
-                          f"{getattr(exc, 'reason', exc)}")
-    if status != 200:
-        detail = answer.get("error", "no reason given") if isinstance(answer, dict) else "no reason given"
-        return _transient(f"the device agent at {url} refused the model (HTTP {status}): {detail}")
-    if not isinstance(answer, dict):
-        return _transient(f"the device agent at {url} answered something other than a metrics object")
-    return {**answer, "device_agent": url}
-
-
-def _transient(reason: str) -> dict:
-    return {"error": reason, "transient": reason}
-
-
-def _post(url: str, path: str, body: bytes, token: str, timeout_s: float) -> tuple[int, object]:
-    """POST the body and read the answer, also when the agent answered before the whole body was sent (a refusal:
-    the pipe breaks while sending, but the answer is already on its way)."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"not an http(s) URL: {url!r}")
-    conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout_s)
-    try:
-        conn.putrequest("POST", parts.path.rstrip("/") + path)
-        conn.putheader("Authorization", f"Bearer {token}")
-        conn.putheader("Content-Type", "application/octet-stream")
-        conn.putheader("Content-Length", str(len(body)))
-        conn.endheaders()
-        try:
-            view = memoryview(body)
-            for start in range(0, len(body), 1 << 20):
-                conn.send(view[start:start + (1 << 20)])
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the agent stopped reading: its answer says why
-        resp = conn.getresponse()
-        data = resp.read()
-        try:
-            return resp.status, json.loads(data or b"{}")
-        except ValueError:
-            return resp.status, {"error": f"not JSON: {data[:200]!r}"}
-    finally:
-        conn.close()
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    d = Limits()
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--token-file", required=True, type=Path, help="file holding the shared token (16+ characters)")
     p.add_argument("--dir", type=Path, default=Path("squeezeflow-agent"), help="the agent's own folder")
+    p.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate (PEM; the chain after it)")
+    p.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM), if not in --tls-cert")
     p.add_argument("--max-upload-mb", type=float, default=MAX_UPLOAD_MB, help="largest request body accepted")
+    p.add_argument("--memory-limit-mb", type=int, default=d.memory_limit_mb,
+                   help="address-space cap of every measuring process (a client's larger or missing cap is clipped)")
+    p.add_argument("--max-timeout-s", type=float, default=d.max_timeout_s, help="longest measurement allowed")
+    p.add_argument("--max-batch", type=int, default=d.max_batch, help="largest batch a client may ask for")
+    p.add_argument("--max-iterations", type=int, default=d.max_iterations, help="most timed calls per measurement")
+    p.add_argument("--max-warmup", type=int, default=d.max_warmup, help="most warm-up calls per measurement")
+    p.add_argument("--request-deadline-s", type=float, default=d.request_deadline_s,
+                   help="a request (handshake, headers, body) must arrive within this")
+    p.add_argument("--max-connections", type=int, default=d.max_connections, help="requests served at once")
 
 
 def run(args: argparse.Namespace) -> int:
+    if bool(args.tls_key) and not args.tls_cert:
+        print("error: --tls-key needs --tls-cert", file=sys.stderr)
+        return 2
+    limits = Limits(int(args.max_upload_mb * 1024 * 1024), args.memory_limit_mb, args.max_timeout_s, args.max_batch,
+                    args.max_iterations, args.max_warmup, args.request_deadline_s, args.max_connections)
     try:
-        serve(args.host, args.port, args.token_file, args.dir, args.max_upload_mb)
+        serve(args.host, args.port, args.token_file, args.dir, limits, args.tls_cert, args.tls_key)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -21,6 +21,9 @@ class Engine:
     """A loaded model: `run(x)` returns the logits for a batch of float32 inputs."""
 
     name: ClassVar[str]
+    # The options a device agent accepts from a client (others are refused): ones that only tune how the model
+    # runs. An option that names a path (a cache or dump folder) would let a client write outside the agent's folder.
+    safe_options: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, path: Path, threads: int = 1, options: dict[str, str] | None = None):
         raise NotImplementedError
@@ -67,6 +70,11 @@ class OnnxRuntime(Engine):
     """ONNX Runtime's CPU provider; `options` are session config entries."""
 
     name = "onnxruntime"
+    safe_options = frozenset({"session.disable_quant_qdq", "session.disable_prepacking", "session.set_denormal_as_zero",
+                              "session.intra_op.allow_spinning", "session.inter_op.allow_spinning",
+                              "session.enable_quant_qdq_cleanup", "session.disable_double_qdq_remover",
+                              "session.qdqisint8allowed", "session.x64quantprecision",
+                              "session.disable_aot_function_inlining", "session.dynamic_block_base"})
 
     def __init__(self, path: Path, threads: int = 1, options: dict[str, str] | None = None):
         from squeezeflow.onnxio import OUTPUT, session
@@ -90,6 +98,9 @@ class OpenVino(Engine):
     `threads` inference threads and one stream; `options` are extra OpenVINO properties."""
 
     name = "openvino"
+    safe_options = frozenset({"PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT",
+                              "ENABLE_CPU_PINNING", "ENABLE_HYPER_THREADING", "SCHEDULING_CORE_TYPE",
+                              "EXECUTION_MODE_HINT", "PERFORMANCE_HINT_NUM_REQUESTS"})
 
     def __init__(self, path: Path, threads: int = 1, options: dict[str, str] | None = None):
         import openvino as ov

@@ -15,7 +15,7 @@ import numpy as np
 from squeezeflow.errors import TransientError
 from squeezeflow.export.onnx import check_onnx_file
 from squeezeflow.onnxio import onnx_logits
-from squeezeflow.runtimes.agent import measure_remote
+from squeezeflow.runtimes.agent_client import measure_remote
 from squeezeflow.runtimes.measure import measure_on_device
 from squeezeflow.stages.base import Stage, StageContext, register_stage, stage_name
 from squeezeflow.targets import TargetProfile
@@ -32,7 +32,7 @@ def measure_target(target: TargetProfile, model: Path, x: np.ndarray, y: np.ndar
                f"(device.token_env of target {target.name})")
         return {"error": why, "transient": why}
     return measure_remote(target.device.agent, token, model, x, y, target.measure, target.runtime, reference,
-                          target.device.timeout_s)
+                          target.device.timeout_s, target.device.ca_file)
 
 
 def run(ctx: StageContext) -> dict:

@@ -13,7 +13,7 @@ import torch
 
 from squeezeflow.export import export_onnx, onnx_logits
 from squeezeflow.models import ModelSpec, build_model
-from squeezeflow.runtimes.agent import measure_remote
+from squeezeflow.runtimes.agent_client import measure_remote
 from squeezeflow.runtimes.measure import MeasureSpec, measure_on_device
 from squeezeflow.stages.validate import measure_target
 from squeezeflow.targets import TargetProfile
@@ -33,7 +33,7 @@ def model(tmp_path_factory):
     return path, x, y
 
 
-def start_agent(tmp_path, *extra):
+def start_agent(tmp_path, *extra, pattern="http"):
     (tmp_path / "token").write_text(TOKEN + "\n")
     proc = subprocess.Popen([sys.executable, "-m", "squeezeflow.runtimes.agent", "--port", "0", "--token-file",
                              str(tmp_path / "token"), "--dir", str(tmp_path / "agent"), *extra],
@@ -41,8 +41,9 @@ def start_agent(tmp_path, *extra):
     deadline = time.time() + 60
     while time.time() < deadline:
         line = proc.stderr.readline()
-        found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+        found = re.search(rf"listening on ({pattern}://127\.0\.0\.1:\d+)", line)
         if found:
+            proc.url = found[1]
             return proc, found[1]
         if proc.poll() is not None:
             break
@@ -188,3 +189,134 @@ def test_a_service_that_is_not_the_agent_is_an_error_not_a_crash(model):
     out = measure_remote(f"http://127.0.0.1:{server.getsockname()[1]}", TOKEN, path, x, y, SPEC, timeout_s=10)
     server.close()
     assert "is unreachable or did not answer" in out["error"] or "closed the connection" in out["error"]
+
+
+# --- the agent holds its own limits ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def strict_agent(tmp_path_factory):
+    """An agent with small caps, a 2 s request deadline and room for two connections; one folder a killed agent
+    left behind is there when it starts."""
+    tmp = tmp_path_factory.mktemp("strict")
+    (tmp / "agent" / "model-leftover").mkdir(parents=True)
+    (tmp / "agent" / "model-leftover" / "model.onnx").write_bytes(b"x" * 100)
+    proc, url = start_agent(tmp, "--memory-limit-mb", "768", "--max-timeout-s", "60", "--max-iterations", "40",
+                            "--max-batch", "32", "--max-warmup", "3", "--request-deadline-s", "2",
+                            "--max-connections", "2")
+    yield url, tmp / "agent"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_the_agents_caps_clip_what_a_client_asks(strict_agent, model):
+    url, folder = strict_agent
+    path, x, y = model
+    assert list(folder.iterdir()) == []  # the killed agent's folder was removed at start
+    greedy = MeasureSpec(iterations=500_000, warmup=10_000, throughput_batch=4096, batch_sizes=(8, 4096),
+                         timeout_s=86_400, memory_limit_mb=None)
+    out = measure_remote(url, TOKEN, path, x, y, greedy)
+    assert "accuracy" in out, out
+    assert out["agent_limits"] == {"memory_limit_mb": [None, 768], "timeout_s": [86_400.0, 60.0],
+                                   "iterations": [500_000, 40], "warmup": [10_000, 3],
+                                   "throughput_batch": [4096, 32], "batch_sizes": [[8, 4096], [8, 32]]}
+    assert "latency_p95_ms_b32" in out and "latency_p95_ms_b4096" not in out
+
+
+@pytest.mark.parametrize("runtime, option", [("openvino", "CACHE_DIR"), ("onnxruntime", "session.save_model_format"),
+                                             ("onnxruntime", "ep.context_file_path")])
+def test_runtime_options_outside_the_allow_list_are_refused(strict_agent, model, runtime, option):
+    url, folder = strict_agent
+    path, x, y = model
+    out = measure_remote(url, TOKEN, path, x, y, SPEC.model_copy(update={"session_options": {option: "/tmp/x"}}),
+                         runtime=runtime)
+    assert "HTTP 400" in out["error"] and option in out["error"] and out["transient"]
+    assert list(folder.iterdir()) == []
+
+
+def test_a_slow_client_is_dropped_at_the_deadline_and_connections_are_capped(strict_agent):
+    import socket
+
+    url, _ = strict_agent
+    host, port = url.removeprefix("http://").split(":")
+    slow = [socket.create_connection((host, int(port)), timeout=10) for _ in range(2)]  # both slots taken
+    time.sleep(0.3)
+    third = socket.create_connection((host, int(port)), timeout=10)
+    assert third.recv(100).startswith(b"HTTP/1.1 503")  # over the cap: answered at once, closed
+    t0 = time.monotonic()
+    dropped = None
+    for byte in b"POST /measure HTTP/1.1\r\n" * 4:  # one byte every 0.25 s: never a stall long enough to time out
+        try:
+            slow[0].sendall(bytes([byte]))
+        except OSError:
+            dropped = time.monotonic() - t0
+            break
+        time.sleep(0.25)
+    assert dropped is not None and dropped < 6, dropped  # the 2 s deadline for the whole request, not 30 s a stall
+    for s in slow:
+        s.close()
+    time.sleep(0.5)
+    status, _ = _get_health(url)
+    assert status == 200  # the slots came back
+
+
+def _get_health(url):
+    conn = http.client.HTTPConnection(url.removeprefix("http://"), timeout=10)
+    conn.request("GET", "/health", headers={"Authorization": f"Bearer {TOKEN}"})
+    resp = conn.getresponse()
+    return resp.status, json.loads(resp.read())
+
+
+def _self_signed(tmp_path):
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "squeezeflow test agent")])
+    now = datetime.datetime.now(datetime.UTC)
+    import ipaddress
+
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                         serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    return tmp_path / "cert.pem", tmp_path / "key.pem"
+
+
+def test_https_with_a_verifying_client(tmp_path, model):
+    path, x, y = model
+    cert, key = _self_signed(tmp_path)
+    proc, _ = start_agent(tmp_path, "--tls-cert", str(cert), "--tls-key", str(key), pattern="https")
+    try:
+        url = proc.url
+        out = measure_remote(url, TOKEN, path, x, y, SPEC, ca_file=cert)
+        assert "accuracy" in out and out["device_agent"].startswith("https://"), out
+        refused = measure_remote(url, TOKEN, path, x, y, SPEC)  # no CA file: the self-signed agent is not trusted
+        assert "CERTIFICATE_VERIFY_FAILED" in refused["error"] and refused["transient"]
+        clear = measure_remote(url.replace("https://", "http://"), TOKEN, path, x, y, SPEC, timeout_s=10)
+        assert "accuracy" not in clear and clear["transient"]  # no plain-HTTP fallback
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_a_token_never_goes_to_another_machine_in_clear():
+    from pydantic import ValidationError
+
+    from squeezeflow.targets import DeviceSpec
+
+    assert DeviceSpec(agent="http://127.0.0.1:8765").agent  # this machine: fine
+    with pytest.raises(ValidationError, match="plain http would send the token in clear"):
+        DeviceSpec(agent="http://board.local:8765")
+    assert DeviceSpec(agent="http://board.local:8765", insecure_http=True).insecure_http
+    assert DeviceSpec(agent="https://board.local:8765", ca_file="ca.pem").ca_file == "ca.pem"
