@@ -156,6 +156,25 @@ def cmd_dvc_yaml(args) -> int:
     return 0
 
 
+def cmd_gc(args) -> int:
+    from pipelines.runner import hold_workspace
+    from squeezeflow.errors import SqueezeflowInputError
+    from squeezeflow.lifecycle import Lifecycle
+    from squeezeflow.workspace import Workspace
+
+    ws = Workspace(Path(args.root).resolve())
+    lc = Lifecycle(ws)
+    try:
+        with hold_workspace(ws, "squeezeflow gc"):
+            removed = lc.collect_garbage(args.keep, args.dry_run)
+    except SqueezeflowInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for line in removed.lines(args.dry_run):
+        print(f"gc: {line}")
+    return 0
+
+
 def cmd_lineage(args) -> int:
     import json
 
@@ -195,7 +214,9 @@ def cmd_ui(args) -> int:
         db = root / ".squeezeflow" / "mlflow.db"
         argv = [str(bin_dir / "mlflow"), "ui", "--backend-store-uri", os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{db}"),
                 "--host", args.host, "--port", str(args.port or 5000), "--workers", "1"]
-    print("$ " + " ".join(argv), flush=True)
+    from squeezeflow.redact import redact
+
+    print("$ " + " ".join(redact(a) for a in argv), flush=True)  # a tracking URI's password is not shown
     os.chdir(root)
     os.execv(argv[0], argv)
 
@@ -257,6 +278,12 @@ def parser() -> argparse.ArgumentParser:
                      ".squeezeflow/)")
     lin.add_argument("--ui-url", default="http://127.0.0.1:5000", help="MLflow UI base of the links (./sf ui mlflow)")
     lin.set_defaults(fn=cmd_lineage)
+    g = sub.add_parser("gc", help="retention: delete old registered versions nobody can deploy again and DVC "
+                       "objects nothing names (never the champion, the challenger or an earlier champion)")
+    g.add_argument("--keep", type=int, help="newest versions kept per model (default: params.yaml "
+                   "retention.keep_versions)")
+    g.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    g.set_defaults(fn=cmd_gc)
     u = sub.add_parser("ui", help="open the Dagster or MLflow UI on this workspace")
     u.add_argument("which", choices=["dagster", "mlflow"])
     u.add_argument("--host", default="127.0.0.1")

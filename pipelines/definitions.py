@@ -10,7 +10,8 @@ from assets import lifecycle_assets
 from pipelines.jobs import lifecycle_job, sweep_job
 from pipelines.promotion import promote, rollback
 from pipelines.resources import SqueezeflowResource
-from pipelines.schedules import weekly_retrain
+from pipelines.retention import gc
+from pipelines.schedules import weekly_gc, weekly_retrain
 from squeezeflow.workspace import Workspace
 
 
@@ -19,8 +20,8 @@ def build_definitions(root: Path | str | None = None, **resource_config) -> Defi
     ws = Workspace(root)
     return Definitions(
         assets=lifecycle_assets(ws),
-        jobs=[lifecycle_job, sweep_job, promote, rollback],
-        schedules=[weekly_retrain],
+        jobs=[lifecycle_job, sweep_job, promote, rollback, gc],
+        schedules=[weekly_retrain, weekly_gc],
         # Also for materializations launched from the asset graph: one process per run holds the workspace lock.
         executor=in_process_executor,
         resources={"squeezeflow": SqueezeflowResource(root=str(ws.root), **resource_config)},

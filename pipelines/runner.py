@@ -51,6 +51,21 @@ def _promotions(result) -> dict[str, dict]:
     return out
 
 
+def resource_config(ws: Workspace, overrides: list[str], tracking_uri: str | None) -> dict:
+    """The squeezeflow resource's run config. A tracking URI with credentials never goes into it (Dagster stores
+    run config and shows it in the UI): it reaches the run through this process's environment instead."""
+    import os
+
+    from squeezeflow.redact import has_credentials
+
+    resource = {"root": str(ws.root), "overrides": overrides}
+    if tracking_uri and has_credentials(tracking_uri):
+        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+    elif tracking_uri:
+        resource["tracking_uri"] = tracking_uri
+    return resource
+
+
 def hold_workspace(ws: Workspace, command: str):
     from squeezeflow.runlock import workspace_lock
 
@@ -100,9 +115,7 @@ def run_lifecycle(ws: Workspace, overrides: list[str], targets: list[str], track
     """Exit code: see `exit_code`; `named`: the user chose these targets by name."""
     from pipelines.definitions import build_definitions
 
-    resource = {"root": str(ws.root), "overrides": overrides}
-    if tracking_uri:
-        resource["tracking_uri"] = tracking_uri
+    resource = resource_config(ws, overrides, tracking_uri)
     job = build_definitions(ws.root).resolve_job_def("lifecycle")
     run_config = _run_config(resource, verbose)
     print(f"squeezeflow: lifecycle on {ws.root} (targets: {', '.join(targets)})", flush=True)
@@ -159,8 +172,7 @@ def run_sweep(ws: Workspace, overrides: list[str], tracking_uri: str | None = No
     from pipelines.definitions import build_definitions
     from squeezeflow.io import read_json
 
-    resource = {"root": str(ws.root), "overrides": overrides,
-                **({"tracking_uri": tracking_uri} if tracking_uri else {})}
+    resource = resource_config(ws, overrides, tracking_uri)
     job = build_definitions(ws.root).resolve_job_def("sweep")
     run_config = _run_config(resource, verbose)
     print(f"squeezeflow: Pareto sweep on {ws.root}", flush=True)

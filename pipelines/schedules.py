@@ -5,6 +5,7 @@ from datetime import UTC
 from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, schedule
 
 from pipelines.jobs import lifecycle_job
+from pipelines.retention import gc
 
 SCHEDULE_TRIGGER_TAG = "squeezeflow/trigger"
 
@@ -30,3 +31,19 @@ def weekly_retrain(context: ScheduleEvaluationContext) -> RunRequest:
     if when:
         tags["squeezeflow/scheduled_for"] = when.isoformat()
     return RunRequest(run_key=run_key, run_config=run_config, tags=tags)
+
+
+# Retention after the retrain: params.yaml `retention:` says what to keep. Stopped by default, like the retrain.
+@schedule(
+    name="weekly_gc",
+    job=gc,
+    cron_schedule="0 6 * * 1",
+    execution_timezone="UTC",
+    default_status=DefaultScheduleStatus.STOPPED,
+    description="Every Monday 06:00 UTC: old versions and unreferenced DVC objects removed (params.yaml retention).",
+)
+def weekly_gc(context: ScheduleEvaluationContext) -> RunRequest:
+    when = context.scheduled_execution_time
+    return RunRequest(run_key=f"weekly_gc:{when:%Y-%m-%dT%H:%M}" if when else None,
+                      run_config={"ops": {"collect_garbage": {"config": {}}}},
+                      tags={SCHEDULE_TRIGGER_TAG: "schedule"})

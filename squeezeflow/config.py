@@ -317,6 +317,16 @@ class NotifyParams(Strict):
                                     "a link to the run in each message (e.g. http://dagster.internal:3000)")
 
 
+class RetentionParams(Strict):
+    """What `squeezeflow gc` and the `gc` job keep. Never deleted whatever these say: the champion, the challenger,
+    every earlier champion (a rollback can reach it) and anything the workspace's dvc.lock names."""
+
+    keep_versions: int = Field(10, ge=0, description="the newest registered versions kept per model, besides the "
+                               "champion, the challenger and earlier champions")
+    remote: bool = Field(True, description="also sweep the default DVC remote when it is a folder on this machine "
+                         "(a cloud bucket's retention is its own policy)")
+
+
 class Params(Strict):
     seed: int = Field(0, ge=0, description="every random choice: the splits, initial weights, batch order")
     dataset: DatasetParams = DatasetParams()
@@ -328,6 +338,7 @@ class Params(Strict):
     registry: RegistryParams = RegistryParams()
     machine: MachineParams = MachineParams()
     notify: NotifyParams = NotifyParams()
+    retention: RetentionParams = RetentionParams()
 
 
 def anchored(params: Params, root: Path) -> Params:

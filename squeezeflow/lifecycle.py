@@ -532,6 +532,29 @@ class Lifecycle:
                 notes.append(f"{mv.name} v{mv.version}: its interrupted promotion finished: {done[1]}")
         return notes
 
+    def collect_garbage(self, keep: int | None = None, dry_run: bool = False):
+        """Retention (squeezeflow.retention): old versions nobody can deploy again and DVC objects nothing names.
+        `keep`: the newest versions kept per model (default: params.yaml retention.keep_versions)."""
+        from squeezeflow.retention import collect
+
+        retention = self.params.retention
+        stores = self.dvc.object_stores()
+        if not retention.remote:
+            stores.pop("DVC remote", None)
+        outs = {o["md5"] for entry in self.dvc.lock().values() for o in entry.get("outs", []) if o.get("md5")}
+        removed = collect(self.tracker, self.params.registry.model_prefix,
+                          retention.keep_versions if keep is None else keep, stores, outs, self.registry_lock, dry_run)
+        uri = self.tracker.tracking_uri
+        if uri.startswith("sqlite:///") and removed.versions and not dry_run:
+            import sqlite3
+
+            try:  # SQLite keeps the pages of deleted rows until VACUUM
+                with sqlite3.connect(uri.removeprefix("sqlite:///"), timeout=30) as db:
+                    db.execute("VACUUM")
+            except sqlite3.Error as exc:
+                print(f"warning: the MLflow database was not compacted: {exc}", file=sys.stderr)
+        return removed
+
     def publish_card(self, model_name: str, version: str) -> tuple[str, str]:
         """The version's model card, (re)written from the store: its Markdown and artifact URI."""
         from squeezeflow.tracking.model_card import publish

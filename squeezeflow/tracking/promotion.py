@@ -217,7 +217,9 @@ def release(tracker: Tracker, model_name: str, version: str, policy: str, lock_p
         current = champion(tracker, model_name)
         previous = str(current.version) if current is not None else None
         now, compared = _v(previous), mv.tags.get(T + "gate_champion", "none")
-        if policy == "manual":
+        if previous == version:  # its move finished before the kill that stopped this step: only the mark is left
+            alias, note = CHAMPION, "champion"
+        elif policy == "manual":
             alias, note = CHALLENGER, "waits for a person (promotion: manual)"
         elif now != compared:
             alias, note = CHALLENGER, (f"not made champion: the champion is {now}, but its gate compared it with "

@@ -78,6 +78,19 @@ class DvcStore:
                     faults.point("dvc-pushing", stage)
             return len(missing)
 
+    def object_stores(self) -> dict[str, Path]:
+        """The object folders on this machine: the cache, and the default remote when it is a local folder (a
+        cloud remote's retention is its own bucket policy)."""
+        with self._repo() as repo:
+            stores = {"DVC cache": Path(repo.cache.local.path)}
+            try:
+                remote = repo.cloud.get_remote_odb(None, "push")
+            except Exception:  # noqa: BLE001 - no remote configured
+                return stores
+            if remote.fs.protocol in ("local", "file"):
+                stores["DVC remote"] = Path(remote.path)
+            return stores
+
     def missing_on_remote(self, stage: str) -> list[str]:
         """The objects of the stage's recorded outputs that the remote does not hold (asked of the remote)."""
         with self._repo() as repo:

@@ -1,7 +1,7 @@
 """Crash consistency: the real CLI process is killed with SIGKILL at each side effect (squeezeflow/faults.py), and
 the next run leaves a consistent state: aliases match the promotion history, no passed version is stranded,
 dvc.lock matches the workspace, the remote holds every output a registered version's lineage names, and the exit
-code is true to the state. Slow: about ten small runs."""
+code is true to the state. Slow: eight small runs."""
 
 import json
 import signal
@@ -67,29 +67,31 @@ def assert_consistent(root) -> None:
                 assert remote_has(remote, md5), f"v{v.version}'s {key} = {md5} is not on the remote"
 
 
-def test_stage_side_effects_killed_then_recovered(ws):
-    base, root = ws
-    assert run(ws, 1)[0] == 0  # the first champion
-    rc, out = run(ws, 2, "dvc-pushing@teacher")  # part of the new teacher on the remote
-    assert rc == -signal.SIGKILL, out[-2000:]
-    rc, out = run(ws, 2, "stage-aside@validate-cpu-fp32")  # the old validation moved aside, the new not in place
-    assert rc == -signal.SIGKILL, out[-2000:]
-    rc, out = run(ws, 2)
-    assert rc == 0, out[-3000:]
-    assert "recovered:" in out and "(put back)" in out  # the complete output that was aside came back first
-    assert_consistent(root)
-
-
-@pytest.mark.parametrize("seed, fault", [(3, "version-created"), (4, "history-pending"), (5, "alias-moved"),
-                                         (6, "history-done")])
-def test_registry_side_effects_killed_then_recovered(ws, seed, fault):
-    _, root = ws
+def killed(ws, seed: int, fault: str) -> str:
     rc, out = run(ws, seed, fault)
     assert rc == -signal.SIGKILL, out[-2000:]
-    rc, out = run(ws, seed)  # the same run again: it recovers, then finds its build registered
-    assert rc == 0, out[-3000:]
+    return out
+
+
+def test_killed_at_every_side_effect_then_recovered(ws):
+    """One chain: each run recovers what the previous kill left, then is killed at the next side effect itself
+    (some of them inside the recovery), and a last run without a fault leaves a consistent state."""
+    _, root = ws
+    assert run(ws, 1)[0] == 0  # the first champion
+    killed(ws, 2, "dvc-pushing@teacher")  # part of the new teacher's files on the remote
+    out = killed(ws, 2, "stage-aside@validate-cpu-fp32")  # the old validation moved aside, the new one not in place
     assert "recovered:" in out
+    out = killed(ws, 2, "version-created")  # registered with its verdict, its promotion step not run
+    assert "(put back)" in out  # the complete output that was aside came back first
+    killed(ws, 2, "history-pending")  # recovery releases it: the move recorded, the alias not moved
+    killed(ws, 2, "alias-moved")  # recovery abandons that move and releases again: killed after the alias moved
+    killed(ws, 3, "history-done")  # recovery finishes the move; a new candidate is moved, its release not marked
+    rc, out = run(ws, 3)
+    assert rc == 0, out[-3000:]
+    assert "recovered:" in out and "its interrupted promotion finished: champion" in out
     assert_consistent(root)
     tracker = Tracker(f"sqlite:///{root / '.squeezeflow' / 'mlflow.db'}")
     newest = max(tracker.client.search_model_versions(f"name = '{MODEL}'"), key=lambda v: int(v.version))
     assert tracker.client.get_model_version_by_alias(MODEL, "champion").version == newest.version
+    moves = [r.version for r in history(tracker, MODEL)]
+    assert moves == ["1", "2", "3"] and len(history(tracker, MODEL, ("abandoned",))) == 1

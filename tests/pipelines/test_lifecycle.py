@@ -436,6 +436,40 @@ def test_promotion_jobs_refuse_force_and_roll_back(first_run):
     assert champion(type("T", (), {"client": c})(), name).version == before
 
 
+def test_gc_from_its_job_keeps_what_can_be_deployed_and_what_the_workspace_needs(first_run):
+    """The `gc` job on the registry the runs above filled: failed and superseded versions go with their model files
+    and their DVC objects; the champion, every earlier champion, dvc.lock's outputs and a warm rerun stay."""
+    from pipelines.definitions import build_definitions
+    from squeezeflow.tracking.promotion import history
+
+    ws, _, _ = first_run
+    c = client(ws)
+    name = "squeezeflow-digits-cpu-fp32"
+    tracker = type("T", (), {"client": c})()
+    before = {str(v.version): v for v in c.search_model_versions(f"name = '{name}'")}
+    chain = {r.version for r in history(tracker, name)} | {r.previous for r in history(tracker, name) if r.previous}
+    champ = str(champion(tracker, name).version)
+    doomed = {v for v, mv in before.items() if v not in chain and v != champ} - {max(before, key=int)}
+    assert doomed and any(before[v].tags["squeezeflow.gate"] == "failed" for v in doomed)
+    cache = ws.root / ".dvc" / "cache" / "files" / "md5"
+    objects = sum(1 for p in cache.rglob("*") if p.is_file())
+    lc = Lifecycle(Workspace(ws.root))
+    current = [stage for stage in lc.dvc.lock() if stage in lc.ws.stages and lc.dvc.up_to_date(stage)]
+    with DagsterInstance.get() as instance:
+        result = build_definitions(ws.root).resolve_job_def("gc").execute_in_process(
+            run_config={"ops": {"collect_garbage": {"config": {"keep_versions": 1}}},
+                        "resources": {"squeezeflow": {"config": {"root": str(ws.root)}}}}, instance=instance)
+        logged = [e.user_message for e in instance.all_logs(result.run_id) if "gc: removed" in e.user_message]
+    assert result.success and f"removed {len(doomed)} model version(s)" in logged[0], logged
+    after = {str(v.version) for v in c.search_model_versions(f"name = '{name}'")}
+    assert after == set(before) - doomed and str(champion(tracker, name).version) == champ
+    assert sum(1 for p in cache.rglob("*") if p.is_file()) < objects
+    assert [stage for stage in current if not lc.dvc.up_to_date(stage)] == []  # nothing the workspace names went
+    trained = (ws.stage_dir("teacher") / "model.pt").stat().st_mtime
+    assert run_lifecycle(Workspace(ws.root), [], ["cpu-fp32"]) in (0, 3)  # and a warm run still reuses it all
+    assert (ws.stage_dir("teacher") / "model.pt").stat().st_mtime == trained
+
+
 def test_a_bad_dataset_is_blocked_before_training(env, webhook):
     root = make_workspace(env / "bad")
     from sklearn.datasets import load_digits

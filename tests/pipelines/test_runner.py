@@ -21,3 +21,22 @@ def test_a_failed_gate_or_missing_promotion_is_3_and_an_error_is_1():
     assert exit_code({"cpu": OK}, set(), ["cpu"], named=False, failed=False) == 3  # gated but never promoted
     assert exit_code({}, set(), ["cpu"], named=False, failed=False) == 3  # never gated
     assert exit_code({"cpu": OK}, {"cpu"}, ["cpu"], named=False, failed=True) == 1
+
+
+def test_a_tracking_uri_with_credentials_stays_out_of_the_run_config(tmp_path, monkeypatch):
+    """Dagster stores a run's config and shows it in the UI: the password goes through the environment."""
+    import json
+
+    from pipelines.runner import resource_config
+    from squeezeflow.workspace import Workspace
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    ws = Workspace(tmp_path)
+    secret = "postgresql://mlflow:s3cr3t@db:5432/mlflow"
+    config = resource_config(ws, ["seed=1"], secret)
+    assert "s3cr3t" not in json.dumps(config) and "tracking_uri" not in config
+    import os
+
+    assert os.environ["MLFLOW_TRACKING_URI"] == secret  # the run's resource reads it from there
+    plain = "http://127.0.0.1:5000"
+    assert resource_config(ws, [], plain)["tracking_uri"] == plain

@@ -11,14 +11,14 @@ PACKAGE = Path(__file__).resolve().parents[2] / "squeezeflow"
 
 # Lowest first. A unit may import only units of its own or a lower layer.
 LAYERS = [
-    {"errors", "naming", "io", "stats", "onnxio", "imports", "rows", "faults"},
+    {"errors", "naming", "io", "stats", "onnxio", "imports", "rows", "faults", "redact"},
     {"config"},
     {"data", "models"},
     {"training"},
     {"compression", "export"},
     {"runtimes"},
     {"targets"},
-    {"gates", "tracking", "evaluate", "sweep", "selection", "yaml_schemas", "notify"},
+    {"gates", "tracking", "evaluate", "sweep", "selection", "yaml_schemas", "notify", "retention"},
     {"stages"},
     {"versioning"},
     {"workspace", "runlock"},
