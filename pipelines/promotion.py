@@ -63,13 +63,20 @@ def _refused(exc: Exception) -> Failure:
     return Failure(description=f"not promoted: {exc}")
 
 
-@op(description="Point the champion alias at a version (refused if its gate failed or is missing, unless forced).")
+@op(description="Point the champion alias at a version (refused if its gate failed or is missing, or if it is worse "
+    "than today's champion on today's test split, unless forced).")
 def promote_version(context: OpExecutionContext, config: PromoteConfig, squeezeflow: SqueezeflowResource) -> None:
     try:
         record = squeezeflow.registry.promote(config.target or None, config.model_name or None, config.version,
                                               config.promoted_by, config.reason, config.force, context.run_id)
     except (PromotionRefused, SqueezeflowInputError) as exc:
         raise _refused(exc) from None
+    from squeezeflow.lifecycle import COMPARISON_TAG
+    from squeezeflow.tracking import get_version
+
+    shown = get_version(squeezeflow.lifecycle.tracker, record.model_name, record.version).tags.get(COMPARISON_TAG)
+    if shown:
+        context.log.info(f"[squeezeflow] compared: {shown}")
     _materialize(context, squeezeflow, config, record)
 
 

@@ -588,6 +588,9 @@ def safe_name(name: str) -> str:
     return cleaned or "dataset"
 
 
+COMPARISON_TAG = "squeezeflow.promotion_comparison"  # what a person's promotion was compared with
+
+
 def _person_tags(run_key: str) -> dict[str, str]:
     return {"squeezeflow.dagster_run_id": run_key}
 
@@ -613,8 +616,55 @@ class Registry:
         from squeezeflow.tracking.promotion import promote_version
 
         name = self.model_name(target, model_name)
-        return self._carded(promote_version(self.lc.tracker, name, version, promoted_by, reason,
-                                            self.lc.registry_lock, force=force, tags=_person_tags(run_key)))
+        shown, worse = self.compare_with_champion(name, str(version).strip(), force)
+        record = promote_version(self.lc.tracker, name, version, promoted_by, reason, self.lc.registry_lock,
+                                 force=force, tags={**_person_tags(run_key),
+                                                    **({COMPARISON_TAG: shown[:5000]} if shown else {})},
+                                 forced_past=shown if worse else "")
+        if shown:
+            self.lc.tracker.client.set_model_version_tag(name, record.version, COMPARISON_TAG, shown[:5000])
+        return self._carded(record)
+
+    def compare_with_champion(self, name: str, version: str, force: bool) -> tuple[str, bool]:
+        """A version gated against another champion (or none), promoted by a person: compared with today's
+        champion on the workspace's test split, in the target's constrained process, as the gate would. Worse (or
+        not comparable) needs `force`. Returns what the comparison showed ('' when the version's own gate already
+        compared it with today's champion) and whether it was worse (or not comparable)."""
+        import tempfile
+
+        from squeezeflow.gates.compare import compare_isolated, regression_checks
+        from squeezeflow.tracking import registry
+        from squeezeflow.tracking.promotion import PromotionRefused
+
+        mv, current = registry.get_version(self.lc.tracker, name, version), registry.champion(self.lc.tracker, name)
+        if mv is None or current is None or str(current.version) == version \
+                or mv.tags.get("squeezeflow.gate_champion") == f"v{current.version}":
+            return "", False
+        target = mv.tags.get(registry.TARGET_TAG, "")
+        try:
+            profile = self.lc.ws.targets[target]
+            splits = Splits.load(self.lc.ws.stage_dir("dataset"), self.lc.params.machine.data_memory_mb)
+            with tempfile.TemporaryDirectory(prefix=".champion.", dir=self.lc.ws.state_dir) as tmp:
+                ours = registry.download_onnx(self.lc.tracker, name, version, Path(tmp) / "candidate.onnx")
+                theirs = registry.download_onnx(self.lc.tracker, name, current.version, Path(tmp) / "champion.onnx")
+                comparison = compare_isolated(theirs, ours, splits.x["test"], splits.y["test"], profile.measure,
+                                              profile.regression, runtime=profile.runtime)
+            if "error" in comparison:
+                raise RuntimeError(comparison["error"])
+        except Exception as exc:  # noqa: BLE001 - not comparable: fail closed unless forced
+            shown = f"v{version} could not be compared with champion v{current.version}: {type(exc).__name__}: {exc}"
+            if not force:
+                raise PromotionRefused(f"{name}: field 'version' = {version!r}: {shown}; set force: true with a "
+                                       "reason to promote it anyway") from None
+            return shown, True
+        checks = regression_checks(comparison, profile.regression)
+        shown = f"v{version} vs champion v{current.version} on today's test split: " + "; ".join(
+            c["message"] for c in checks)
+        worse = not all(c["passed"] for c in checks)
+        if worse and not force:
+            raise PromotionRefused(f"{name}: field 'version' = {version!r}: {shown}; set force: true with a reason "
+                                   "to promote it anyway")
+        return shown, worse
 
     def rollback(self, target: str | None, model_name: str | None, promoted_by: str, reason: str, run_key: str):
         from squeezeflow.tracking.promotion import rollback

@@ -119,9 +119,10 @@ _ANY = object()
 
 def promote_version(tracker: Tracker, model_name: str, version: str | int, promoted_by: str, reason: str,
                     lock_path: Path, force: bool = False, action: str = "promote",
-                    tags: dict[str, str] | None = None, expect=_ANY) -> PromotionRecord:
+                    tags: dict[str, str] | None = None, expect=_ANY, forced_past: str = "") -> PromotionRecord:
     """Point `champion` at `version`. Refuses a version whose gate failed or is missing unless forced with a reason.
-    With `expect` (a version, or None for no champion): only if the champion is still that one (ChampionMoved)."""
+    With `expect` (a version, or None for no champion): only if the champion is still that one (ChampionMoved).
+    `forced_past`: what else `force` overrode (a worse comparison with today's champion): recorded as forced."""
     version = str(version).strip()
     for field, value in (("promoted_by", promoted_by), ("reason", reason)):
         if not str(value or "").strip():
@@ -139,7 +140,7 @@ def promote_version(tracker: Tracker, model_name: str, version: str | int, promo
         if now == str(mv.version):
             raise PromotionRefused(f"{model_name}: field 'version' = {version!r}: already the champion")
         return _move_champion(tracker, model_name, str(mv.version), now, action, promoted_by, reason,
-                              force and mv.tags.get(GATE_TAG) != "passed", tags or {})
+                              force and (mv.tags.get(GATE_TAG) != "passed" or bool(forced_past)), tags or {})
 
 
 def _v(version: str | None) -> str:

@@ -60,3 +60,54 @@ def test_a_data_file_changed_in_place_is_loaded_again(workspace, digits_npz):
     np.savez(digits_npz, x=d["x"][100:], y=d["y"][100:])  # same name, same params, other content
     assert dataset_reused("r3") is False
     assert (workspace / "artifacts" / "dataset" / "metrics.json").read_text().count('"samples": 1697') == 1
+
+
+def test_a_person_promoting_an_older_version_sees_it_compared_with_todays_champion(workspace):
+    """A version gated against an earlier champion (or none) is compared with today's champion when a person
+    promotes it: worse needs force, and the comparison is recorded on the version either way."""
+    import numpy as np
+    import pytest
+    import torch
+
+    from squeezeflow.data import Splits
+    from squeezeflow.export import export_onnx
+    from squeezeflow.lifecycle import COMPARISON_TAG, Registry
+    from squeezeflow.models import ModelSpec, build_model
+    from squeezeflow.tracking import get_version
+    from squeezeflow.tracking.promotion import PromotionRefused, promote_version
+    from squeezeflow.tracking.registry import register
+
+    lc = Lifecycle(Workspace(workspace), push=False)
+    lc.run_stage("dataset", "r1")
+    splits = Splits.load(lc.ws.stage_dir("dataset"))
+    x, y = torch.as_tensor(np.asarray(splits.x["train"])), torch.as_tensor(np.asarray(splits.y["train"]))
+    name = lc.model_name("cpu-fp32")
+
+    def version(steps: int) -> str:
+        torch.manual_seed(0)
+        model = build_model(ModelSpec("mlp", tuple(x.shape[1:]), 10, (32,)))
+        opt = torch.optim.Adam(model.parameters(), 1e-2)
+        for _ in range(steps):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+        path = workspace / f"m{steps}.onnx"
+        export_onnx(model.eval(), tuple(x.shape[1:]), path, 17, exporter="torchscript")
+        run = lc.tracker.stage_run(lc.parent_run("r1"), "r1", "gate", {}, {})
+        return str(register(lc.tracker, run, name, path, np.asarray(splits.x["val"][:4]),
+                            {"squeezeflow.gate": "passed", "squeezeflow.target": "cpu-fp32",
+                             "squeezeflow.gate_champion": "none"}).version)
+
+    untrained, trained = version(0), version(150)
+    promote_version(lc.tracker, name, trained, "ci", "the trained one", lc.registry_lock)
+    people = Registry(lc)
+    with pytest.raises(PromotionRefused, match=f"v{untrained} vs champion v{trained} on today's test split: "
+                                               "accuracy vs champion .* not shown to be no worse.*set force: true"):
+        people.promote("cpu-fp32", None, untrained, "alice", "try", False, "r2")
+    record = people.promote("cpu-fp32", None, untrained, "alice", "demo of the untrained model", True, "r3")
+    assert record.version == untrained and record.forced  # its gate passed, but it was forced past the comparison
+    shown = get_version(lc.tracker, name, untrained).tags[COMPARISON_TAG]
+    assert shown.startswith(f"v{untrained} vs champion v{trained}") and "not shown to be no worse" in shown
+    # the better one back: it is compared too, and passes without force
+    assert people.promote("cpu-fp32", None, trained, "bob", "back to the trained one", False, "r4").version == trained
+    assert "shown to be no worse" in get_version(lc.tracker, name, trained).tags[COMPARISON_TAG]
