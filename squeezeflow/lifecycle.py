@@ -25,7 +25,7 @@ from squeezeflow.data import Splits
 from squeezeflow.errors import SqueezeflowInputError, TransientError
 from squeezeflow.gates import GateVerdict, evaluate_gate, failed_reasons
 from squeezeflow.io import atomic_dir, read_json, sha256_file, sha256_tree, write_json, write_text
-from squeezeflow.runtimes.engines import engine_config
+from squeezeflow.runtimes.engines import companion_files, engine_config
 from squeezeflow.runtimes.measure import mlflow_session_options
 from squeezeflow.stages import Verdict, stage_name
 from squeezeflow.stats import resolution_warning
@@ -405,6 +405,7 @@ class Lifecycle:
                 "squeezeflow.runtime": profile.runtime,
                 "squeezeflow.runtime_config": json.dumps(engine_config(profile.runtime, profile.measure.threads,
                                                                        profile.measure.session_options)),
+                "squeezeflow.build_config": json.dumps(profile.build.model_dump(mode="json"), sort_keys=True),
                 "squeezeflow.gate_run_id": gate_run, "squeezeflow.gate_report": f"runs:/{gate_run}/gate_report.md",
                 "squeezeflow.gate_champion": f"v{str(champ.version)}" if champ else "none"}
         short = {"data": lineage.get("squeezeflow.dvc.dataset", "")[:8], "recipe": selection["recipe"],
@@ -418,7 +419,8 @@ class Lifecycle:
                                    + (f" Validated with {profile.runtime}, loaded as the tag "
                                       "squeezeflow.runtime_config says (MLflow's pyfunc runs the file with ONNX "
                                       "Runtime)." if profile.runtime != "onnxruntime" else ""),
-                                   session_options=mlflow_session_options(profile.measure))
+                                   session_options=mlflow_session_options(profile.measure),
+                                   companions=companion_files(profile.runtime, build))
         except Exception:
             self.tracker.end(gate_run, failed=True)
             raise

@@ -5,8 +5,9 @@ here (a constrained process of its own per model, `measure_isolated`), returning
     python -m squeezeflow.runtimes.agent ...        (the same, on a device with only numpy, pydantic and the runtime)
 
 One endpoint, `POST /measure`, body: an .npz (no pickles) with `model` (the file's bytes as uint8), `x`, `y`,
-optionally `reference` (the reference model's predicted classes) and `request` (UTF-8 JSON: `spec`, the target's
-`measure:` section, and `runtime`). `GET /health` lists the runtimes available on the device. Every request needs
+optionally `reference` (the reference model's predicted classes), `companion<suffix>` (a file the runtime loads
+beside the model, such as TensorRT's `.plan`) and `request` (UTF-8 JSON: `spec`, the target's `measure:` section,
+and `runtime`). `GET /health` lists the runtimes available on the device. Every request needs
 `Authorization: Bearer <token>` (401 otherwise); a body over the size limit is refused before it is read (413).
 The agent holds its own limits (`Limits`): its caps clip what a client asks (memory, timeout, batch, iterations,
 warm-up), runtime options come from each engine's allow-list, a whole request must arrive by a deadline, and at
@@ -150,10 +151,28 @@ def measure_upload(folder: Path, upload: dict, limits: Limits = Limits()) -> dic
     runtime = str(request.get("runtime", "onnxruntime"))
     spec, clipped = clip_spec(spec, runtime, limits)
     with tempfile.TemporaryDirectory(dir=folder, prefix="model-") as tmp:
-        model = Path(tmp) / "model.onnx"
-        model.write_bytes(upload["model"].astype(np.uint8).tobytes())
+        model = write_upload(Path(tmp), upload, runtime)
+        received = sorted(p.name for p in Path(tmp).iterdir())
         result = measure_on_device(model, upload["x"], upload["y"], spec, runtime, upload.get("reference"))
-    return {**result, **({"agent_limits": clipped} if clipped else {})}
+    return {**result, "agent_files": received, **({"agent_limits": clipped} if clipped else {})}
+
+
+def write_upload(folder: Path, upload: dict, runtime: str) -> Path:
+    """The model as `model.onnx` in `folder`, and each `companion<suffix>` member (a TensorRT engine) beside it as
+    `model<suffix>`: only the suffixes the runtime's engine declares."""
+    from squeezeflow.runtimes.engines import ENGINES
+
+    model = folder / "model.onnx"
+    model.write_bytes(upload["model"].astype(np.uint8).tobytes())
+    allowed = ENGINES[runtime].companions if runtime in ENGINES else ()
+    for key, data in upload.items():
+        if key.startswith("companion"):
+            suffix = key.removeprefix("companion")
+            if suffix not in allowed:
+                raise AgentError(400, f"'{key}': {runtime} loads no such file beside its model (it loads: "
+                                      f"{', '.join('model' + a for a in allowed) or 'nothing'})")
+            model.with_suffix(suffix).write_bytes(data.astype(np.uint8).tobytes())
+    return model
 
 
 def make_handler(token: str, folder: Path, limits: Limits):

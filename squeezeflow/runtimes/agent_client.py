@@ -22,9 +22,14 @@ def measure_remote(url: str, token: str, model_path: Path, x: np.ndarray, y: np.
     `error`; anything that says nothing about the model (unreachable, refused, timed out) comes back as
     {"error": reason, "transient": reason}: not a verdict, so validation fails and nothing is registered."""
     request = json.dumps({"spec": spec.model_dump(mode="json"), "runtime": runtime}).encode()
+    from squeezeflow.runtimes.engines import companion_files
+
     buf = io.BytesIO()
+    companions = {f"companion{p.suffix}": np.frombuffer(p.read_bytes(), np.uint8)
+                  for p in companion_files(runtime, model_path)}  # e.g. the TensorRT engine the target runs
     np.savez(buf, model=np.frombuffer(Path(model_path).read_bytes(), np.uint8), x=x, y=y,
-             request=np.frombuffer(request, np.uint8), **({} if reference is None else {"reference": reference}))
+             request=np.frombuffer(request, np.uint8), **({} if reference is None else {"reference": reference}),
+             **companions)
     try:
         status, answer = _post(url, "/measure", buf.getvalue(), token, timeout_s, ca_file)
     except (OSError, ValueError, http.client.HTTPException) as exc:

@@ -24,6 +24,9 @@ class Engine:
     # The options a device agent accepts from a client (others are refused): ones that only tune how the model
     # runs. An option that names a path (a cache or dump folder) would let a client write outside the agent's folder.
     safe_options: ClassVar[frozenset[str]] = frozenset()
+    # Files the engine loads beside the model file (suffixes): registered with the version, downloaded with it for
+    # the champion comparison, and sent to a device agent with it.
+    companions: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, path: Path, threads: int = 1, options: dict[str, str] | None = None):
         raise NotImplementedError
@@ -57,6 +60,12 @@ def engine_unavailable(runtime: str) -> str | None:
 
 def engine_config(runtime: str, threads: int = 1, options: dict[str, str] | None = None) -> dict:
     return {"runtime": runtime, **ENGINES[runtime].config(threads, options)}
+
+
+def companion_files(runtime: str, model: Path) -> list[Path]:
+    """The files beside `model` that the runtime's engine loads (those that exist)."""
+    suffixes = ENGINES[runtime].companions if runtime in ENGINES else ()
+    return [p for p in (Path(model).with_suffix(s) for s in suffixes) if p.is_file()]
 
 
 def load_engine(runtime: str, path: Path, threads: int = 1, options: dict[str, str] | None = None) -> Engine:
@@ -133,6 +142,7 @@ class TensorRt(Engine):  # pragma: no cover - needs TensorRT and a CUDA GPU
     the GPU and the logits back, so latency is what a caller on the host sees."""
 
     name = "tensorrt"
+    companions = (".plan",)  # the serialized engine the build wrote beside the typed model.onnx
 
     def __init__(self, path: Path, threads: int = 1, options: dict[str, str] | None = None):
         import tensorrt as trt

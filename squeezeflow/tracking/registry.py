@@ -88,11 +88,17 @@ def fluent_uri(uri: str):
                 os.environ[k] = v
 
 
+COMPANIONS_TAG = "squeezeflow.companions"  # JSON: file name -> {uri, sha256} of the files the engine loads beside
+
+
 def register(tracker: Tracker, run_id: str, model_name: str, onnx_path: Path, example: np.ndarray,
-             tags: dict[str, str], description: str = "", session_options: dict | None = None):
+             tags: dict[str, str], description: str = "", session_options: dict | None = None,
+             companions: list[Path] = ()):
     """Log the ONNX model (flavor + signature) under `run_id` and register it as a new version; no alias moves.
     `session_options` (MLflow's `onnx_session_options`): how the target was validated, so a user's default
     `mlflow.pyfunc.load_model` runs the model the same way."""
+    import json
+
     import mlflow
     import onnx
     from mlflow.models import infer_signature
@@ -100,6 +106,13 @@ def register(tracker: Tracker, run_id: str, model_name: str, onnx_path: Path, ex
     from squeezeflow.io import input_array
     from squeezeflow.onnxio import onnx_logits
 
+    recorded = {}
+    for path in companions:  # e.g. a TensorRT engine: what the target really runs, kept beside the ONNX file
+        tracker.client.log_artifact(run_id, str(path), "companions")
+        recorded[Path(path).name] = {"uri": f"runs:/{run_id}/companions/{Path(path).name}",
+                                     "sha256": sha256_file(path)}
+    if recorded:
+        tags = {**tags, COMPANIONS_TAG: json.dumps(recorded, sort_keys=True)}
     signature = infer_signature(input_array(example), onnx_logits(onnx_path, example))
     with fluent_uri(tracker.tracking_uri):  # registration resolves the logged model through the same global URI
         with mlflow.start_run(run_id=run_id):
@@ -145,4 +158,24 @@ def download_onnx(tracker: Tracker, model_name: str, version: str | int, dest: P
         shutil.copyfile(found[0], dest)
     if sha256_file(dest) != expected:
         raise RuntimeError(f"models:/{model_name}/{version}: the stored ONNX file does not match its recorded sha256")
+    download_companions(tracker, mv, dest)
     return dest
+
+
+def download_companions(tracker: Tracker, mv, dest: Path) -> list[Path]:
+    """The files the version's engine loads beside its model (a TensorRT engine), put beside `dest` under the
+    suffix the engine looks for, each checked against its recorded sha256."""
+    import json
+
+    import mlflow.artifacts
+
+    out = []
+    for name, rec in json.loads(mv.tags.get(COMPANIONS_TAG) or "{}").items():
+        target = Path(dest).with_suffix(Path(name).suffix)
+        with fluent_uri(tracker.tracking_uri), tempfile.TemporaryDirectory() as tmp:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=rec["uri"], dst_path=tmp))
+            shutil.copyfile(local, target)
+        if sha256_file(target) != rec["sha256"]:
+            raise RuntimeError(f"models:/{mv.name}/{mv.version}: its stored {name} does not match its recorded sha256")
+        out.append(target)
+    return out

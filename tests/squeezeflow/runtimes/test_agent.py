@@ -320,3 +320,27 @@ def test_a_token_never_goes_to_another_machine_in_clear():
         DeviceSpec(agent="http://board.local:8765")
     assert DeviceSpec(agent="http://board.local:8765", insecure_http=True).insecure_http
     assert DeviceSpec(agent="https://board.local:8765", ca_file="ca.pem").ca_file == "ca.pem"
+
+
+def test_the_engine_a_tensorrt_target_runs_travels_with_its_model(agent, tmp_path, model):
+    """The client sends the files the runtime loads beside the model (TensorRT's model.plan); the agent writes only
+    the ones that runtime declares."""
+    import io
+
+    from squeezeflow.runtimes.agent import AgentError, parse_body, write_upload
+
+    url, folder = agent
+    path, x, y = model
+    built = tmp_path / "build" / "model.onnx"
+    built.parent.mkdir()
+    built.write_bytes(path.read_bytes())
+    built.with_suffix(".plan").write_bytes(b"engine" * 10)
+    out = measure_remote(url, TOKEN, built, x, y, SPEC, runtime="tensorrt")
+    assert out["agent_files"] == ["model.onnx", "model.plan"]  # unavailable on this machine, but received whole
+    assert "onnxruntime" not in out["agent_files"] and list(folder.iterdir()) == []
+    assert measure_remote(url, TOKEN, built, x, y, SPEC)["agent_files"] == ["model.onnx"]  # ORT loads no engine
+    buf = io.BytesIO()
+    np.savez(buf, model=np.zeros(3, np.uint8), x=x, y=y, request=np.frombuffer(b"{}", np.uint8),
+             **{"companion.plan": np.zeros(3, np.uint8)})
+    with pytest.raises(AgentError, match="onnxruntime loads no such file"):
+        write_upload(tmp_path, parse_body(buf.getvalue()), "onnxruntime")

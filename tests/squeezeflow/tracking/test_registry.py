@@ -78,3 +78,22 @@ def test_a_version_without_a_recorded_sha256_is_not_compared_as_if_it_matched(tr
     tracker.client.delete_model_version_tag("sf-nosha", "1", SHA_TAG)
     with pytest.raises(RuntimeError, match="has no recorded sha256"):
         download_onnx(tracker, "sf-nosha", "1", tmp_path / "back.onnx")
+
+
+def test_the_files_an_engine_loads_beside_the_model_are_registered_and_come_back(tracker, tmp_path):
+    """A TensorRT target runs model.plan, not the ONNX file: it is registered with the version and downloaded
+    beside the champion's ONNX file for the comparison, checked against its sha256."""
+    path = onnx_file(tmp_path / "model.onnx")
+    plan = path.with_suffix(".plan")
+    plan.write_bytes(b"serialized engine bytes" * 100)
+    run = tracker.stage_run(tracker.parent_run("r1", {}, {}), "r1", "gate", {}, {})
+    register(tracker, run, "sf-trt", path, np.zeros((2, 4), np.float32), {}, companions=[plan])
+    got = download_onnx(tracker, "sf-trt", "1", tmp_path / "back" / "champion.onnx")
+    assert got.with_suffix(".plan").read_bytes() == plan.read_bytes()
+    import json
+
+    tag = json.loads(tracker.client.get_model_version("sf-trt", "1").tags["squeezeflow.companions"])
+    tag["model.plan"]["sha256"] = "0" * 64
+    tracker.client.set_model_version_tag("sf-trt", "1", "squeezeflow.companions", json.dumps(tag))
+    with pytest.raises(RuntimeError, match="its stored model.plan does not match"):
+        download_onnx(tracker, "sf-trt", "1", tmp_path / "again" / "champion.onnx")
