@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from squeezeflow.data import Splits
-from squeezeflow.errors import SqueezeflowInputError
+from squeezeflow.errors import SqueezeflowInputError, TransientError
 from squeezeflow.export.onnx import check_onnx_file
 from squeezeflow.gates.gate import majority_baseline
 from squeezeflow.io import read_json, write_json
@@ -39,7 +39,11 @@ def _try(ctx: StageContext, name: str, src: Path, work: Path, splits: Splits) ->
         raise
     except Exception as exc:  # noqa: BLE001 - one candidate the builder cannot build does not stop the others
         return {"error": f"the {ctx.target.build.builder} build failed: {' '.join(str(exc).split())[:300]}"}
-    return measure_target(ctx.target, built, splits.x["val"], splits.y["val"], None)
+    metrics = measure_target(ctx.target, built, splits.x["val"], splits.y["val"], None)
+    if metrics.get("transient"):  # an agent down says nothing about the candidate: no selection is recorded
+        raise TransientError(f"{ctx.target.name}: candidate {name} not measured: {metrics['transient']} (not a "
+                             "verdict: nothing recorded; the next run measures again)")
+    return metrics
 
 
 def run(ctx: StageContext) -> dict:

@@ -255,6 +255,10 @@ def test_a_target_whose_memory_cap_is_too_small_fails_its_gate_and_nothing_else(
     assert rows["cpu-fp32"]["gate"] == "FAIL" and rows["cpu-fp32"]["promoted"] == "no"
     assert rows["cpu-fp32"]["gate_reasons"][0].startswith("validation failed: the runtime failed in its measuring "
                                                           "process under measure.memory_limit_mb=64")
+    # a model that could not be run is not loaded again to be compared with the champion
+    report = json.loads((ws.state_dir / "runs" / last_summary(ws)["dagster_run_id"] / "cpu-fp32" /
+                         "gate_report.json").read_text())
+    assert report["comparison"] is None and "not compared with the champion: validation failed" in report["notes"]
     # the other target was validated in its own (uncapped) process, with its memory and load time measured
     assert rows["cpu-int8"]["accuracy"] is not None and rows["cpu-int8"]["RSS MB"] > 10
     assert not any(r.startswith("validation failed") for r in rows["cpu-int8"]["gate_reasons"])
