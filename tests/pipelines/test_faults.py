@@ -8,6 +8,7 @@ import signal
 
 import pytest
 import yaml
+from dagster import DagsterInstance, DagsterRunStatus
 
 from squeezeflow.tracking.promotion import RELEASE_TAG, history
 from squeezeflow.tracking.registry import GATE_TAG
@@ -95,3 +96,12 @@ def test_killed_at_every_side_effect_then_recovered(ws):
     assert tracker.client.get_model_version_by_alias(MODEL, "champion").version == newest.version
     moves = [r.version for r in history(tracker, MODEL)]
     assert moves == ["1", "2", "3"] and len(history(tracker, MODEL, ("abandoned",))) == 1
+    # every killed run was marked failed by the one after it, in Dagster and in MLflow; no temp folder is left
+    with DagsterInstance.from_config(str(root / ".squeezeflow" / "dagster")) as instance:
+        statuses = [r.status for r in instance.get_runs()]
+    assert statuses.count(DagsterRunStatus.FAILURE) == 6 and statuses.count(DagsterRunStatus.SUCCESS) == 2
+    pipeline = tracker.client.search_runs([tracker.experiment_id], "tags.`squeezeflow.stage` = 'pipeline'")
+    assert not [r for r in pipeline if r.info.status == "RUNNING"]
+    assert sum("killed" in r.data.tags.get("squeezeflow.error", "") for r in pipeline) >= 4
+    assert not [p.name for p in (root / "artifacts").iterdir() if p.name.startswith(".")]
+    assert not (root / ".squeezeflow" / "locks" / "workspace.json").exists()

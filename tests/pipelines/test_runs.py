@@ -1,16 +1,12 @@
-"""Real CLI runs as separate processes: two at once on one workspace, a run killed with SIGKILL mid-stage, and two
-fresh workspaces giving identical DVC hashes. Slow: each lifecycle run is a few tens of seconds."""
+"""Real CLI runs as separate processes: two at once on one workspace, and two fresh workspaces giving identical DVC
+hashes. Slow: each lifecycle run is a few tens of seconds. Killed runs: tests/pipelines/test_faults.py."""
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import yaml
-from dagster import DagsterInstance, DagsterRunStatus
 from mlflow import MlflowClient
 
 from squeezeflow.versioning import DvcStore
@@ -98,51 +94,17 @@ def test_two_runs_at_once_on_a_used_workspace(fresh_pair, base):
     assert (ws / "params.yaml").read_bytes() == params_before  # --set applied to those runs only
 
 
-@pytest.fixture(scope="module")
-def killed(base):
-    """A run killed with SIGKILL while its teacher trains, then a plain run on the same workspace."""
-    ws = make_workspace(base / "killed")
-    params_before = (ws / "params.yaml").read_bytes()
-    proc = start(base, ws, "--set", "teacher.train.epochs=3000", "--set", "teacher.train.patience=3000")
-    deadline = time.monotonic() + 300
-    while not list((ws / "artifacts").glob(".teacher.*")):
-        assert proc.poll() is None and time.monotonic() < deadline, finish(proc)[1]
-        time.sleep(0.2)
-    time.sleep(1.0)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    holder = yaml.safe_load((ws / ".squeezeflow" / "locks" / "workspace.json").read_text())
-    dead_run = holder["dagster_run_id"]
-    with DagsterInstance.from_config(str(ws / ".squeezeflow" / "dagster")) as instance:
-        status_after_kill = instance.get_run_by_id(dead_run).status
-    rc, out = finish(start(base, ws))
-    with DagsterInstance.from_config(str(ws / ".squeezeflow" / "dagster")) as instance:
-        status_after_recovery = instance.get_run_by_id(dead_run).status
-    return ws, dead_run, status_after_kill, status_after_recovery, rc, out, params_before
+def test_two_fresh_workspaces_give_identical_dvc_hashes(fresh_pair, base):
+    """Same data, code, params and seed in another fresh workspace (its main line run in this process): every
+    stage's output hash in dvc.lock is the same. (A killed run and its recovery: tests/pipelines/test_faults.py.)"""
+    from squeezeflow.lifecycle import Lifecycle
 
-
-def test_the_run_after_a_kill_cleans_up_and_marks_the_killed_run_failed(killed):
-    ws, dead_run, status_after_kill, status_after_recovery, rc, out, params_before = killed
-    assert status_after_kill == DagsterRunStatus.STARTED  # what the kill left: a run that looks alive
-    assert rc == 0, out
-    assert "recovered:" in out and dead_run in out
-    assert not [p.name for p in (ws / "artifacts").iterdir() if p.name.startswith(".")]  # no temp folder left
-    assert not (ws / ".squeezeflow" / "locks" / "workspace.json").exists()
-    assert status_after_recovery == DagsterRunStatus.FAILURE
-    runs = client(ws).search_runs([e.experiment_id for e in client(ws).search_experiments()],
-                                  filter_string=f"tags.`squeezeflow.run_key` = '{dead_run}'")
-    assert runs and not [r for r in runs if r.info.status == "RUNNING"]
-    pipeline = [r for r in runs if r.data.tags.get("squeezeflow.stage") == "pipeline"]
-    assert len(pipeline) == 1 and pipeline[0].info.status == "FAILED"  # stages it finished stay FINISHED
-    assert "killed" in pipeline[0].data.tags["squeezeflow.error"]
-    assert_consistent(ws)
-    assert (ws / "params.yaml").read_bytes() == params_before
-
-
-def test_two_fresh_workspaces_give_identical_dvc_hashes(fresh_pair, killed):
-    # Same data, code, params and seed: the killed workspace's last run used the params the fresh one's first two
-    # did (its flags applied to the killed run only). Every stage's output hash in dvc.lock is the same.
-    a, b = fresh_pair[3], stage_hashes(killed[0])
+    a = fresh_pair[3]
     assert set(a) == {"dataset", "teacher", "compressed", "finetuned", "exported", "alternatives",
                       *(f"{k}-{t}" for t in TARGETS for k in ("select", "build", "validate"))}
-    assert a == b
+    other = make_workspace(base / "other")
+    lc = Lifecycle(Workspace(other), push=False)
+    main_line = ("dataset", "teacher", "alternatives", "compressed", "finetuned", "exported")
+    for stage in main_line:
+        lc.run_stage(stage, "r1")
+    assert {s: lc.dvc.hashes()[s] for s in main_line} == {s: a[s] for s in main_line}
