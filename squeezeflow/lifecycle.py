@@ -146,7 +146,7 @@ class Lifecycle:
         elif held.crashed is not None:
             notes.append(f"{describe(crashed)} was killed before it started a pipeline run")
         try:
-            self.ws.targets  # noqa: B018 - unreadable targets: the run's own steps report them
+            self.ws.targets, self.params  # noqa: B018 - unreadable targets or params: the run's steps report them
         except Exception:  # noqa: BLE001
             return notes
         return notes + self.recover_registry()
@@ -520,8 +520,11 @@ class Lifecycle:
         for name in sorted(pending_moves(self.tracker)):
             with registry_lock(self.registry_lock):
                 notes += recover_history(self.tracker, name)
+        ours = self.model_name("-")[:-1]  # `<prefix>-<model name>-`: this workspace's models for its current data
         for mv in pending_releases(self.tracker):
             target = mv.tags.get(registry.TARGET_TAG, "")
+            if not mv.name.startswith(ours) or mv.name != ours + target and target in self.ws.targets:
+                continue  # another dataset's or workspace's (a shared tracking server): its own runs release it
             if target not in self.ws.targets:
                 abandon_release(self.tracker, mv.name, str(mv.version), f"its target {target!r} is not configured")
                 notes.append(f"{mv.name} v{mv.version}: abandoned (target {target!r} is not configured)")

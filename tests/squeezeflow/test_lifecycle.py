@@ -111,3 +111,27 @@ def test_a_person_promoting_an_older_version_sees_it_compared_with_todays_champi
     # the better one back: it is compared too, and passes without force
     assert people.promote("cpu-fp32", None, trained, "bob", "back to the trained one", False, "r4").version == trained
     assert "shown to be no worse" in get_version(lc.tracker, name, trained).tags[COMPARISON_TAG]
+
+
+def test_recovery_releases_this_workspaces_pending_versions_only(workspace):
+    """A run killed between registration and promotion leaves a pending version; the next run releases it. One of
+    another dataset (or another workspace on a shared tracking server) is left for its own runs."""
+    import numpy as np
+
+    from squeezeflow.tracking import champion, get_version
+    from squeezeflow.tracking.promotion import RELEASE_TAG
+    from squeezeflow.tracking.registry import register
+    from tests.squeezeflow.tracking.test_registry import onnx_file
+
+    lc = Lifecycle(Workspace(workspace), push=False)
+    ours, theirs = lc.model_name("cpu-fp32"), "squeezeflow-someone-else-cpu-fp32"
+    for i, name in enumerate((ours, theirs)):
+        run = lc.tracker.stage_run(lc.parent_run("r1"), "r1", "gate", {}, {})
+        register(lc.tracker, run, name, onnx_file(workspace / f"m{i}.onnx", seed=i), np.zeros((2, 4), np.float32),
+                 {"squeezeflow.gate": "passed", "squeezeflow.target": "cpu-fp32", RELEASE_TAG: "pending",
+                  "squeezeflow.gate_champion": "none"})
+    notes = lc.recover_registry()
+    assert notes == [f"{ours} v1: its interrupted promotion finished: champion (replaced none)"]
+    assert str(champion(lc.tracker, ours).version) == "1"
+    assert get_version(lc.tracker, theirs, "1").tags[RELEASE_TAG] == "pending" and champion(lc.tracker, theirs) is None
+    assert lc.recover_registry() == []  # once
