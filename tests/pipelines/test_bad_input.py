@@ -305,6 +305,8 @@ CASES = [
     case("target-negative-budget", target(max_latency_p95_ms=-1), "cpu-fp32.yaml",
          "field 'budgets.max_latency_p95_ms' = -1", "greater than 0"),
     case("target-name-mismatch", target(extra={"name": "cpu-fp33"}), "cpu-fp32.yaml", "field 'name' = 'cpu-fp33'"),
+    case("target-agent-token-in-clear", target(extra={"device": {"agent": "http://board.local:8765"}}),
+         "cpu-fp32.yaml", "field 'device' = {'agent': 'http://board.local:8765'}", "token in clear"),
     case("target-invalid-yaml", target("build: [\n"), "cpu-fp32.yaml", "field '<root>' = None",
          "not valid YAML: line 2, column 1"),
     # params: the file and the command line

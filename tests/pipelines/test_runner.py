@@ -30,7 +30,7 @@ def test_a_tracking_uri_with_credentials_stays_out_of_the_run_config(tmp_path, m
     from pipelines.runner import resource_config
     from squeezeflow.workspace import Workspace
 
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "restored-after-this-test")  # resource_config writes it
     ws = Workspace(tmp_path)
     secret = "postgresql://mlflow:s3cr3t@db:5432/mlflow"
     config = resource_config(ws, ["seed=1"], secret)

@@ -15,20 +15,24 @@ from tests.squeezeflow.tracking.test_registry import onnx_file
 NAME = "sf-gc-cpu"
 
 
-def registered(tracker, tmp_path, n: int) -> list[str]:
+def registered(tracker, tmp_path, n: int, with_files: set[int]) -> list[str]:
+    """n versions; those in `with_files` logged as MLflow models (files on disk), the others registry entries only."""
     out = []
     for i in range(n):
-        path = onnx_file(tmp_path / f"m{i}.onnx", seed=i)
-        run = tracker.stage_run(tracker.parent_run(f"r{i}", {}, {}), f"r{i}", "gate", {}, {})
-        mv = register(tracker, run, NAME, path, np.zeros((2, 4), np.float32),
-                      {"squeezeflow.gate": "passed", "squeezeflow.dvc.teacher": f"{i:032x}"})
+        tags = {"squeezeflow.gate": "passed", "squeezeflow.dvc.teacher": f"{i:032x}"}
+        if i in with_files:
+            run = tracker.stage_run(tracker.parent_run(f"r{i}", {}, {}), f"r{i}", "gate", {}, {})
+            mv = register(tracker, run, NAME, onnx_file(tmp_path / f"m{i}.onnx", seed=i),
+                          np.zeros((2, 4), np.float32), tags)
+        else:
+            mv = tracker.client.create_model_version(NAME, source=(tmp_path / "model").as_uri(), tags=tags)
         out.append(str(mv.version))
     return out
 
 
 def test_gc_keeps_champion_challenger_rollback_chain_and_the_newest(tracker, tmp_path):
     lock = tmp_path / "registry.lock"
-    v = registered(tracker, tmp_path, 8)
+    v = registered(tracker, tmp_path, 8, with_files={0, 2, 6})
     promote_version(tracker, NAME, v[1], "a", "first", lock)
     promote_version(tracker, NAME, v[3], "a", "second", lock)
     promote_version(tracker, NAME, v[4], "a", "third", lock)
