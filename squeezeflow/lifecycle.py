@@ -499,7 +499,7 @@ class Lifecycle:
             current = registry.champion(self.tracker, cand.model_name)
             alias = "champion" if current is not None and str(current.version) == cand.version else ""
             return Promotion(cand.model_name, cand.version, uri, alias, False, previous)
-        alias, note = done
+        alias, note, _ = done
         return Promotion(cand.model_name, cand.version, uri, alias, True, previous, note)
 
     def recover_registry(self) -> list[str]:
@@ -535,6 +535,11 @@ class Lifecycle:
                            "stopped before its promotion step", tags={"squeezeflow.recovered": "true"})
             if done:
                 notes.append(f"{mv.name} v{mv.version}: its interrupted promotion finished: {done[1]}")
+                for version in filter(None, (str(mv.version), done[2])):  # their promotion history changed
+                    try:
+                        self.publish_card(mv.name, version)
+                    except Exception as exc:  # noqa: BLE001 - the alias has moved: a stale card is not a failure
+                        notes.append(f"{mv.name} v{version}: model card not updated: {exc}")
         return notes
 
     def collect_garbage(self, keep: int | None = None, dry_run: bool = False):

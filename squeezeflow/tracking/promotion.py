@@ -206,10 +206,11 @@ def recover_history(tracker: Tracker, model_name: str) -> list[str]:
 
 
 def release(tracker: Tracker, model_name: str, version: str, policy: str, lock_path: Path, who: str, reason: str,
-            tags: dict[str, str] | None = None) -> tuple[str, str] | None:
+            tags: dict[str, str] | None = None) -> tuple[str, str, str | None] | None:
     """A passed version's promotion step, once: `auto` makes it champion if the champion is still the version its
     gate compared against (else it waits as challenger, with the reason); `manual` makes it challenger. Marks it
-    done. Returns (alias, note), or None when its step had already run (or it is not pending)."""
+    done. Returns (alias, note, the champion it replaced), or None when its step had already run (or it is not
+    pending)."""
     with registry_lock(lock_path):
         recover_history(tracker, model_name)
         mv = get_version(tracker, model_name, version)
@@ -232,7 +233,7 @@ def release(tracker: Tracker, model_name: str, version: str, policy: str, lock_p
             set_challenger(tracker, model_name, version)
         tracker.client.set_model_version_tag(model_name, version, RELEASE_NOTE_TAG, note)
         tracker.client.set_model_version_tag(model_name, version, RELEASE_TAG, "done")
-        return alias, note
+        return alias, note, previous if alias == CHAMPION and previous != version else None
 
 
 def abandon_release(tracker: Tracker, model_name: str, version: str, why: str) -> None:

@@ -132,6 +132,7 @@ def test_recovery_releases_this_workspaces_pending_versions_only(workspace):
                   "squeezeflow.gate_champion": "none"})
     notes = lc.recover_registry()
     assert notes == [f"{ours} v1: its interrupted promotion finished: champion (replaced none)"]
+    assert "<!-- model card -->" in get_version(lc.tracker, ours, "1").description  # its card, as a release writes
     assert str(champion(lc.tracker, ours).version) == "1"
     assert get_version(lc.tracker, theirs, "1").tags[RELEASE_TAG] == "pending" and champion(lc.tracker, theirs) is None
     assert lc.recover_registry() == []  # once

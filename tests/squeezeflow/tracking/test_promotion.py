@@ -136,13 +136,13 @@ def add_pending(tracker, tmp_path, compared_with: str) -> str:
 
 def test_release_moves_the_champion_only_if_it_is_the_one_the_gate_compared_with(tracker, tmp_path, lock):
     v1 = add_pending(tracker, tmp_path, "none")
-    assert release(tracker, NAME, v1, "auto", lock, "squeezeflow (auto)", "gate passed") == ("champion",
-                                                                                            "champion (replaced none)")
+    assert release(tracker, NAME, v1, "auto", lock, "squeezeflow (auto)", "gate passed") == (
+        "champion", "champion (replaced none)", None)
     assert release(tracker, NAME, v1, "auto", lock, "squeezeflow (auto)", "again") is None  # once only
     v2 = add_pending(tracker, tmp_path, f"v{v1}")
     v3 = add_pending(tracker, tmp_path, f"v{v1}")  # gated against v1 too, but v2 was released first
-    assert release(tracker, NAME, v2, "auto", lock, "squeezeflow (auto)", "gate passed")[0] == "champion"
-    alias, note = release(tracker, NAME, v3, "auto", lock, "squeezeflow (auto)", "gate passed")
+    assert release(tracker, NAME, v2, "auto", lock, "squeezeflow (auto)", "gate passed")[::2] == ("champion", v1)
+    alias, note, _ = release(tracker, NAME, v3, "auto", lock, "squeezeflow (auto)", "gate passed")
     assert alias == CHALLENGER and f"the champion is v{v2}, but its gate compared it with v{v1}" in note
     assert str(champion(tracker, NAME).version) == v2 and str(version_by_alias(tracker, NAME, CHALLENGER).version) == v3
     assert get_version(tracker, NAME, v3).tags[RELEASE_TAG] == "done"
