@@ -16,17 +16,30 @@ from dagster import (
 )
 
 from assets._adapter import metadata_values, run_stage
-from pipelines.resources import SqueezeflowResource
+from assets.resources import SqueezeflowResource
 from squeezeflow.stages import Stage
 
 
 def asset_key(stage: Stage) -> AssetKey:
-    """`teacher`, or `cpu_int8/build` for a per-target stage."""
-    return AssetKey([stage.target.key, stage.asset_name]) if stage.target else AssetKey(stage.asset_name)
+    """`teacher`; `cpu_int8/build` for a per-target stage; `recipe_small/compressed` for a per-recipe one."""
+    if stage.target:
+        return AssetKey([stage.target.key, stage.asset_name])
+    if stage.recipe:
+        return AssetKey([recipe_group(stage.recipe), stage.asset_name])
+    return AssetKey(stage.asset_name)
 
 
 def target_group(target_key: str) -> str:
     return f"target_{target_key}"
+
+
+def recipe_group(recipe: str) -> str:
+    return f"recipe_{recipe.replace('-', '_')}"
+
+
+def group_of(stage: Stage) -> str:
+    return target_group(stage.target.key) if stage.target else recipe_group(stage.recipe) if stage.recipe \
+        else stage.group
 
 
 def stage_asset(stage: Stage, stages: dict[str, Stage]):
@@ -34,7 +47,7 @@ def stage_asset(stage: Stage, stages: dict[str, Stage]):
     specs = [AssetCheckSpec(stage.check.name, asset=key, blocking=True, description=stage.check.description)] \
         if stage.check else []
 
-    @asset(key=key, group_name=target_group(stage.target.key) if stage.target else stage.group,
+    @asset(key=key, group_name=group_of(stage),
            deps=[asset_key(stages[d]) for d in stage.deps], kinds=set(stage.kinds), check_specs=specs,
            description=stage.description)
     def _stage(context: AssetExecutionContext, squeezeflow: SqueezeflowResource) -> MaterializeResult:

@@ -12,8 +12,8 @@ from dagster import (
 )
 
 from assets._adapter import say
+from assets.resources import SqueezeflowResource
 from assets.stages import asset_key, target_group
-from pipelines.resources import SqueezeflowResource
 from squeezeflow.lifecycle import read_candidate
 from squeezeflow.notify import Event
 from squeezeflow.stages import Stage, stage_name

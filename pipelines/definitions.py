@@ -7,17 +7,18 @@ from pathlib import Path
 from dagster import Definitions, in_process_executor
 
 from assets import lifecycle_assets
+from assets.resources import SqueezeflowResource
 from pipelines.jobs import lifecycle_job, sweep_job
 from pipelines.promotion import promote, rollback
-from pipelines.resources import SqueezeflowResource
 from pipelines.retention import gc
 from pipelines.schedules import weekly_gc, weekly_retrain
 from squeezeflow.workspace import Workspace
 
 
-def build_definitions(root: Path | str | None = None, **resource_config) -> Definitions:
-    """The stage registry's assets (checks inside them), one chain per YAML file in device_targets/."""
-    ws = Workspace(root)
+def build_definitions(root: Path | str | None = None, recipe: str | None = None, **resource_config) -> Definitions:
+    """The stage registry's assets (checks inside them), one chain per YAML file in device_targets/ and one per
+    recipe (`recipe`: the run's, default params.yaml's; and each candidate a target lists)."""
+    ws = Workspace(root, recipe=recipe)
     return Definitions(
         assets=lifecycle_assets(ws),
         jobs=[lifecycle_job, sweep_job, promote, rollback, gc],

@@ -17,7 +17,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from pipelines.resources import SqueezeflowResource
+from assets.resources import SqueezeflowResource
 from squeezeflow.errors import SqueezeflowInputError
 from squeezeflow.tracking.promotion import PromotionRecord, PromotionRefused
 

@@ -3,7 +3,7 @@
 from dagster import Config, OpExecutionContext, in_process_executor, job, op
 from pydantic import Field
 
-from pipelines.resources import SqueezeflowResource
+from assets.resources import SqueezeflowResource
 
 
 class GcConfig(Config):

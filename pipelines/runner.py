@@ -6,6 +6,7 @@ import sys
 
 from dagster import AssetKey, DagsterInstance
 
+from squeezeflow.config import parse_override
 from squeezeflow.io import write_text
 from squeezeflow.stats import resolution_warning
 from squeezeflow.summary import format_table, target_rows, write_summary
@@ -13,11 +14,21 @@ from squeezeflow.workspace import Workspace
 
 
 def _selection(ws: Workspace, targets: list[str]) -> list[AssetKey]:
-    """The main line of the stage registry, with only the chosen targets' chains."""
+    """The main line of the stage registry: the chosen targets' chains, the recipe chains they read and the
+    run's own recipe's."""
     from assets import TARGET_STEPS, asset_key
+    from squeezeflow.naming import recipe_key
 
-    keys = [asset_key(s) for s in ws.stages.values()
-            if s.group == "lifecycle" and (s.target is None or s.target.name in targets)]
+    recipes = {None, ws.run_key} | {recipe_key(r) for t in targets for r in ws.targets[t].recipes}
+    wanted = [n for n, s in ws.stages.items() if s.group == "lifecycle"
+              and (s.target.name in targets if s.target else s.recipe in recipes)]
+    needed, todo = set(), list(wanted)
+    while todo:
+        name = todo.pop()
+        if name not in needed:
+            needed.add(name)
+            todo += ws.stages[name].deps
+    keys = [asset_key(s) for n, s in ws.stages.items() if n in needed]
     return keys + [AssetKey([ws.targets[t].key, step]) for t in targets for step in TARGET_STEPS]
 
 
@@ -116,7 +127,10 @@ def run_lifecycle(ws: Workspace, overrides: list[str], targets: list[str], track
     from pipelines.definitions import build_definitions
 
     resource = resource_config(ws, overrides, tracking_uri)
-    job = build_definitions(ws.root).resolve_job_def("lifecycle")
+    recipe = dict(parse_override(o) for o in overrides).get("compress.recipe")
+    if recipe:  # the asset graph holds the chain of this run's recipe
+        ws = Workspace(ws.root, recipe=str(recipe))
+    job = build_definitions(ws.root, recipe=ws.run_recipe).resolve_job_def("lifecycle")
     run_config = _run_config(resource, verbose)
     print(f"squeezeflow: lifecycle on {ws.root} (targets: {', '.join(targets)})", flush=True)
     # Held before the Dagster instance is opened: two first runs must not create its storage at once either.

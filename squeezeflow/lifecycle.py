@@ -31,6 +31,7 @@ from squeezeflow.stages import Verdict, stage_name
 from squeezeflow.stats import resolution_warning
 from squeezeflow.tracking import Tracker
 from squeezeflow.tracking.promotion import RELEASE_TAG
+from squeezeflow.tracking.schema import CHAIN_TAG
 from squeezeflow.versioning import DvcStore
 from squeezeflow.versioning.resolved import RESOLVED_INPUTS
 from squeezeflow.workspace import Workspace
@@ -180,20 +181,35 @@ class Lifecycle:
     def lineage_tags(self, run_key: str, target: str | None = None) -> dict[str, str]:
         """Dagster run, git commit and the DVC hash of every stage output (for a target: only its own chain's)."""
         def relevant(stage: str) -> bool:
-            per_target = self.ws.stages[stage].target
-            return target is None or per_target is None or per_target.name == target
+            return target is None or stage in chain
+
+        chain = set(self.chain(target)) if target else set()
 
         tags = {"squeezeflow.dagster_run_id": run_key, "mlflow.source.git.commit": git_commit(self.ws.root)}
         tags.update({f"squeezeflow.dvc.{stage}": md5 for stage, md5 in self.dvc.hashes().items()
                      if stage in self.ws.stages and relevant(stage)})
         return tags
 
+    def chain(self, target: str) -> list[str]:
+        """The stages that made the target's deployed file, in order: the shared ones, the chain of the recipe its
+        select stage chose, and its own."""
+        chosen = self.ws.stage_dir(stage_name("select", target)) / "selection.json"
+        key = (read_json(chosen).get("recipe_key") if chosen.exists() else None) or self.ws.run_key
+        return [name for name, s in self.ws.stages.items() if s.group == "lifecycle"
+                and (s.target.name == target if s.target else s.recipe == key if s.recipe else True)]
+
     def parent_run(self, run_key: str) -> str:
         return self.tracker.parent_run(run_key, self.params.model_dump(mode="json"), self.lineage_tags(run_key))
 
     # --- stages --------------------------------------------------------------------------------------------
     def run_stage(self, name: str, run_key: str) -> StageOutcome:
-        params, stage = self.params, self.ws.stages[name]
+        params = self.params
+        if name not in self.ws.stages:  # an asset graph loaded for another recipe than this run's
+            raise SqueezeflowInputError("run config", "compress.recipe", params.compress.recipe,
+                                        f"this run's stages are {sorted(self.ws.stages)}, not {name}: the asset graph "
+                                        f"was loaded for another recipe; set compress.recipe in params.yaml and "
+                                        "reload the code location, or run `squeezeflow run --recipe ...`")
+        stage = self.ws.stages[name]
         t0 = time.perf_counter()
         out = self.ws.stage_dir(name)
         reused = ((out / METRICS).exists() and self.dvc.up_to_date(name)
@@ -264,8 +280,7 @@ class Lifecycle:
         if all(hashes.get(d) for d in (stage, *st.deps)) and self.dvc.up_to_date(stage) and cached.exists():
             verdict = Verdict(**read_json(cached))
         else:
-            inputs = {d: self.ws.stage_dir(d) for d in (stage, *st.deps)}
-            verdict = check.run(inputs, self.params)
+            verdict = check.run(self.ws.check_inputs(stage), self.params)
             write_json(cached, asdict(verdict))
         if run_key and check.tag:
             shown = verdict.metadata.get("tag_value") or ("passed" if verdict.passed else f"failed: {verdict.message}")
@@ -407,7 +422,8 @@ class Lifecycle:
                                                                        profile.measure.session_options)),
                 "squeezeflow.build_config": json.dumps(profile.build.model_dump(mode="json"), sort_keys=True),
                 "squeezeflow.gate_run_id": gate_run, "squeezeflow.gate_report": f"runs:/{gate_run}/gate_report.md",
-                "squeezeflow.gate_champion": f"v{str(champ.version)}" if champ else "none"}
+                "squeezeflow.gate_champion": f"v{str(champ.version)}" if champ else "none",
+                CHAIN_TAG: json.dumps([[s, self.ws.stages[s].base or s] for s in self.chain(target)])}
         short = {"data": lineage.get("squeezeflow.dvc.dataset", "")[:8], "recipe": selection["recipe"],
                  "dagster run": run_key[:8], "git": lineage.get("mlflow.source.git.commit", "")[:8]}
         example = Splits.load(self.ws.stage_dir("dataset"), self.params.machine.data_memory_mb).x["val"][:5]

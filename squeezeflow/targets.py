@@ -12,7 +12,7 @@ from pydantic import Field, SerializeAsAny, ValidationError, field_validator, mo
 from squeezeflow.config import Strict, yaml_problem
 from squeezeflow.errors import SqueezeflowInputError, from_pydantic
 from squeezeflow.runtimes import BuilderConfig, MeasureSpec, parse_build_config
-from squeezeflow.runtimes.engines import ENGINES
+from squeezeflow.runtimes.base import builders_run_by, load_builders, load_runtimes, runtimes_running
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
@@ -71,8 +71,9 @@ class TargetProfile(Strict):
     name: str = Field(description="the target's name: lowercase, digits and dashes; its assets are the group "
                       "target_<name>, its registered model <prefix>-<model name>-<name>")
     description: str = Field("", description="free text, shown in the UIs")
-    runtime: str = Field("onnxruntime", description="the engine that runs the built file on the target: a name "
-                         "registered in squeezeflow/runtimes/engines.py (onnxruntime, openvino, tensorrt)")
+    runtime: str = Field("onnxruntime", description="the runtime that runs the built file on the target: a runtime "
+                         "plugin's name (squeezeflow/runtimes/: onnxruntime, openvino, tensorrt); it must run what "
+                         "the builder writes")
     build: SerializeAsAny[BuilderConfig] = Field(description="a registered builder's name and its own options")
     measure: MeasureSpec = MeasureSpec()
     device: DeviceSpec | None = Field(None, description="measure on a remote device's agent instead of this machine")
@@ -89,8 +90,9 @@ class TargetProfile(Strict):
     @field_validator("runtime")
     @classmethod
     def _known_runtime(cls, value: str) -> str:
-        if value not in ENGINES:
-            raise ValueError(f"unknown runtime; known: {', '.join(sorted(ENGINES))}")
+        runtimes = load_runtimes()
+        if value not in runtimes:
+            raise ValueError(f"unknown runtime; known: {', '.join(sorted(runtimes))}")
         return value
 
     @property
@@ -119,6 +121,7 @@ def load_target(path: Path) -> TargetProfile:
         raise SqueezeflowInputError(path, "name", profile.name, f"must equal the file name '{path.stem}'")
     if not NAME_RE.match(profile.name):
         raise SqueezeflowInputError(path, "name", profile.name, "use lowercase letters, digits and '-'")
+    _check_runtime_runs_build(path, profile, runtime_set="runtime" in data)
     limit = profile.build.largest_batch()
     for field, value in [("measure.throughput_batch", profile.measure.throughput_batch),
                          *(("measure.batch_sizes", b) for b in profile.measure.batch_sizes)]:
@@ -126,6 +129,27 @@ def load_target(path: Path) -> TargetProfile:
             raise SqueezeflowInputError(path, field, value, f"larger than the largest batch the build accepts "
                                         f"(build.max_batch = {limit})")
     return profile
+
+
+def _check_runtime_runs_build(path: Path, profile: TargetProfile, runtime_set: bool) -> None:
+    """The target's runtime must run the format its builder writes. The error names `build.builder`, or `runtime`
+    where the file leaves it to its default, and what either could be instead."""
+    runtime, builder = load_runtimes()[profile.runtime], profile.build.builder
+    produces = load_builders()[builder].produces
+    if produces in runtime.runs:
+        return
+    runs = ", ".join(sorted(runtime.runs))
+    other_builders = ", ".join(builders_run_by(runtime.name)) or "none"
+    other_runtimes = ", ".join(runtimes_running(builder)) or "none"
+    if runtime_set:
+        raise SqueezeflowInputError(path, "build.builder", builder, f"this builder writes {produces}, which the "
+                                    f"target's runtime '{runtime.name}' does not run (it runs {runs}); builders "
+                                    f"whose output {runtime.name} runs: {other_builders}; runtimes that run "
+                                    f"{produces}: {other_runtimes}")
+    raise SqueezeflowInputError(path, "runtime", runtime.name, f"not set, so the default, which does not run what "
+                                f"the {builder} builder writes ({produces}; it runs {runs}); set runtime to one "
+                                f"that runs {produces}: {other_runtimes} (or use a builder whose output "
+                                f"{runtime.name} runs: {other_builders})")
 
 
 def load_targets(directory: Path) -> dict[str, TargetProfile]:

@@ -36,8 +36,11 @@ def default_root() -> Path:
 
 
 class Workspace:
-    def __init__(self, root: Path | str | None = None):
+    def __init__(self, root: Path | str | None = None, recipe: str | None = None):
+        """`recipe`: the run's recipe when a run overrides params.yaml's (`--recipe`): the stage graph has a chain
+        for it."""
         self.root = Path(root).resolve() if root else default_root()
+        self._recipe = recipe
         # the user's model factory and data loader import from the workspace's folder
         if str(self.root) not in sys.path:
             sys.path.insert(0, str(self.root))
@@ -77,7 +80,30 @@ class Workspace:
 
     @cached_property
     def stages(self) -> dict[str, Stage]:
-        return stage_graph(list(self.targets.values()))
+        return stage_graph(list(self.targets.values()), self.run_recipe)
+
+    def recipe_stage(self, base: str) -> str:
+        """The run's recipe's stage of a per-recipe template: `compressed` -> `compressed-default`."""
+        from squeezeflow.naming import stage_name
+
+        return stage_name(base, self.run_key)
+
+    @property
+    def run_key(self) -> str:
+        from squeezeflow.naming import recipe_key
+
+        return recipe_key(self.run_recipe)
+
+    @property
+    def run_recipe(self) -> str:
+        """The run's recipe reference: the override, else params.yaml's (read leniently: a broken params.yaml is
+        reported by the run, not by building the graph), else the default."""
+        if self._recipe:
+            return self._recipe
+        try:
+            return str(((yaml.safe_load(self.params_path.read_text()) or {}).get("compress") or {})["recipe"])
+        except Exception:  # noqa: BLE001
+            return "default"
 
     def params(self) -> Params:
         """params.yaml as the user wrote it (never rewritten: flags apply to one run); relative file paths in it
@@ -107,9 +133,16 @@ class Workspace:
         return self.recipe(params.model_copy(update={"compress": params.compress.model_copy(update={"recipe": name})}))
 
     def resolved_recipes(self, params: Params) -> dict:
-        return {"main": self.recipe(params).to_dict(),
-                "sweep": {name: self.recipe_named(params, name).to_dict() for name in params.sweep.recipes},
-                "candidates": {name: self._target_recipe(name, params) for name in self.candidate_recipes()}}
+        """`run`: the run's recipe key; `recipes`: every recipe the stages compress with, by key (the run's and the
+        targets' candidates); `sweep`: the sweep's, by name."""
+        from squeezeflow.naming import recipe_key
+
+        run = recipe_key(params.compress.recipe)
+        recipes = {run: self.recipe(params).to_dict()}
+        recipes |= {recipe_key(name): self._target_recipe(name, params) for name in self.candidate_recipes()
+                    if recipe_key(name) != run}
+        return {"run": run, "recipes": recipes,
+                "sweep": {name: self.recipe_named(params, name).to_dict() for name in params.sweep.recipes}}
 
     def candidate_recipes(self) -> list[str]:
         """Every recipe some target lists as a candidate, once each."""
@@ -199,6 +232,9 @@ class Workspace:
         Writes only what changed."""
         params = apply_overrides(self.params(), overrides or {}) if overrides else self.params()
         self.validate(params)  # before anything is written or run
+        if params.compress.recipe != self.run_recipe:  # the graph's recipe chain is this run's
+            self._recipe = params.compress.recipe
+            self.__dict__.pop("stages", None)
         recipes = self.resolved_recipes(params)
         for rel, text in resolved_files(params, self.stages, self.targets, recipes).items():
             self._write_if_changed(self.root / rel, text)
@@ -210,7 +246,17 @@ class Workspace:
         stage = self.stages[name]
         return StageContext(params, out, {d: self.stage_dir(d) for d in stage.deps}, stage.target, self.targets,
                             self.recorded_recipes(), str(self.params_path), str(self.root / RESOLVED_RECIPES),
-                            self.measured_dir(name))
+                            self.measured_dir(name), stage.recipe)
+
+    def check_inputs(self, name: str) -> dict[str, Path]:
+        """What a stage's check reads: the output folders of the stage and its deps, by stage name and also by
+        template name where that is unambiguous (a check is declared on the template: `exported`, `finetuned`)."""
+        stage = self.stages[name]
+        names = (name, *stage.deps)
+        bases = [self.stages[n].base or n for n in names]
+        out = {n: self.stage_dir(n) for n in names}
+        out |= {b: self.stage_dir(n) for n, b in zip(names, bases, strict=True) if bases.count(b) == 1}
+        return out
 
     def measured_dir(self, stage: str) -> Path:
         """A stage's measurement files (its plots): beside its timings, never in its DVC output."""

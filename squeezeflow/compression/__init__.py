@@ -15,7 +15,8 @@ from squeezeflow.compression.base import (
     TechniqueConfig,
     register_technique,
 )
-from squeezeflow.compression.prune import apply_masks, magnitude_prune, prunable_weights, sparsity, weight_masks
+from squeezeflow.compression.masks import apply_masks, prunable_weights, weight_masks
+from squeezeflow.compression.prune import magnitude_prune, sparsity
 
 for _mod in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_mod.name}")

@@ -77,7 +77,7 @@ class CompressContext:
         training.fit)."""
         import torch
 
-        from squeezeflow.compression.prune import apply_masks, weight_masks
+        from squeezeflow.compression.masks import apply_masks, weight_masks
         from squeezeflow.training import fit, predict_logits
 
         masks = weight_masks(model)

@@ -1,23 +1,17 @@
-"""Unstructured magnitude pruning (technique "prune-magnitude") and the masks that keep pruned weights at zero."""
+"""Unstructured magnitude pruning (technique "prune-magnitude"); the masks that keep pruned weights at zero are in
+masks.py."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-import torch
 from pydantic import Field
 from torch import nn
 from torch.nn.utils import prune
 
 from squeezeflow.compression.base import Applied, CompressContext, Selection, Technique, register_technique
+from squeezeflow.compression.masks import prunable_weights
 from squeezeflow.config import TrainParams
-
-
-def prunable_weights(model: nn.Module, chosen=None) -> list[tuple[nn.Module, str]]:
-    """Weights of Linear and Conv layers (those whose path `chosen` accepts); biases stay dense (few values, large
-    effect)."""
-    return [(m, "weight") for p, m in model.named_modules()
-            if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)) and (chosen is None or chosen(p))]
 
 
 def magnitude_prune(model: nn.Module, sparsity_: float, scope: str = "global", chosen=None) -> None:
@@ -35,17 +29,6 @@ def magnitude_prune(model: nn.Module, sparsity_: float, scope: str = "global", c
             prune.l1_unstructured(module, name, amount=sparsity_)
     for module, name in params:
         prune.remove(module, name)
-
-
-def weight_masks(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(weight, mask of its nonzeros): fine-tuning keeps pruned weights at zero."""
-    return [(getattr(m, n), getattr(m, n).detach() != 0) for m, n in prunable_weights(model)]
-
-
-def apply_masks(masks: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-    with torch.no_grad():
-        for w, mask in masks:
-            w.mul_(mask)
 
 
 def sparsity(model: nn.Module) -> float:

@@ -10,7 +10,7 @@ beside the model, such as TensorRT's `.plan`) and `request` (UTF-8 JSON: `spec`,
 and `runtime`). `GET /health` lists the runtimes available on the device. Every request needs
 `Authorization: Bearer <token>` (401 otherwise); a body over the size limit is refused before it is read (413).
 The agent holds its own limits (`Limits`): its caps clip what a client asks (memory, timeout, batch, iterations,
-warm-up), runtime options come from each engine's allow-list, a whole request must arrive by a deadline, and at
+warm-up), runtime options come from each runtime's allow-list, a whole request must arrive by a deadline, and at
 most N requests are served at once (503 beyond). With `--tls-cert` it serves HTTPS. It writes only inside its own
 folder: each model in a fresh subfolder there, removed after measuring (and at start, after a kill). Python's
 standard HTTP server serves it: an agent measures one model at a time (a lock), like a device would.
@@ -113,14 +113,15 @@ class Limits:
 def clip_spec(spec, runtime: str, limits: Limits):
     """The client's measure section under the agent's caps, and what was clipped ({field: [asked, applied]}).
     Runtime options outside the engine's allow-list are refused (400): one naming a path could write anywhere."""
-    from squeezeflow.runtimes.engines import ENGINES
+    from squeezeflow.runtimes.engines import load_runtimes
 
-    if runtime not in ENGINES:
-        raise AgentError(400, f"'request.runtime' = {runtime!r}: unknown runtime; known: {sorted(ENGINES)}")
-    unsafe = sorted(set(spec.session_options) - ENGINES[runtime].safe_options)
+    runtimes = load_runtimes()
+    if runtime not in runtimes:
+        raise AgentError(400, f"'request.runtime' = {runtime!r}: unknown runtime; known: {sorted(runtimes)}")
+    unsafe = sorted(set(spec.session_options) - runtimes[runtime].safe_options)
     if unsafe:
         raise AgentError(400, f"'request.spec.session_options': {unsafe} not accepted by this agent for {runtime} "
-                              f"(accepted: {sorted(ENGINES[runtime].safe_options)})")
+                              f"(accepted: {sorted(runtimes[runtime].safe_options)})")
     applied = {
         "memory_limit_mb": min(spec.memory_limit_mb or limits.memory_limit_mb, limits.memory_limit_mb),
         "timeout_s": min(spec.timeout_s, limits.max_timeout_s),
@@ -159,12 +160,13 @@ def measure_upload(folder: Path, upload: dict, limits: Limits = Limits()) -> dic
 
 def write_upload(folder: Path, upload: dict, runtime: str) -> Path:
     """The model as `model.onnx` in `folder`, and each `companion<suffix>` member (a TensorRT engine) beside it as
-    `model<suffix>`: only the suffixes the runtime's engine declares."""
-    from squeezeflow.runtimes.engines import ENGINES
+    `model<suffix>`: only the suffixes the runtime declares."""
+    from squeezeflow.runtimes.engines import load_runtimes
 
     model = folder / "model.onnx"
     model.write_bytes(upload["model"].astype(np.uint8).tobytes())
-    allowed = ENGINES[runtime].companions if runtime in ENGINES else ()
+    runtimes = load_runtimes()
+    allowed = runtimes[runtime].companions if runtime in runtimes else ()
     for key, data in upload.items():
         if key.startswith("companion"):
             suffix = key.removeprefix("companion")
@@ -222,10 +224,10 @@ def make_handler(token: str, folder: Path, limits: Limits):
                 return self._reply(401, {"error": "missing or wrong token"})
             if self.path != "/health":
                 return self._reply(404, {"error": f"no such endpoint: GET {self.path}"})
-            from squeezeflow.runtimes.engines import ENGINES, engine_unavailable
+            from squeezeflow.runtimes.engines import engine_unavailable, load_runtimes
 
             return self._reply(200, {"status": "ok", "runtimes": {n: engine_unavailable(n) or "available"
-                                                                  for n in sorted(ENGINES)},
+                                                                  for n in sorted(load_runtimes())},
                                      "limits": asdict(limits)})
 
         def _refuse_unread(self, status: int, payload: dict) -> None:

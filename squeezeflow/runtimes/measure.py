@@ -11,7 +11,7 @@ from pydantic import Field
 
 from squeezeflow.config import Strict
 from squeezeflow.io import batch_rows, input_array
-from squeezeflow.runtimes.engines import load_engine
+from squeezeflow.runtimes.engines import load_engine, load_runtimes
 from squeezeflow.stats import wilson_interval
 
 
@@ -54,6 +54,7 @@ def measure(model_path: Path, x: np.ndarray, y: np.ndarray, spec: MeasureSpec, r
     spec.batch_sizes), throughput; with `reference` (the reference model's predicted classes), the share of samples
     on which the runtime predicts the same class (the sim-to-device gap). In this process: see measure_isolated
     for the device's constraints."""
+    load_runtimes()  # the plugin modules imported before the clock starts: the load time is the runtime's own
     t_load = time.perf_counter()
     engine = load_engine(runtime, model_path, spec.threads, spec.session_options)
     load_seconds = time.perf_counter() - t_load

@@ -1,4 +1,5 @@
-"""ONNX Runtime, fp32: graph optimisations applied once, offline, and saved."""
+"""ONNX Runtime, fp32: graph optimisations applied once, offline, and saved (a builder of the onnxruntime runtime,
+squeezeflow/runtimes/ort.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,8 @@ from typing import Literal
 
 import numpy as np
 
-from squeezeflow.export.onnx import check_onnx_file
 from squeezeflow.io import atomic_path
-from squeezeflow.runtimes.base import Builder, BuilderConfig, Validation, register_builder
+from squeezeflow.runtimes.base import Builder, BuilderConfig, Validation
 
 _LEVELS = {"basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 
@@ -19,14 +19,16 @@ class OrtFp32Config(BuilderConfig):
     optimization_level: Literal["basic", "extended", "all"] = "extended"
 
 
-@register_builder
 class OrtFp32(Builder):
-    """Sessions load the optimised graph instead of optimising at every start."""
+    """Sessions load the optimised graph instead of optimising at every start. Above level `basic` it holds ONNX
+    Runtime's own fused operators (com.microsoft domain; at `all`, layouts for this CPU): only ONNX Runtime runs it."""
 
-    name, Config = "ort-fp32", OrtFp32Config
+    name, Config, produces = "ort-fp32", OrtFp32Config, "onnx-ort"
 
     def build(self, source: Path, dest: Path, calibration: np.ndarray, validation: Validation | None = None) -> dict:
         import onnxruntime as ort
+
+        from squeezeflow.export.onnx import check_onnx_file
 
         check_onnx_file(source)
         level = self.config.optimization_level

@@ -1,4 +1,5 @@
-"""ONNX Runtime, static int8 in QDQ form: calibrated on training samples, checked on the validation split."""
+"""ONNX Runtime, static int8 in QDQ form: calibrated on training samples, checked on the validation split (a builder of
+the onnxruntime runtime, squeezeflow/runtimes/ort.py; the openvino and tensorrt builders quantize with it too)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from squeezeflow.export.onnx import check_onnx_file
 from squeezeflow.io import atomic_path, input_array
 from squeezeflow.onnxio import INPUT
-from squeezeflow.runtimes.base import Builder, BuilderConfig, Validation, register_builder
+from squeezeflow.runtimes.base import Builder, BuilderConfig, Validation
 
 
 class _Calibration:
@@ -69,18 +69,19 @@ class OrtInt8QdqConfig(BuilderConfig):
                                          "(per-channel, more calibration samples, sensitive layers left in float)")
 
 
-@register_builder
 class OrtInt8Qdq(Builder):
     """Static int8 quantization in QDQ form, calibrated on training samples. Weights the export already stores as
     integers (a quantize/qat/mixed-precision recipe) are kept as they are: ONNX Runtime's quantizer recognises
     DequantizeLinear weights and adds only the activation (and int32 bias) quantization."""
 
-    name, Config = "ort-int8-qdq", OrtInt8QdqConfig
+    name, Config, produces = "ort-int8-qdq", OrtInt8QdqConfig, "onnx"  # standard QuantizeLinear/DequantizeLinear
 
     def build(self, source: Path, dest: Path, calibration: np.ndarray, validation: Validation | None = None) -> dict:
         """Quantize as configured; if that loses more than `max_val_accuracy_drop` points of validation accuracy
         against the fp32 export, back off step by step and ship the first attempt within it (or, failing all,
         the most accurate one: the gate then judges it)."""
+        from squeezeflow.export.onnx import check_onnx_file
+
         spec = self.config
         check_onnx_file(source)
         with tempfile.TemporaryDirectory() as tmpdir:

@@ -1,10 +1,11 @@
-"""TensorRT (11; 10.x also takes strongly typed networks) on an NVIDIA GPU.
+"""TensorRT (11; 10.x also takes strongly typed networks) on an NVIDIA GPU: the runtime plugin and its builder.
 
 The build writes two files: `model.onnx`, the strongly typed graph the engine is built from (precision set in the
 graph: fp16 casts, or explicit symmetric int8 QDQ; squeezeflow/runtimes/trt_graph.py), and `model.plan`, the
 serialized engine, built with a timing cache. Where TensorRT or a CUDA GPU is missing, the typed graph is still
 written and checked (on the CPU, through ONNX Runtime, against the validation split) and the report says
 "unavailable: <reason>": validation then fails the target's gate with that reason, and the other targets go on.
+The runtime runs that pair only (format "tensorrt-plan"), never a plain ONNX file.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from squeezeflow.export.onnx import check_onnx_file
 from squeezeflow.io import atomic_path, sha256_file
-from squeezeflow.runtimes.base import Builder, BuilderConfig, Validation, register_builder
+from squeezeflow.runtimes.base import Builder, BuilderConfig, Runtime, Validation, register_runtime
 from squeezeflow.runtimes.ort_int8 import OrtInt8Qdq, OrtInt8QdqConfig
 
 ENGINE_SUFFIX = ".plan"
@@ -122,11 +122,12 @@ def _val_drop(reference: Path, typed: Path, validation: Validation | None) -> fl
     return round(float(((ref.argmax(1) == y).mean() - (out.argmax(1) == y).mean()) * 100.0), 4)
 
 
-@register_builder
 class TensorRt(Builder):
-    name, Config = "tensorrt", TensorRtConfig
+    name, Config, produces = "tensorrt", TensorRtConfig, "tensorrt-plan"  # model.plan beside the typed model.onnx
 
     def build(self, source: Path, dest: Path, calibration: np.ndarray, validation: Validation | None = None) -> dict:
+        from squeezeflow.export.onnx import check_onnx_file
+
         spec: TensorRtConfig = self.config
         check_onnx_file(source)
         report = {"precision": spec.precision, "graph": typed_graph(source, dest, spec, calibration, validation)}
@@ -184,3 +185,59 @@ def build_engine(onnx_path: Path, plan: Path, spec: TensorRtConfig) -> dict:  # 
             "tensorrt": trt.__version__, "gpu": props.name, "compute_capability": f"{props.major}.{props.minor}",
             "strongly_typed": True, "timing_cache_seeded": bool(seed),
             "build_config": spec.model_dump(mode="json", exclude={"builder"})}
+
+
+@register_runtime
+class TensorRtRuntime(Runtime):  # pragma: no cover - needs TensorRT and a CUDA GPU
+    """A TensorRT engine (`model.plan` beside the typed `model.onnx` the build wrote) on GPU 0; inputs are copied to
+    the GPU and the logits back, so latency is what a caller on the host sees."""
+
+    name = "tensorrt"
+    runs = frozenset({"tensorrt-plan"})
+    builders = (TensorRt,)
+    companions = (ENGINE_SUFFIX,)  # the serialized engine the build wrote beside the typed model.onnx
+
+    def __init__(self, path: Path, threads: int = 1, options: dict[str, str] | None = None):
+        import tensorrt as trt
+        import torch
+
+        plan = Path(path).with_suffix(ENGINE_SUFFIX)
+        if not plan.is_file():
+            raise RuntimeError(f"no TensorRT engine {plan}: the build ran where TensorRT was unavailable (rebuild "
+                               "this target's build stage on the device)")
+        self._torch = torch
+        self._engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(plan.read_bytes())
+        if self._engine is None:
+            raise RuntimeError(f"TensorRT cannot load {plan} (built by another TensorRT version or GPU?)")
+        self._context = self._engine.create_execution_context()
+        names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
+        inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self._input, self._output = inputs[0], next(n for n in names if n not in inputs)
+        self._max_batch = int(self._engine.get_tensor_profile_shape(self._input, 0)[2][0])  # (min, opt, max)
+        self._stream = torch.cuda.Stream()
+
+    def predict(self, x: np.ndarray, batch: int = 512) -> np.ndarray:
+        return super().predict(x, min(batch, self._max_batch))  # the engine takes at most its profile's max batch
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.cuda.stream(self._stream):
+            inp = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).cuda(non_blocking=True)
+            if not self._context.set_input_shape(self._input, tuple(inp.shape)):
+                raise RuntimeError(f"TensorRT refused input shape {tuple(inp.shape)} (outside the engine's profile?)")
+            out = torch.empty(tuple(self._context.get_tensor_shape(self._output)), dtype=torch.float32,
+                              device="cuda")
+            self._context.set_tensor_address(self._input, inp.data_ptr())
+            self._context.set_tensor_address(self._output, out.data_ptr())
+            if not self._context.execute_async_v3(self._stream.cuda_stream):
+                raise RuntimeError("TensorRT could not run the engine (execute_async_v3 failed)")
+            self._stream.synchronize()
+            return out.cpu().numpy()
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        return unavailable()
+
+    @classmethod
+    def config(cls, threads: int = 1, options: dict[str, str] | None = None) -> dict:
+        return {"device": "cuda:0", "engine": "model.plan (beside the typed model.onnx)", "threads": threads}

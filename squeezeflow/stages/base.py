@@ -1,22 +1,22 @@
 """What a stage is, and the one registry of them.
 
 A stage declares itself once, in its own module (`register_stage(Stage(...))`): its deps, the parameters, code and
-artifacts DVC and MLflow track, its Dagster asset (name, kinds, group, blocking check), and whether it runs once
-per device target. dvc.yaml, the Dagster assets and checks, the runner's selection and the summary are all
-generated from this registry, so a new stage is one new module in this package.
+artifacts DVC and MLflow track, its Dagster asset (name, kinds, group, blocking check), and whether it is a
+template run once per device target (`per_target`) or once per compression recipe (`per_recipe`: the run's recipe
+and every candidate recipe a target lists). dvc.yaml, the Dagster assets and checks, the runner's selection, the
+summary and lineage are all generated from this registry, so a new stage is one new module in this package.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from squeezeflow import codeversion
 from squeezeflow.config import Params
-from squeezeflow.naming import stage_name
+from squeezeflow.naming import recipe_key, stage_name
 from squeezeflow.targets import TargetProfile
 
 
@@ -57,6 +57,7 @@ class StageContext:
     params_source: str = "params.yaml"  # what a bad-parameter error names
     recipes_source: str = "recipes.yaml"
     measured: Path | None = None  # files that hold measurements (plots): outside the DVC output, refreshed per run
+    recipe_key: str | None = None  # on a per-recipe stage: its recipe (a key of recipes["recipes"])
 
     def input(self, stage: str) -> Path:
         if stage not in self.inputs:
@@ -69,11 +70,13 @@ class StageContext:
 
         return Splits.load(self.input("dataset"), self.params.machine.data_memory_mb)
 
-    def recipe(self, which: str = "main"):
-        """The recipe as recorded in .squeezeflow/recipes.yaml (what DVC tracks), not re-read from recipes/."""
-        from squeezeflow.compression.recipe import parse_recipe
+    def recipe_name(self, key: str) -> str:
+        return self.recipes["recipes"][key]["name"]
 
-        return parse_recipe(self.recipes[which], self.recipes_source)
+    def target_recipes(self) -> dict[str, str]:
+        """The recipes this per-target stage chooses among, key -> name: the target's candidates, else the run's."""
+        keys = [recipe_key(r) for r in self.target.recipes] or [self.recipes["run"]]
+        return {k: self.recipe_name(k) for k in keys}
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,7 @@ class Stage:
     deps: tuple[str, ...] = ()  # upstream stage names (a per-target stage names per-target deps by their base name)
     params: tuple[str, ...] = ()  # params.yaml sections this stage reads
     target_params: tuple[str, ...] = ()  # sections of the target's YAML this stage reads
-    recipe_params: tuple[str, ...] = ()  # sections of the resolved recipe this stage reads
+    recipe_params: tuple[str, ...] = ()  # sections of its recipe this per-recipe stage reads ("steps")
     input_params: tuple[str, ...] = ()  # fingerprints of user files this stage reads (.squeezeflow/inputs.yaml)
     artifacts: tuple[str, ...] = ()  # files of its output logged to MLflow as artifacts (and .png shown in Dagster)
     code: tuple[str, ...] = ()  # modules whose source is this stage's code version
@@ -91,6 +94,7 @@ class Stage:
     needs_timings: bool = False  # rerun (not reuse) an output whose timings are lost: something reads them
     description: str = ""
     per_target: bool = False  # a template: one stage per device target, named stage_name(name, target)
+    per_recipe: bool = False  # a template: one stage per recipe in the run, named stage_name(name, recipe key)
     asset: str = ""  # the Dagster asset's name (under the target's key when per target); default: the name
     kinds: tuple[str, ...] = ()  # Dagster kinds shown on the asset
     group: str = "lifecycle"  # Dagster asset group; the main job runs group "lifecycle"
@@ -99,6 +103,7 @@ class Stage:
     logs_data: bool = False  # its output holds the train/val/test splits: logged as MLflow dataset inputs
     base: str = ""  # the template's name, on a per-target stage
     target: TargetProfile | None = None  # set on a per-target stage
+    recipe: str | None = None  # the recipe key, set on a per-recipe stage
 
     def is_timing(self, metric: str) -> bool:
         return any(metric == t or (t.endswith("*") and metric.startswith(t[:-1])) for t in self.timings)
@@ -107,25 +112,29 @@ class Stage:
     def asset_name(self) -> str:
         return self.asset or (self.base or self.name)
 
-    def for_target(self, target: TargetProfile, per_target: set[str]) -> Stage:
-        deps = tuple(stage_name(d, target.name) if d in per_target else d for d in self.deps)
-        return replace(self, name=stage_name(self.name, target.name), deps=deps, base=self.name, target=target,
-                       description=f"{target.name} {self.description}".strip())
+    def expand(self, axes: Axes) -> list[Stage]:
+        """This declaration as the stages of one run: itself, or one per target or per recipe."""
+        if self.per_target:
+            return [replace(self, name=stage_name(self.name, t.name), base=self.name, target=t,
+                            deps=axes.deps(self.deps, target=t), description=f"{t.name} {self.description}".strip())
+                    for t in axes.targets]
+        if self.per_recipe:
+            return [replace(self, name=stage_name(self.name, key), base=self.name, recipe=key,
+                            deps=axes.deps(self.deps, recipe=key),
+                            recipe_params=tuple(f"recipes.{key}.{p}" for p in self.recipe_params),
+                            description=f"{self.description} Recipe {ref}.".strip())
+                    for key, ref in axes.recipes.items()]
+        return [replace(self, deps=axes.deps(self.deps))]
 
     def code_version(self) -> str:
         return code_version((self.run.__module__, *self.code))
 
 
 def code_version(modules: tuple[str, ...]) -> str:
-    """A hash of the modules' source (a package: every .py file in it)."""
-    h = hashlib.sha256()
-    for mod in modules:
-        m = importlib.import_module(mod)
-        files = (sorted(Path(m.__file__).parent.rglob("*.py")) if m.__file__.endswith("__init__.py")
-                 else [Path(m.__file__)])
-        for f in files:
-            h.update(f.read_bytes())
-    return h.hexdigest()[:16]
+    """A hash of the source of the modules and of every project module they import, read statically (a package
+    named here: every module in it); editing a module they never import leaves it as it is. See
+    squeezeflow.codeversion."""
+    return codeversion.code_version(modules)
 
 
 STAGES: dict[str, Stage] = {}
@@ -153,15 +162,49 @@ def _ordered(stages: list[Stage]) -> list[Stage]:
     return list(done.values())
 
 
-def stage_graph(targets: list[TargetProfile]) -> dict[str, Stage]:
-    """All stages in dependency order, the per-target ones expanded from the target profiles."""
-    import squeezeflow.stages  # noqa: F401  (imports every stage module: each registers itself)
+@dataclass(frozen=True)
+class Axes:
+    """What the templates expand over in one run: the device targets, and the recipes (key -> reference) with the
+    run's own first."""
 
-    per_target = {s.name for s in STAGES.values() if s.per_target}
-    stages = [s for s in STAGES.values() if not s.per_target]
-    for t in targets:
-        stages += [s.for_target(t, per_target) for s in STAGES.values() if s.per_target]
-    stages = _ordered(stages)
+    targets: list[TargetProfile]
+    recipes: dict[str, str]
+    run: str  # the run's recipe key
+
+    def deps(self, deps: tuple[str, ...], target: TargetProfile | None = None, recipe: str | None = None):
+        """Template deps resolved for one stage: a per-target dep is its own target's; a per-recipe dep is its own
+        recipe's, on a per-target stage each recipe its target chooses among (else the run's recipe)."""
+        out: list[str] = []
+        for d in deps:
+            template = STAGES.get(d)
+            if template is not None and template.per_target:
+                out.append(stage_name(d, target.name))
+            elif template is not None and template.per_recipe:
+                keys = [recipe] if recipe else [recipe_key(r) for r in target.recipes] if target else []
+                out += [stage_name(d, k) for k in (keys or [self.run])]
+            else:
+                out.append(d)
+        return tuple(out)
+
+
+def run_recipes(run_recipe: str, targets: list[TargetProfile]) -> tuple[dict[str, str], str]:
+    """The recipes one run compresses with, key -> reference: the run's own, then each candidate a target lists.
+    Two references with one key (two files both named fast.yaml) cannot share stage names: an error."""
+    recipes, run = {recipe_key(run_recipe): run_recipe}, recipe_key(run_recipe)
+    for ref in sorted({r for t in targets for r in t.recipes}):
+        key = recipe_key(ref)
+        if recipes.setdefault(key, ref) != ref:
+            raise ValueError(f"recipes {recipes[key]!r} and {ref!r} would share the stage names *-{key}: rename one")
+    return recipes, run
+
+
+def stage_graph(targets: list[TargetProfile], run_recipe: str = "default") -> dict[str, Stage]:
+    """All stages in dependency order, the templates expanded over the targets and the run's recipes."""
+    # every stage module has registered itself: importing this module runs squeezeflow/stages/__init__.py, which
+    # imports them all (importing that package here again would only be an import cycle)
+    recipes, run = run_recipes(run_recipe, targets)
+    axes = Axes(targets, recipes, run)
+    stages = _ordered([s for template in STAGES.values() for s in template.expand(axes)])
     unknown = {d for s in stages for d in s.deps} - {s.name for s in stages}
     if unknown:
         raise ValueError(f"stages depend on unregistered stages: {sorted(unknown)}")

@@ -1,16 +1,26 @@
-"""Stage 7 (per target): build the target's deployable model, from the export of the recipe it selected, with the
-builder its profile names."""
+"""Stage 7 (per target): the target's deployable model, built from the export of the recipe it selected with the
+builder its profile names; or, when the select stage built its candidates to choose among them, the winner's
+build as it was measured there (one build, not two)."""
 
 from __future__ import annotations
 
+import shutil
+
+from squeezeflow.io import read_json
 from squeezeflow.runtimes import build_artifact
 from squeezeflow.stages.base import Stage, StageContext, register_stage, stage_name
+from squeezeflow.stages.select import BUILT
 
 
 def run(ctx: StageContext) -> dict:
+    selected = ctx.input(stage_name("select", ctx.target.name))
+    if (selected / BUILT / "build.json").exists():  # built (and measured) there to choose it: not built again
+        for f in sorted((selected / BUILT).iterdir()):
+            if f.name != "build.json":
+                shutil.copyfile(f, ctx.out / f.name)
+        return read_json(selected / BUILT / "build.json")
     splits = ctx.splits()
-    source = ctx.input(stage_name("select", ctx.target.name)) / "model.onnx"  # the export of the chosen recipe
-    return build_artifact(ctx.target.build, source, ctx.out / "model.onnx",
+    return build_artifact(ctx.target.build, selected / "model.onnx", ctx.out / "model.onnx",  # the chosen export
                           splits.x["train"], (splits.x["val"], splits.y["val"]))
 
 

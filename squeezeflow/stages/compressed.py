@@ -1,4 +1,5 @@
-"""Stage 4: compress the teacher with the chosen recipe's steps (techniques in squeezeflow/compression)."""
+"""Stage 4 (per recipe): compress the teacher with the recipe's steps (techniques in squeezeflow/compression). One
+stage per recipe of the run: its own and each candidate a target lists, so changing one reruns only its chain."""
 
 from __future__ import annotations
 
@@ -8,6 +9,14 @@ from squeezeflow.io import write_json, write_yaml
 from squeezeflow.models import load_checkpoint, parameter_counts, save_checkpoint
 from squeezeflow.stages.base import Stage, StageContext, register_stage
 from squeezeflow.training import accuracy
+
+
+def stage_recipe(ctx: StageContext):
+    """This per-recipe stage's recipe as recorded in .squeezeflow/recipes.yaml (what DVC tracks), not re-read from
+    recipes/. (Here, not on StageContext: a stage that never compresses must not import the techniques.)"""
+    from squeezeflow.compression.recipe import parse_recipe
+
+    return parse_recipe(ctx.recipes["recipes"][ctx.recipe_key], ctx.recipes_source)
 
 
 def compress_context(ctx: StageContext) -> tuple[CompressContext, Splits]:
@@ -22,7 +31,7 @@ def model_stats(model) -> dict:
 
 
 def run(ctx: StageContext) -> dict:
-    recipe = ctx.recipe()
+    recipe = stage_recipe(ctx)
     cctx, splits = compress_context(ctx)
     test = (splits.x["test"], splits.y["test"])
     model, spec, report = recipe.run(cctx.teacher, cctx, on_step=lambda a: {"test_accuracy": accuracy(a.model, *test),
@@ -36,8 +45,8 @@ def run(ctx: StageContext) -> dict:
 
 
 STAGE = register_stage(Stage(
-    "compressed", run, deps=("dataset", "teacher"), params=("seed", "compress"),
-    recipe_params=("main.name", "main.steps"), code=("squeezeflow.models", "squeezeflow.training",
+    "compressed", run, deps=("dataset", "teacher"), params=("seed",), per_recipe=True,
+    recipe_params=("name", "steps"), code=("squeezeflow.models", "squeezeflow.training",
                                                      "squeezeflow.compression"),
     artifacts=("recipe.yaml", "steps.json"), kinds=("pytorch", "dvc"),
     description="The recipe's compression steps (distillation, pruning, factorization, quantization)."))

@@ -1,15 +1,15 @@
-"""Stage 6: torch -> ONNX, checked by onnx.checker; parity with torch is measured on the val split."""
+"""Stage 6 (per recipe): torch -> ONNX, checked by onnx.checker; parity with torch is measured on the val split."""
 
 from __future__ import annotations
 
 from squeezeflow.data import Splits
 from squeezeflow.export import export_onnx, parity
 from squeezeflow.models import load_checkpoint
-from squeezeflow.stages.base import Check, Stage, StageContext, Verdict, register_stage
+from squeezeflow.stages.base import Check, Stage, StageContext, Verdict, register_stage, stage_name
 
 
 def run(ctx: StageContext) -> dict:
-    model, spec = load_checkpoint(ctx.input("finetuned") / "model.pt")
+    model, spec = load_checkpoint(ctx.input(stage_name("finetuned", ctx.recipe_key)) / "model.pt")
     path = ctx.out / "model.onnx"
     how = export_onnx(model, spec.input_shape, path, ctx.params.export.opset, spec.input_dtype,
                       ctx.params.export.exporter)
@@ -29,7 +29,7 @@ def onnx_matches_torch(inputs, params) -> Verdict:
 
 
 STAGE = register_stage(Stage(
-    "exported", run, deps=("dataset", "finetuned"), params=("export",),
+    "exported", run, deps=("dataset", "finetuned"), params=("export",), per_recipe=True,
     code=("squeezeflow.export", "squeezeflow.models.quant_layers"), kinds=("onnx", "dvc"),
     description="torch -> ONNX, onnx.checker passed.",
     check=Check("onnx_matches_torch", onnx_matches_torch, description="ONNX Runtime outputs match torch's on the "

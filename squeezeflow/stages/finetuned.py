@@ -1,19 +1,19 @@
-"""Stage 5: the recipe's recovery fine-tuning of the compressed model; pruned weights stay zero and quantized
-layers keep their bit widths."""
+"""Stage 5 (per recipe): the recipe's recovery fine-tuning of the compressed model; pruned weights stay zero and
+quantized layers keep their bit widths."""
 
 from __future__ import annotations
 
 from squeezeflow.io import write_yaml
 from squeezeflow.models import load_checkpoint, save_checkpoint
-from squeezeflow.stages.base import Stage, StageContext, register_stage
-from squeezeflow.stages.compressed import compress_context, model_stats
+from squeezeflow.stages.base import Stage, StageContext, register_stage, stage_name
+from squeezeflow.stages.compressed import compress_context, model_stats, stage_recipe
 from squeezeflow.training import accuracy
 
 
 def run(ctx: StageContext) -> dict:
-    recipe = ctx.recipe()
+    recipe = stage_recipe(ctx)
     cctx, splits = compress_context(ctx)
-    model, spec = load_checkpoint(ctx.input("compressed") / "model.pt")
+    model, spec = load_checkpoint(ctx.input(stage_name("compressed", ctx.recipe_key)) / "model.pt")
     result = recipe.recover(model, cctx)
     save_checkpoint(ctx.out / "model.pt", model, spec)
     write_yaml(ctx.out / "recipe-finetune.yaml", {"name": recipe.name, "finetune": recipe.to_dict()["finetune"]})
@@ -22,7 +22,7 @@ def run(ctx: StageContext) -> dict:
 
 
 STAGE = register_stage(Stage(
-    "finetuned", run, deps=("dataset", "teacher", "compressed"), params=("seed",),
-    recipe_params=("main.finetune",), artifacts=("recipe-finetune.yaml",),
+    "finetuned", run, deps=("dataset", "teacher", "compressed"), params=("seed",), per_recipe=True,
+    recipe_params=("finetune",), artifacts=("recipe-finetune.yaml",),
     code=("squeezeflow.models", "squeezeflow.training", "squeezeflow.compression"), kinds=("pytorch", "dvc"),
     description="Recovery fine-tuning of the compressed model; pruned weights stay zero."))

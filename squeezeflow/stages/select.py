@@ -1,7 +1,8 @@
-"""Stage 6b (per target): the recipe this target deploys. A target that lists candidate recipes gets each one's
-export built with its builder and measured on it (here or on its agent) on the validation split; the smallest
-(or fastest) that meets its budgets there wins (squeezeflow/selection.py). A target that lists none takes the
-run's recipe. The chosen export is this stage's `model.onnx`, the file the target's build starts from."""
+"""Stage 6b (per target): the recipe this target deploys. A target that lists candidate recipes depends on each
+one's `exported-<recipe>` stage; each export is built with the target's builder and measured on it (here or on its
+agent) on the validation split; the smallest (or fastest) that meets its budgets there wins
+(squeezeflow/selection.py), and its build is handed to the build stage in `built/` (built once). A target that
+lists none takes the run's recipe. The chosen export is this stage's `model.onnx`: what the build started from."""
 
 from __future__ import annotations
 
@@ -16,29 +17,28 @@ from squeezeflow.gates.gate import majority_baseline
 from squeezeflow.io import read_json, write_json
 from squeezeflow.runtimes import build_artifact
 from squeezeflow.selection import Measured, as_records, choose, decision_record, judge, plot_candidates
-from squeezeflow.stages.alternatives import folder
-from squeezeflow.stages.base import Stage, StageContext, register_stage
+from squeezeflow.stages.base import Stage, StageContext, register_stage, stage_name
 from squeezeflow.stages.validate import measure_target
 
+BUILT = "built"  # the chosen candidate's build (model.onnx, companions, build.json): the build stage takes it
 
-def _source(ctx: StageContext, name: str, main: str) -> Path:
-    return ctx.input("exported") / "model.onnx" if name == main else \
-        ctx.input("alternatives") / folder(name) / "model.onnx"
+
+def _source(ctx: StageContext, key: str) -> Path:
+    return ctx.input(stage_name("exported", key)) / "model.onnx"
 
 
 def _try(ctx: StageContext, name: str, src: Path, work: Path, splits: Splits) -> dict:
-    """Build and measure one candidate on the validation split; a build the builder cannot make is a reason."""
-    report = read_json(ctx.input("alternatives") / "alternatives.json").get(name, {})
-    if report and not report.get("export_matches", True):
-        return {"error": f"its ONNX export does not match torch (max |diff| {report['max_abs_diff']:.3g})"}
+    """Build one candidate into `work` and measure it on the validation split; a build the builder cannot make is
+    a reason."""
     check_onnx_file(src)
-    built = work / folder(name) / "model.onnx"
+    built = work / "model.onnx"
     try:
-        build_artifact(ctx.target.build, src, built, splits.x["train"], (splits.x["val"], splits.y["val"]))
+        how = build_artifact(ctx.target.build, src, built, splits.x["train"], (splits.x["val"], splits.y["val"]))
     except SqueezeflowInputError:
         raise
     except Exception as exc:  # noqa: BLE001 - one candidate the builder cannot build does not stop the others
         return {"error": f"the {ctx.target.build.builder} build failed: {' '.join(str(exc).split())[:300]}"}
+    write_json(work / "build.json", {**how, "built_by": stage_name("select", ctx.target.name)})
     metrics = measure_target(ctx.target, built, splits.x["val"], splits.y["val"], None)
     if metrics.get("transient"):  # an agent down says nothing about the candidate: no selection is recorded
         raise TransientError(f"{ctx.target.name}: candidate {name} not measured: {metrics['transient']} (not a "
@@ -47,27 +47,32 @@ def _try(ctx: StageContext, name: str, src: Path, work: Path, splits: Splits) ->
 
 
 def run(ctx: StageContext) -> dict:
-    target, main = ctx.target, ctx.recipes["main"]["name"]
+    target, recipes = ctx.target, ctx.target_recipes()
     if not target.recipes:
-        check_onnx_file(_source(ctx, main, main))  # a corrupt export is bad input, named where it is
-        shutil.copyfile(_source(ctx, main, main), ctx.out / "model.onnx")
+        (key, name), = recipes.items()
+        check_onnx_file(_source(ctx, key))  # a corrupt export is bad input, named where it is
+        shutil.copyfile(_source(ctx, key), ctx.out / "model.onnx")
         why = "the run's recipe (the target lists no candidate recipes)"
-        write_json(ctx.out / "selection.json", {"recipe": main, "objective": target.objective, "reason": why,
-                                                "candidates": []})
-        return {"recipe": main, "candidates": 0}
+        write_json(ctx.out / "selection.json", {"recipe": name, "recipe_key": key, "objective": target.objective,
+                                                "reason": why, "candidates": []})
+        return {"recipe": name, "candidates": 0}
     splits = ctx.splits()
     teacher_val = read_json(ctx.input("teacher") / "metrics.json")["val_accuracy"]
     baseline = majority_baseline(splits.y["train"], splits.y["val"])
     measured: list[Measured] = []
     with tempfile.TemporaryDirectory() as work:
-        for name in target.recipes:
-            metrics = _try(ctx, name, _source(ctx, name, main), Path(work), splits)
+        for key, name in recipes.items():
+            (Path(work) / key).mkdir()
+            metrics = _try(ctx, name, _source(ctx, key), Path(work) / key, splits)
             measured.append(judge(name, metrics, teacher_val, target.budgets, baseline))
-    best, why = choose(measured, target.objective)
-    shutil.copyfile(_source(ctx, best.recipe, main), ctx.out / "model.onnx")
+        best, why = choose(measured, target.objective)
+        key = next(k for k, n in recipes.items() if n == best.recipe)
+        if (Path(work) / key / "build.json").exists():
+            shutil.copytree(Path(work) / key, ctx.out / BUILT)
+    shutil.copyfile(_source(ctx, key), ctx.out / "model.onnx")
     # The decision is the tracked output; what was measured to make it (latencies, the reason quoting them, the
     # plot) varies run to run and stays out of it, as other stages' timings do.
-    write_json(ctx.out / "selection.json", {"recipe": best.recipe, "objective": target.objective,
+    write_json(ctx.out / "selection.json", {"recipe": best.recipe, "recipe_key": key, "objective": target.objective,
                                             "teacher_val_accuracy": teacher_val,
                                             "candidates": decision_record(measured, best.recipe)})
     if ctx.measured is not None:
@@ -94,9 +99,9 @@ def report(out: Path, metrics: dict | None = None) -> dict[str, str]:
 
 
 STAGE = register_stage(Stage(
-    "select", run, deps=("dataset", "teacher", "exported", "alternatives"),
+    "select", run, deps=("dataset", "teacher", "exported"),
     target_params=("recipes", "objective", "runtime", "build", "measure", "budgets", "device"),
-    recipe_params=("main.name",), code=("squeezeflow.selection", "squeezeflow.runtimes", "squeezeflow.gates.gate"),
+    code=("squeezeflow.selection", "squeezeflow.runtimes", "squeezeflow.gates.gate"),
     timings=("latency_*", "measured"), per_target=True, artifacts=("selection.json", "pareto.png"), report=report,
     kinds=("onnx", "dvc"), asset="selected", description="recipe selection: each candidate recipe "
     "built and measured on the target on the validation split; the smallest (or fastest) that meets the budgets"))

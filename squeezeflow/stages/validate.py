@@ -51,7 +51,7 @@ def run(ctx: StageContext) -> dict:
 
 STAGE = register_stage(Stage(
     "validate", run, deps=("dataset", "select", "build"), target_params=("runtime", "measure", "device"),
-    code=("squeezeflow.runtimes.measure", "squeezeflow.runtimes.engines", "squeezeflow.runtimes.agent",
+    code=("squeezeflow.runtimes.measure", "squeezeflow.runtimes", "squeezeflow.runtimes.agent",
           "squeezeflow.stats"), per_target=True,
     asset="validated", timings=("latency_*", "throughput_per_s", "load_ms", "peak_rss_mb", "cpus"),
     needs_timings=True, kinds=("onnx", "dvc"), description="on-device validation in a constrained process (here "

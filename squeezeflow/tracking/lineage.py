@@ -22,6 +22,7 @@ from urllib.parse import quote
 from squeezeflow.errors import SqueezeflowInputError
 from squeezeflow.naming import stage_name
 from squeezeflow.tracking.promotion import HISTORY_EXPERIMENT, history
+from squeezeflow.tracking.schema import CHAIN_TAG
 
 DEFAULT_UI = "http://127.0.0.1:5000"
 STAGE_TAG, RUN_KEY_TAG, PARENT_TAG = "squeezeflow.stage", "squeezeflow.run_key", "mlflow.parentRunId"
@@ -30,6 +31,9 @@ GIT_TAG = "mlflow.source.git.commit"
 
 _PROGRESS = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
+# each template's link: (step, label); a stage not listed here is shown under its own name
+STEPS = {"dataset": ("dataset", "dataset splits"), "exported": ("exported", "export (ONNX)"),
+         "validate": ("validation", "validation")}
 # metrics worth a line, per stage (all of them are in `details`)
 KEY_METRICS = {
     "dataset": ("samples", "num_classes", "train_size", "val_size", "test_size"),
@@ -358,16 +362,17 @@ def build_lineage(source, uri: str, ui_url: str = DEFAULT_UI) -> Lineage:
         return Link(step, label, summary, run.info.run_id if run is not None else None, rd.run_url(run),
                     reused_in.info.run_id if reused_in is not None else None, rd.run_url(reused_in), details, problems)
 
-    chain.append(stage_link("dataset", "dataset", "dataset splits", KEY_METRICS["dataset"]))
-    chain.append(stage_link("teacher", "teacher", "teacher", KEY_METRICS["teacher"]))
-    chain.append(_recipe_link(rd, kids))
-    chain.append(stage_link("compressed", "compressed", "compressed", KEY_METRICS["compressed"]))
-    chain.append(stage_link("finetuned", "finetuned", "finetuned", KEY_METRICS["finetuned"]))
-    chain.append(stage_link("exported", "exported", "export (ONNX)", KEY_METRICS["exported"]))
-    chain.append(_selection_link(rd, tags, kids, target))
-    chain.append(stage_link(stage_name("build", target), "build", f"build {target}", KEY_METRICS["build"]))
-    chain.append(stage_link(stage_name("validate", target), "validation", f"validation {target}",
-                            KEY_METRICS["validate"]))
+    stages = stage_chain(tags, target)
+    for stage, base in stages:
+        if base == "compressed":  # the recipe the chain's compression ran, as its run recorded it
+            chain.append(_recipe_link(rd, kids, stage, next((s for s, b in stages if b == "finetuned"), "")))
+        if base == "select":
+            chain.append(_selection_link(rd, tags, kids, stage))
+            continue
+        step, label = STEPS.get(base, (base, base))
+        if stage != base and stage.endswith(f"-{target}"):
+            label = f"{label} {target}"
+        chain.append(stage_link(stage, step, label, KEY_METRICS.get(base, ())))
     chain.append(_gate_link(rd, tags, gate_run))
     chain.append(_card_link(rd, gate_run))
     chain.append(_promotion_link(rd, name, version, tags, list(mv.aliases or [])))
@@ -381,27 +386,33 @@ def build_lineage(source, uri: str, ui_url: str = DEFAULT_UI) -> Lineage:
     return Lineage(ref.uri, name, version, sorted(mv.aliases or []), mv.description or "", url, chain)
 
 
-def _selection_link(rd: StoreReader, tags: dict, kids: dict, target: str) -> Link:
+def stage_chain(tags: dict, target: str) -> list[tuple[str, str]]:
+    """The stages that made the version's file, in order, as (stage, template) pairs: as its registration recorded
+    them from the stage registry (CHAIN_TAG), else the chain of versions registered before that tag."""
+    recorded = tags.get(CHAIN_TAG)
+    if recorded:
+        return [(stage, base) for stage, base in json.loads(recorded)]
+    return [("dataset", "dataset"), ("teacher", "teacher"), ("compressed", "compressed"), ("finetuned", "finetuned"),
+            ("exported", "exported"), (stage_name("select", target), "select"), (stage_name("build", target), "build"),
+            (stage_name("validate", target), "validate")]
+
+
+def _selection_link(rd: StoreReader, tags: dict, kids: dict, stage: str) -> Link:
     """Which recipe the target deployed and why (the version's tags, written from its select stage)."""
-    run = kids.get(stage_name("select", target))
+    run = kids.get(stage)
     chosen = tags.get("squeezeflow.recipe")
     summary = (f"{chosen}: {tags.get('squeezeflow.recipe_selection', '')}" if chosen
                else "the run's recipe (registered before per-target recipe selection was recorded)")
-    link = Link("selection", "recipe selection", summary, run.info.run_id if run else None, rd.run_url(run),
+    return Link("selection", "recipe selection", summary, run.info.run_id if run else None, rd.run_url(run),
                 details={"recipe": chosen, "reason": tags.get("squeezeflow.recipe_selection")})
-    if chosen and chosen != (run.data.params.get("recipe.main.name") if run else chosen):
-        link.notes.append(f"deployed recipe {chosen} is a candidate recipe, not the run's main recipe: the "
-                          "compressed/finetuned/exported links describe the main line (its model came from the "
-                          "candidate_recipes stage)")
-    return link
 
 
-def _recipe_link(rd: StoreReader, kids: dict) -> Link:
+def _recipe_link(rd: StoreReader, kids: dict, compressed: str, finetuned: str) -> Link:
     """The resolved recipe as the compressed (and finetuned) stage run recorded it: the artifact, else the params."""
-    comp, fine = kids.get("compressed"), kids.get("finetuned")
+    comp, fine = kids.get(compressed), kids.get(finetuned)
     link = Link("recipe", "recipe", "not recorded", comp.info.run_id if comp else None, rd.run_url(comp))
     if comp is None:
-        link.problems.append("the pipeline run has no compressed stage run")
+        link.problems.append(f"the pipeline run has no {compressed} stage run")
         return link
     text = rd.artifact_text(comp.info.run_id, "recipe.yaml")
     import yaml
@@ -409,16 +420,17 @@ def _recipe_link(rd: StoreReader, kids: dict) -> Link:
     recipe, source = None, None
     if text is not None:
         recipe, source = yaml.safe_load(text), "recipe.yaml"
-    elif "recipe.main.name" in comp.data.params:
-        p = comp.data.params
-        steps = literal_value(p.get("recipe.main.steps")) or []
-        recipe, source = {"name": p["recipe.main.name"], "steps": steps}, "params"
+    elif _recipe_prefix(comp.data.params, "name"):
+        p, pre = comp.data.params, _recipe_prefix(comp.data.params, "name")
+        steps = literal_value(p.get(f"{pre}steps")) or []
+        recipe, source = {"name": p[f"{pre}name"], "steps": steps}, "params"
     finetune = None
     if fine is not None:
         ft = rd.artifact_text(fine.info.run_id, "recipe-finetune.yaml")
+        pre = _recipe_prefix(fine.data.params, "finetune.")
         finetune = yaml.safe_load(ft) if ft is not None else {
-            k.removeprefix("recipe.main.finetune."): literal_value(v) for k, v in fine.data.params.items()
-            if k.startswith("recipe.main.finetune.")} or None
+            k.removeprefix(f"{pre}finetune."): literal_value(v) for k, v in fine.data.params.items()
+            if pre and k.startswith(f"{pre}finetune.")} or None
     if recipe is None:
         link.problems.append("no recipe.yaml artifact or recipe.* params on the compressed run")
         return link
@@ -432,6 +444,15 @@ def _recipe_link(rd: StoreReader, kids: dict) -> Link:
         link.summary += "; no recovery fine-tuning"
     link.details = {"name": recipe.get("name"), "steps": recipe.get("steps"), "finetune": finetune, "from": source}
     return link
+
+
+def _recipe_prefix(params: dict, field: str) -> str:
+    """The prefix of a stage run's recipe params: `recipe.recipes.<key>.` (`recipe.main.` before recipe stages).
+    `field`: a param name (`name`) or a section (`finetune.`)."""
+    for key in sorted(params):
+        if key.startswith("recipe.") and (f".{field}" in key if field.endswith(".") else key.endswith(f".{field}")):
+            return key[:key.index(f".{field}") + 1]
+    return ""
 
 
 def _gate_link(rd: StoreReader, tags: dict, gate_run) -> Link:

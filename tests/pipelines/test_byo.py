@@ -132,11 +132,11 @@ def test_the_users_trained_model_is_compressed_without_retraining_and_promoted(b
     assert teacher["test_accuracy"] == pytest.approx(mine)
     assert teacher["test_accuracy"] > 80
 
-    compressed = json.loads((ws.stage_dir("compressed") / "metrics.json").read_text())
+    compressed = json.loads((ws.stage_dir(ws.recipe_stage("compressed")) / "metrics.json").read_text())
     assert compressed["parameters"] < 0.5 * teacher["parameters"]
-    exported = json.loads((ws.stage_dir("exported") / "metrics.json").read_text())
+    exported = json.loads((ws.stage_dir(ws.recipe_stage("exported")) / "metrics.json").read_text())
     assert exported["argmax_agreement"] == 1.0
-    graph = onnx.load(str(ws.stage_dir("exported") / "model.onnx")).graph
+    graph = onnx.load(str(ws.stage_dir(ws.recipe_stage("exported")) / "model.onnx")).graph
     ops = [n.op_type for n in graph.node]
     assert "Add" in ops and "DequantizeLinear" in ops  # the residual add survived; weights are int8
     summary = json.loads(sorted((ws.state_dir / "runs").glob("*/summary.json"))[0].read_text())

@@ -66,11 +66,11 @@ def test_a_bert_from_a_config_is_distilled_into_one_layer_and_built_for_int8(tmp
     with lifecycle_env(tmp_path) as base:
         ws = _workspace(base / "ws", {"kind": "huggingface", "config": BERT})
         assert run_lifecycle(ws, [], ["cpu-int8"]) == 0
-    teacher, compressed, exported, validated = (metrics(ws, s) for s in ("teacher", "compressed", "exported",
-                                                                         "validate-cpu-int8"))
+    teacher, compressed, exported, validated = (metrics(ws, s) for s in (
+        "teacher", ws.recipe_stage("compressed"), ws.recipe_stage("exported"), "validate-cpu-int8"))
     assert teacher["arch"] == "huggingface:bert" and teacher["test_accuracy"] > 60
     assert compressed["parameters"] < 0.85 * teacher["parameters"]  # one encoder layer of two (embeddings stay)
-    graph = onnx.load(str(ws.stage_dir("exported") / "model.onnx")).graph
+    graph = onnx.load(str(ws.stage_dir(ws.recipe_stage("exported")) / "model.onnx")).graph
     assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT64
     assert exported["argmax_agreement"] == 1.0
     assert validated["accuracy"] > teacher["test_accuracy"] - 10

@@ -113,7 +113,7 @@ def test_checks_ran_and_passed_in_dagster(first_run):
         from dagster import AssetCheckKey, AssetKey
 
         for key in [AssetCheckKey(AssetKey("dataset"), "data_expectations"),
-                    AssetCheckKey(AssetKey("exported"), "onnx_matches_torch"),
+                    AssetCheckKey(AssetKey(["recipe_tiny", "exported"]), "onnx_matches_torch"),
                     AssetCheckKey(AssetKey(["edge_fp32_2t", "candidate"]), "gate")]:
             record = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
             assert record.run_id == summary["dagster_run_id"] and record.status.value == "SUCCEEDED"
@@ -125,7 +125,7 @@ def test_checkpoints_are_dvc_tracked_and_pushed(first_run):
     assert set(ws.stages) - {"sweep"} == set(lock)  # the sweep is its own job
     remote = ws.state_dir / "dvc-remote"
     pushed = {p.name for p in remote.rglob("*") if p.is_file()}
-    for stage in ("teacher", "exported", "build-cpu-int8"):
+    for stage in ("teacher", "exported-tiny", "build-cpu-int8"):
         md5 = lock[stage]["outs"][0]["md5"]
         assert md5.removesuffix(".dir")[2:] + ".dir" in pushed
 
@@ -137,7 +137,7 @@ def test_promoted_model_carries_its_lineage_in_mlflow(first_run):
     lock = yaml.safe_load((ws.root / "dvc.lock").read_text())["stages"]
     assert mv.tags["squeezeflow.dagster_run_id"] == summary["dagster_run_id"]
     assert "mlflow.source.git.commit" in mv.tags
-    for stage in ("dataset", "teacher", "compressed", "finetuned", "exported", "build-cpu-int8"):
+    for stage in ("dataset", "teacher", "compressed-tiny", "finetuned-tiny", "exported-tiny", "build-cpu-int8"):
         assert mv.tags[f"squeezeflow.dvc.{stage}"] == lock[stage]["outs"][0]["md5"]
     assert "squeezeflow.dvc.build-cpu-fp32" not in mv.tags  # another target's chain is not this model's lineage
     exp = c.get_experiment_by_name("squeezeflow")
@@ -146,8 +146,8 @@ def test_promoted_model_carries_its_lineage_in_mlflow(first_run):
     assert len(parent) == 1 and parent[0].data.params["teacher.hidden"] == "[64]"
     children = {r.data.tags["squeezeflow.stage"] for r in runs
                 if r.data.tags.get("mlflow.parentRunId") == parent[0].info.run_id}
-    assert {"dataset", "teacher", "compressed", "finetuned", "exported", "build-cpu-int8", "validate-cpu-int8",
-            "gate-cpu-int8", "promote-cpu-int8"} <= children
+    assert {"dataset", "teacher", "compressed-tiny", "finetuned-tiny", "exported-tiny", "build-cpu-int8",
+            "validate-cpu-int8", "gate-cpu-int8", "promote-cpu-int8"} <= children
     assert parent[0].data.tags["squeezeflow.data_check"].startswith("passed (")
     assert mv.tags["squeezeflow.gate"] == "passed" and mv.tags["squeezeflow.gate_champion"] == "none"
     gate_run = c.get_run(mv.tags["squeezeflow.gate_run_id"])
@@ -162,14 +162,15 @@ def test_promoted_model_carries_its_lineage_in_mlflow(first_run):
 def test_the_recipe_is_a_dvc_param_and_logged_whole_to_mlflow(first_run):
     ws, _, summary = first_run
     lock = yaml.safe_load((ws.root / "dvc.lock").read_text())["stages"]
-    recorded = lock["compressed"]["params"][".squeezeflow/recipes.yaml"]
-    assert recorded["main.name"] == "tiny" and recorded["main.steps"][1]["technique"] == "prune-magnitude"
-    assert "main.finetune" in lock["finetuned"]["params"][".squeezeflow/recipes.yaml"]
+    recorded = lock["compressed-tiny"]["params"][".squeezeflow/recipes.yaml"]
+    assert recorded["recipes.tiny.name"] == "tiny"
+    assert recorded["recipes.tiny.steps"][1]["technique"] == "prune-magnitude"
+    assert "recipes.tiny.finetune" in lock["finetuned-tiny"]["params"][".squeezeflow/recipes.yaml"]
     c = client(ws)
     (run,) = c.search_runs([c.get_experiment_by_name("squeezeflow").experiment_id],
-                           f"tags.`squeezeflow.stage` = 'compressed' and "
+                           f"tags.`squeezeflow.stage` = 'compressed-tiny' and "
                            f"tags.`squeezeflow.run_key` = '{summary['dagster_run_id']}'")
-    assert run.data.params["recipe.main.name"] == "tiny"
+    assert run.data.params["recipe.recipes.tiny.name"] == "tiny"
     local = c.download_artifacts(run.info.run_id, "recipe.yaml", str(ws.root / ".squeezeflow"))
     assert yaml.safe_load(open(local))["steps"][0]["student"]["hidden"] == [16]
 

@@ -67,11 +67,11 @@ def test_an_onnx_teacher_is_distilled_into_a_student_built_for_int8_and_promoted
     sess = ort.InferenceSession(str(ws.root / "teacher.onnx"), providers=["CPUExecutionProvider"])
     mine = float((sess.run(None, {"pixels": x})[0].argmax(1) == y).mean() * 100)
     assert teacher["test_accuracy"] == pytest.approx(mine)
-    compressed = json.loads((ws.stage_dir("compressed") / "metrics.json").read_text())
+    compressed = json.loads((ws.stage_dir(ws.recipe_stage("compressed")) / "metrics.json").read_text())
     assert compressed["parameters"] == 64 * 32 + 32 + 32 * 10 + 10  # the recipe's student: mlp [32]
     from squeezeflow.models import Standardize, load_checkpoint
 
-    student, _ = load_checkpoint(ws.stage_dir("compressed") / "model.pt")
+    student, _ = load_checkpoint(ws.stage_dir(ws.recipe_stage("compressed")) / "model.pt")
     assert isinstance(student[0], Standardize)  # the ONNX file scales inside itself: the student got its own
     validated = json.loads((ws.stage_dir("validate-cpu-int8") / "metrics.json").read_text())
     assert validated["accuracy"] > teacher["test_accuracy"] - 5
@@ -94,9 +94,9 @@ def test_an_onnx_teacher_is_built_for_int8_as_it_is(tmp_path):
         ws = _workspace(base / "ws", {"name": "as-is", "steps": []})
         assert run_lifecycle(ws, [], ["cpu-int8"]) == 0
     teacher, compressed, validated = (json.loads((ws.stage_dir(s) / "metrics.json").read_text())
-                                      for s in ("teacher", "compressed", "validate-cpu-int8"))
+                                      for s in ("teacher", ws.recipe_stage("compressed"), "validate-cpu-int8"))
     assert teacher["parameters"] == compressed["parameters"] == 64 * 128 + 128 + 128 * 10 + 10  # its initializers
-    exported = onnx.load(str(ws.stage_dir("exported") / "model.onnx"))
+    exported = onnx.load(str(ws.stage_dir(ws.recipe_stage("exported")) / "model.onnx"))
     ops = {n.op_type for n in exported.graph.node}
     assert "Gemm" in ops or "MatMul" in ops
     built = onnx.load(str(ws.stage_dir("build-cpu-int8") / "model.onnx"))

@@ -101,11 +101,11 @@ def test_two_fresh_workspaces_give_identical_dvc_hashes(fresh_pair, base):
     from squeezeflow.lifecycle import Lifecycle
 
     a = fresh_pair[3]
-    assert set(a) == {"dataset", "teacher", "compressed", "finetuned", "exported", "alternatives",
+    assert set(a) == {"dataset", "teacher", "compressed-tiny", "finetuned-tiny", "exported-tiny",
                       *(f"{k}-{t}" for t in TARGETS for k in ("select", "build", "validate"))}
     other = make_workspace(base / "other")
     lc = Lifecycle(Workspace(other), push=False)
-    main_line = ("dataset", "teacher", "alternatives", "compressed", "finetuned", "exported")
+    main_line = ("dataset", "teacher", "compressed-tiny", "finetuned-tiny", "exported-tiny")
     for stage in main_line:
         lc.run_stage(stage, "r1")
     assert {s: lc.dvc.hashes()[s] for s in main_line} == {s: a[s] for s in main_line}

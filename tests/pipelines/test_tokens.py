@@ -61,12 +61,12 @@ def test_a_shallower_student_of_the_users_transformer_on_token_ids(ws):
     # ids stay ids: never standardized or cast to float
     assert np.load(ws.stage_dir("dataset") / "train-x.npy").dtype == np.int64
     assert teacher["arch"] == "usertext.textnet:build" and teacher["test_accuracy"] > 60
-    compressed = metrics(ws, "compressed")
+    compressed = metrics(ws, ws.recipe_stage("compressed"))
     assert compressed["parameters"] < 0.7 * teacher["parameters"]  # one encoder layer instead of two
-    graph = onnx.load(str(ws.stage_dir("exported") / "model.onnx")).graph
+    graph = onnx.load(str(ws.stage_dir(ws.recipe_stage("exported")) / "model.onnx")).graph
     assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT64
     assert {"Gather", "Softmax", "DequantizeLinear"} <= {n.op_type for n in graph.node}  # embedding, attention, int8
-    assert metrics(ws, "exported")["max_abs_diff"] < 1e-4
+    assert metrics(ws, ws.recipe_stage("exported"))["max_abs_diff"] < 1e-4
     validated = metrics(ws, "validate-cpu-int8")
     assert validated["accuracy"] > teacher["test_accuracy"] - 5
     assert {r["target"]: r["promoted"] for r in last_summary(ws)["targets"]} == {"cpu-int8": "champion"}
@@ -74,14 +74,14 @@ def test_a_shallower_student_of_the_users_transformer_on_token_ids(ws):
 
 def test_attention_and_ffn_pruning_of_the_teacher_itself(ws):
     assert run_lifecycle(ws, ["compress.recipe=prune"], ["cpu-int8"]) in (0, 3)  # 3: held back by its gate
-    teacher, compressed = metrics(ws, "teacher"), metrics(ws, "compressed")
+    teacher, compressed = metrics(ws, "teacher"), metrics(ws, ws.recipe_stage("compressed"))
     assert compressed["parameters"] < 0.5 * teacher["parameters"]
     from squeezeflow.models import load_checkpoint
 
-    model = load_checkpoint(ws.stage_dir("compressed") / "model.pt")[0]
+    model = load_checkpoint(ws.stage_dir(ws.recipe_stage("compressed")) / "model.pt")[0]
     attn = model.get_submodule("encoder.layers.0.self_attn")  # no input-norm wrapper: ids are not standardized
     # heads keep their size; the projections agree with each other after pruning
     assert attn.embed_dim == attn.in_proj_weight.shape[1] == attn.out_proj.weight.shape[0] < 32
     assert attn.embed_dim % attn.num_heads == 0
-    assert metrics(ws, "exported")["argmax_agreement"] == 1.0
+    assert metrics(ws, ws.recipe_stage("exported"))["argmax_agreement"] == 1.0
     assert last_summary(ws)["targets"][0]["gate"] in ("pass", "FAIL")  # the gate decided

@@ -85,9 +85,9 @@ def test_resnet18_by_name_through_the_default_recipe(runs):
     # the real resnet18, with 10 classes: its parameter count, as torchvision builds it
     assert teacher["parameters"] == sum(p.numel() for p in torchvision.models.resnet18(num_classes=10).parameters())
     assert teacher["test_accuracy"] > 30
-    exported = metrics(ws, "exported")
+    exported = metrics(ws, ws.recipe_stage("exported"))
     assert exported["argmax_agreement"] == 1.0
-    ops = [n.op_type for n in onnx.load(str(ws.stage_dir("exported") / "model.onnx")).graph.node]
+    ops = [n.op_type for n in onnx.load(str(ws.stage_dir(ws.recipe_stage("exported")) / "model.onnx")).graph.node]
     assert ops.count("Add") >= 8  # resnet18's eight residual adds survived pruning and export
     built = metrics(ws, "build-cpu-int8")
     assert built["model_bytes"] * 10 < teacher["parameters"] * 4  # >= 10x smaller than the fp32 teacher
@@ -101,11 +101,11 @@ def test_resnet18_by_name_through_the_default_recipe(runs):
 def test_mobilenet_v3_small_on_grayscale_through_structured_pruning(runs):
     ws, rc = runs["mobilenet_v3_small"]
     assert rc in (0, 3)  # 3: gated and held back; either way the gate decided, nothing broke
-    teacher, compressed = metrics(ws, "teacher"), metrics(ws, "compressed")
+    teacher, compressed = metrics(ws, "teacher"), metrics(ws, ws.recipe_stage("compressed"))
     assert teacher["test_accuracy"] > 30  # BatchNorm momentum 0.01: evaluated on stale statistics it would be 10%
     assert compressed["parameters"] < 0.5 * teacher["parameters"]  # channels physically removed
-    graph = onnx.load(str(ws.stage_dir("exported") / "model.onnx")).graph
+    graph = onnx.load(str(ws.stage_dir(ws.recipe_stage("exported")) / "model.onnx")).graph
     assert len(graph.input[0].type.tensor_type.shape.dim) == 3  # (N, 16, 16): the channel axis is added inside
-    assert metrics(ws, "exported")["argmax_agreement"] == 1.0
+    assert metrics(ws, ws.recipe_stage("exported"))["argmax_agreement"] == 1.0
     gated = versions(ws)
     assert len(gated) == 1 and gated[0].tags.get("squeezeflow.gate") in ("passed", "failed")

@@ -1,17 +1,24 @@
-"""Dependencies run one way: no import cycle between squeezeflow's packages and modules, domain layers below the
-lifecycle, and no Dagster anywhere in the domain package. Imports inside functions count too (a late import only
-hides a cycle); imports under `if TYPE_CHECKING:` do not."""
+"""Dependencies run one way: no import cycle between the project's modules (squeezeflow/, assets/, pipelines/) nor
+between its packages, domain layers below the lifecycle, the Dagster adapters above the domain with `assets` below
+`pipelines` (pipelines may import assets, assets never import pipelines), and no Dagster anywhere in the domain
+package. Imports inside functions count too (a late import only hides a cycle); imports under `if TYPE_CHECKING:`
+do not. The import graph is squeezeflow.codeversion's, the one code versions are computed from."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[2] / "squeezeflow"
+from squeezeflow.codeversion import import_graph
 
-# Lowest first. A unit may import only units of its own or a lower layer.
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "squeezeflow"
+PROJECT = ("squeezeflow", "assets", "pipelines")
+
+# Lowest first. A unit (a subpackage or top-level module of squeezeflow, or one of the adapter packages) may import
+# only units of its own or a lower layer.
 LAYERS = [
-    {"errors", "naming", "io", "stats", "onnxio", "imports", "rows", "faults", "redact"},
+    {"__init__", "errors", "naming", "io", "stats", "onnxio", "imports", "rows", "faults", "redact", "codeversion"},
     {"config"},
     {"data", "models"},
     {"training"},
@@ -23,12 +30,16 @@ LAYERS = [
     {"versioning"},
     {"workspace", "runlock"},
     {"lifecycle", "summary", "scaffold", "reference"},
+    {"assets"},  # the Dagster assets and checks, generated from the stage registry, and their resource
+    {"pipelines"},  # the code location (definitions, jobs, schedules) and the CLI: they wire the assets together
 ]
 
 
 def _unit(module: str) -> str:
-    """squeezeflow.a.b -> 'a': a subpackage or a top-level module."""
+    """squeezeflow.a.b -> 'a': a subpackage or a top-level module; any other package (assets.x) -> the package."""
     parts = module.split(".")
+    if parts[0] != "squeezeflow":
+        return parts[0]
     return parts[1] if len(parts) > 1 else "__init__"
 
 
@@ -47,15 +58,18 @@ def _imports(path: Path):
             yield node.module
 
 
-def unit_graph() -> dict[str, set[str]]:
+def module_graph(root: Path = ROOT, packages=PROJECT) -> dict[str, set[str]]:
+    """Every module of the packages under `root` -> the project modules it imports."""
+    return import_graph(root, packages)
+
+
+def unit_graph(root: Path = ROOT, packages=PROJECT) -> dict[str, set[str]]:
+    """The module graph with each module replaced by its unit (imports within a unit dropped)."""
     graph: dict[str, set[str]] = {}
-    for f in PACKAGE.rglob("*.py"):
-        module = ".".join(f.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
+    for module, imported in module_graph(root, packages).items():
         src = _unit(module)
-        graph.setdefault(src, set())
-        for imported in _imports(f):
-            if imported.startswith("squeezeflow.") and _unit(imported) != src:
-                graph[src].add(_unit(imported))
+        graph.setdefault(src, set()).update(_unit(m) for m in imported)
+        graph[src].discard(src)
     return graph
 
 
@@ -81,7 +95,12 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def test_no_import_cycle_inside_squeezeflow():
+def test_no_import_cycle_between_modules():
+    cycle = find_cycle(module_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_no_import_cycle_between_packages():
     cycle = find_cycle(unit_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
@@ -91,10 +110,42 @@ def test_the_cycle_finder_finds_cycles():
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
+def _write(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+def test_the_graph_builder_reports_a_module_cycle(tmp_path):
+    _write(tmp_path, {
+        "pkg/__init__.py": "",
+        "pkg/a.py": "def f():\n    from pkg.b import g  # a late import still closes the cycle\n    return g\n",
+        "pkg/b.py": "from . import a\n\ng = 1\n",
+        "pkg/c.py": "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from pkg import d\n",
+        "pkg/d.py": "import pkg.c\n",  # c imports d for type checking only: no cycle
+    })
+    graph = module_graph(tmp_path, ("pkg",))
+    assert graph["pkg.d"] == {"pkg.c"} and graph["pkg.c"] == set()
+    assert find_cycle(graph) == ["pkg.a", "pkg.b", "pkg.a"]
+    (tmp_path / "pkg/a.py").write_text("")
+    assert find_cycle(module_graph(tmp_path, ("pkg",))) is None
+
+
+def test_the_graph_builder_reports_a_package_cycle(tmp_path):
+    _write(tmp_path, {
+        "assets/__init__.py": "", "assets/stages.py": "from pipelines.resources import Resource\n",
+        "pipelines/__init__.py": "", "pipelines/resources.py": "Resource = object\n",
+        "pipelines/definitions.py": "from assets.stages import Resource\n",
+    })
+    assert find_cycle(module_graph(tmp_path, ("assets", "pipelines"))) is None
+    assert find_cycle(unit_graph(tmp_path, ("assets", "pipelines"))) == ["assets", "pipelines", "assets"]
+
+
 def test_every_unit_imports_only_its_own_or_lower_layers():
     level = {u: i for i, layer in enumerate(LAYERS) for u in layer}
     graph = unit_graph()
-    unplaced = set(graph) - set(level) - {"__init__"}
+    unplaced = set(graph) - set(level)
     assert not unplaced, f"place these in LAYERS: {sorted(unplaced)}"
     upward = [f"{src} -> {dst}" for src, dsts in graph.items() if src in level
               for dst in dsts if level[dst] > level[src]]

@@ -5,7 +5,7 @@ import yaml
 from squeezeflow.lifecycle import Lifecycle
 from squeezeflow.workspace import Workspace
 
-STAGES = ("dataset", "teacher", "compressed", "finetuned")
+STAGES = ("dataset", "teacher", "compressed-tiny", "finetuned-tiny")
 
 
 def run_all(root, key: str) -> dict[str, bool]:
@@ -25,12 +25,65 @@ def test_changing_the_recipe_reruns_only_the_stages_that_read_that_part(workspac
     assert run_all(workspace, "r2") == dict.fromkeys(STAGES, True)
 
     edit_recipe(workspace, lambda r: r["finetune"]["train"].update(epochs=3))
-    assert run_all(workspace, "r3") == {"dataset": True, "teacher": True, "compressed": True, "finetuned": False}
+    assert run_all(workspace, "r3") == {"dataset": True, "teacher": True, "compressed-tiny": True,
+                                        "finetuned-tiny": False}
 
     edit_recipe(workspace, lambda r: r["steps"][1].update(sparsity=0.7))
-    assert run_all(workspace, "r4") == {"dataset": True, "teacher": True, "compressed": False, "finetuned": False}
-    recorded = yaml.safe_load((workspace / "artifacts" / "compressed" / "recipe.yaml").read_text())
+    assert run_all(workspace, "r4") == {"dataset": True, "teacher": True, "compressed-tiny": False,
+                                        "finetuned-tiny": False}
+    recorded = yaml.safe_load((workspace / "artifacts" / "compressed-tiny" / "recipe.yaml").read_text())
     assert recorded["steps"][1]["sparsity"] == 0.7 and "finetune" not in recorded
+
+
+def test_a_target_choosing_between_two_recipes_reruns_only_the_edited_one(workspace):
+    """Each candidate recipe is a chain of its own (compressed/finetuned/exported-<recipe>): editing one reruns
+    that chain and the selection, not the other's; the winner is built once (select hands its build to build);
+    the registered version's lineage links the runs that made its file."""
+    from squeezeflow.io import read_json
+    from squeezeflow.tracking.lineage import build_lineage
+    from tests.conftest import TINY, TINY_RECIPE, write_target
+
+    for t in (workspace / "device_targets").iterdir():
+        t.unlink()
+    (workspace / "params.yaml").write_text(yaml.safe_dump({**TINY, "sweep": {"target": "edge"}}))
+    target = write_target(workspace / "device_targets", "edge")
+    target.write_text(target.read_text() + "recipes: [tiny, tiny-wide]\nobjective: smallest\n")
+    wide = {**TINY_RECIPE, "name": "tiny-wide", "steps": [
+        {**TINY_RECIPE["steps"][0], "student": {"arch": "mlp", "hidden": [24]}}, TINY_RECIPE["steps"][1]]}
+    (workspace / "recipes" / "tiny-wide.yaml").write_text(yaml.safe_dump(wide, sort_keys=False))
+
+    def run(key: str) -> tuple[Lifecycle, dict[str, bool]]:
+        lc = Lifecycle(Workspace(workspace), push=False)
+        lc.params  # noqa: B018 - prepare: the graph of this run's recipes
+        return lc, {s: lc.run_stage(s, key).reused for s, st in lc.ws.stages.items() if st.group == "lifecycle"}
+
+    lc, first = run("r1")
+    chains = {f"{b}-{r}" for b in ("compressed", "finetuned", "exported") for r in ("tiny", "tiny-wide")}
+    assert chains <= set(first) and not any(first.values())
+    assert lc.ws.stages["select-edge"].deps == ("dataset", "teacher", "exported-tiny", "exported-tiny-wide")
+    chosen = read_json(workspace / "artifacts" / "select-edge" / "selection.json")
+    assert chosen["recipe"] in ("tiny", "tiny-wide") and len(chosen["candidates"]) == 2
+    # built once: the build stage took select's build of the winner
+    assert read_json(workspace / "artifacts" / "build-edge" / "metrics.json")["built_by"] == "select-edge"
+    assert (workspace / "artifacts" / "build-edge" / "model.onnx").read_bytes() == \
+        (workspace / "artifacts" / "select-edge" / "built" / "model.onnx").read_bytes()
+
+    cand = lc.evaluate_candidate("edge", "r1")
+    lineage = build_lineage(lc.tracker, f"models:/{cand.model_name}/{cand.version}")
+    key = chosen["recipe_key"]
+    for step in ("compressed", "finetuned", "exported"):
+        link = lineage.link(step)
+        assert link.details["stage"] == f"{step}-{key}" and not link.problems
+        assert lc.tracker.client.get_run(link.run_id).data.tags["squeezeflow.stage"] == f"{step}-{key}"
+        assert link.details["dvc_md5"] == lc.dvc.hashes()[f"{step}-{key}"]
+    assert lineage.link("recipe").details["name"] == chosen["recipe"]
+
+    wide["steps"][1] = {**wide["steps"][1], "sparsity": 0.6}
+    (workspace / "recipes" / "tiny-wide.yaml").write_text(yaml.safe_dump(wide, sort_keys=False))
+    _, second = run("r2")
+    rerun = {s for s, reused in second.items() if not reused}
+    assert {"compressed-tiny-wide", "finetuned-tiny-wide", "exported-tiny-wide", "select-edge"} <= rerun
+    assert not rerun & {"dataset", "teacher", "compressed-tiny", "finetuned-tiny", "exported-tiny"}
 
 
 def test_registry_names_identify_the_data(workspace, tmp_path):

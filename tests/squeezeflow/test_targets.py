@@ -8,8 +8,48 @@ from tests.conftest import write_target
 
 def test_shipped_profiles_load(project_root):
     targets = load_targets(project_root / "device_targets")
-    assert {"cpu-fp32", "cpu-int8"} <= set(targets)
+    assert set(targets) == {p.stem for p in (project_root / "device_targets").glob("*.yaml")}  # every one of them
+    assert {"cpu-fp32", "cpu-int8", "cpu-openvino-int8", "gpu-tensorrt-fp16"} <= set(targets)
     assert targets["cpu-int8"].build.builder == "ort-int8-qdq"
+    assert {t.runtime for t in targets.values()} == {"onnxruntime", "openvino", "tensorrt"}
+
+
+def _target(tmp_path, builder: str, **keys):
+    path = write_target(tmp_path, "edge", builder=builder)
+    path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), **keys}))
+    return path
+
+
+@pytest.mark.parametrize("runtime, builder, accepted", [
+    ("openvino", "ort-fp32", "builders whose output openvino runs: openvino, ort-int8-qdq"),  # ORT's own graph
+    ("onnxruntime", "tensorrt", "runtimes that run tensorrt-plan: tensorrt"),
+    ("tensorrt", "ort-int8-qdq", "builders whose output tensorrt runs: tensorrt"),
+    ("openvino", "tensorrt", "runtimes that run tensorrt-plan: tensorrt"),
+])
+def test_a_runtime_that_cannot_run_its_builders_output_names_file_field_and_value(tmp_path, runtime, builder,
+                                                                                   accepted):
+    path = _target(tmp_path, builder, runtime=runtime)
+    with pytest.raises(SqueezeflowInputError) as err:
+        load_target(path)
+    assert err.value.source == str(path) and err.value.field == "build.builder" and err.value.value == builder
+    msg = str(err.value)
+    assert f"field 'build.builder' = '{builder}'" in msg and f"runtime '{runtime}' does not run" in msg
+    assert accepted in msg
+
+
+def test_a_builder_the_default_runtime_cannot_run_names_the_runtime_field(tmp_path):
+    path = _target(tmp_path, "tensorrt")  # no `runtime:` line: onnxruntime, which does not run a TensorRT engine
+    with pytest.raises(SqueezeflowInputError) as err:
+        load_target(path)
+    assert err.value.source == str(path) and err.value.field == "runtime" and err.value.value == "onnxruntime"
+    assert "not set" in err.value.problem and "set runtime to one that runs tensorrt-plan: tensorrt" in str(err.value)
+
+
+@pytest.mark.parametrize("runtime, builder", [("openvino", "ort-int8-qdq"), ("onnxruntime", "openvino"),
+                                              ("tensorrt", "tensorrt"), ("onnxruntime", "ort-fp32")])
+def test_a_runtime_takes_any_builder_writing_a_format_it_runs(tmp_path, runtime, builder):
+    profile = load_target(_target(tmp_path, builder, runtime=runtime))
+    assert profile.runtime == runtime and profile.build.builder == builder
 
 
 @pytest.mark.parametrize("mutate, field, value", [

@@ -21,8 +21,6 @@ def test_a_candidate_the_agent_could_not_measure_stops_the_selection(tmp_path, m
     torch.manual_seed(0)
     src = tmp_path / "model.onnx"
     export_onnx(build_model(ModelSpec("mlp", (8,), 3, (16,))).eval(), (8,), src, 17, exporter="torchscript")
-    (tmp_path / "alternatives").mkdir()
-    (tmp_path / "alternatives" / "alternatives.json").write_text("{}")
     path = tmp_path / "board.yaml"
     path.write_text(yaml.safe_dump({
         "name": "board", "build": {"builder": "ort-fp32"}, "measure": {"iterations": 10, "warmup": 1},
@@ -30,7 +28,7 @@ def test_a_candidate_the_agent_could_not_measure_stops_the_selection(tmp_path, m
         "budgets": {"max_accuracy_drop": 5, "max_latency_p95_ms": 10, "max_model_bytes": 10**6}}))
     target = load_target(path)
     monkeypatch.setenv("SF_SELECT_TOKEN", "0123456789abcdef-token")
-    ctx = StageContext(Params(), tmp_path / "out", {"alternatives": tmp_path / "alternatives"}, target)
+    ctx = StageContext(Params(), tmp_path / "out", {}, target)
     x = np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32)
     splits = SimpleNamespace(x={"train": x, "val": x}, y={"train": np.zeros(40, int), "val": np.zeros(40, int)})
     with pytest.raises(TransientError, match="candidate small not measured: the device agent at .* is unreachable"):

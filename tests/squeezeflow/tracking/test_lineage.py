@@ -25,7 +25,7 @@ UI = "http://ui.test:5000"
 
 
 def pipeline(tracker, tmp_path, run_key: str, md5: dict[str, str], reused=(), champion=None, verdict="passed",
-             data=None, commit="c0ffee"):
+             data=None, commit="c0ffee", stages=tuple(STAGES), version_tags=None):
     """One pipeline run as the lifecycle logs it: parent, a child per stage, gate run, registered version.
     Returns (version, {stage: child run id}, gate run id)."""
     c = tracker.client
@@ -39,7 +39,7 @@ def pipeline(tracker, tmp_path, run_key: str, md5: dict[str, str], reused=(), ch
     tracker.set_tags(parent, {"squeezeflow.data_check": "passed (15 expectations)",
                               "squeezeflow.data_check.engine": "great_expectations"})
     kids = {}
-    for stage in STAGES:
+    for stage in stages:
         tags = {"squeezeflow.reused": str(stage in reused).lower(), f"squeezeflow.dvc.{stage}": md5[stage],
                 **{f"squeezeflow.dvc.{d}": md5[d] for d in DEPS.get(stage, [])}}
         metrics = {"teacher": {"test_accuracy": 90.0 + len(kids)}, f"validate-{TARGET}": {
@@ -71,7 +71,8 @@ def pipeline(tracker, tmp_path, run_key: str, md5: dict[str, str], reused=(), ch
     tracker.end(gate)
     tags = {**lineage, "squeezeflow.target": TARGET, "squeezeflow.gate": verdict, "squeezeflow.gate_run_id": gate,
             "squeezeflow.gate_report": f"runs:/{gate}/gate_report.md",
-            "squeezeflow.gate_champion": f"v{champion}" if champion else "none", "squeezeflow.onnx_sha256": "cd" * 32}
+            "squeezeflow.gate_champion": f"v{champion}" if champion else "none", "squeezeflow.onnx_sha256": "cd" * 32,
+            **(version_tags or {})}
     if not c.search_registered_models(f"name = '{MODEL}'"):
         c.create_registered_model(MODEL)
     mv = c.create_model_version(MODEL, source=f"{c.get_run(gate).info.artifact_uri}/model", run_id=gate, tags=tags,
@@ -132,6 +133,23 @@ def test_every_link_names_the_run_that_produced_it(tracker, tmp_path):
     assert lin.description in text and f"run {kids['teacher']}  {UI}/#/experiments/{exp}/runs/{kids['teacher']}" in text
     assert "!" not in text  # no problems
     assert json.loads(json.dumps(lin.to_dict()))["chain"][5]["run_id"] == kids["teacher"]
+
+
+def test_the_chain_is_the_one_its_registration_recorded_from_the_stage_registry(tracker, tmp_path):
+    """A version names the stages that made its file (CHAIN_TAG, written from the stage registry): a stage lineage
+    has never heard of is a link of its own, in its place, with its run."""
+    from squeezeflow.tracking.schema import CHAIN_TAG
+
+    stages = [*STAGES, f"profile-{TARGET}"]
+    chain = [[s, s.removesuffix(f"-{TARGET}")] for s in stages]
+    md5 = {s: f"{s}-md5" for s in stages}
+    v, kids, _ = pipeline(tracker, tmp_path, "run-one", md5, stages=stages,
+                          version_tags={CHAIN_TAG: json.dumps(chain)})
+    lin = build_lineage(tracker, f"models:/{MODEL}/{v}", UI)
+    steps = [x.step for x in lin.chain]
+    assert steps[steps.index("validation") + 1] == "profile" and "selection" not in steps  # none in this chain
+    link = lin.link("profile")
+    assert link.label == f"profile {TARGET}" and link.run_id == kids[f"profile-{TARGET}"] and not link.problems
 
 
 def test_a_reused_stage_points_at_the_earlier_run_that_built_it(tracker, tmp_path):
