@@ -22,13 +22,14 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
-from squeezeflow.data import Splits  # noqa: E402
+from squeezeflow.data import Splits
 from squeezeflow.runtimes import MeasureSpec, builder_for  # noqa: E402
 from squeezeflow.runtimes.measure import measure_on_device  # noqa: E402
 from squeezeflow.runtimes.ort_fp32 import OrtFp32Config  # noqa: E402
 from squeezeflow.runtimes.ort_int8 import OrtInt8QdqConfig  # noqa: E402
 from squeezeflow.runtimes.ov_cpu import OpenVinoConfig  # noqa: E402
 from squeezeflow.runtimes.trt import TensorRtConfig  # noqa: E402
+from squeezeflow.workspace import Workspace  # noqa: E402
 
 BUILDS = [  # (label, runtime, builder config)
     ("onnxruntime fp32", "onnxruntime", OrtFp32Config()),
@@ -48,7 +49,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     ws = Path(args.workspace)
-    exported = ws / "artifacts" / "exported" / "model.onnx"
+    exported = ws / "artifacts" / Workspace(ws).recipe_stage("exported") / "model.onnx"  # the run's recipe's
     if not exported.exists():
         sys.exit(f"no {exported}: run ./sf run first")
     splits = Splits.load(ws / "artifacts" / "dataset")

@@ -71,8 +71,8 @@ def promote_version(context: OpExecutionContext, config: PromoteConfig, squeezef
                                               config.promoted_by, config.reason, config.force, context.run_id)
     except (PromotionRefused, SqueezeflowInputError) as exc:
         raise _refused(exc) from None
-    from squeezeflow.lifecycle import COMPARISON_TAG
     from squeezeflow.tracking import get_version
+    from squeezeflow.tracking.schema import COMPARISON_TAG
 
     shown = get_version(squeezeflow.lifecycle.tracker, record.model_name, record.version).tags.get(COMPARISON_TAG)
     if shown:

@@ -13,9 +13,8 @@ from pathlib import Path
 
 from squeezeflow.tracking.promotion import history
 from squeezeflow.tracking.registry import CHALLENGER, CHAMPION, version_by_alias, versions
+from squeezeflow.tracking.schema import DVC_TAG
 from squeezeflow.tracking.tracker import Tracker
-
-DVC_TAG = "squeezeflow.dvc."
 
 
 @dataclass

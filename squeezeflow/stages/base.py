@@ -190,11 +190,16 @@ class Axes:
 def run_recipes(run_recipe: str, targets: list[TargetProfile]) -> tuple[dict[str, str], str]:
     """The recipes one run compresses with, key -> reference: the run's own, then each candidate a target lists.
     Two references with one key (two files both named fast.yaml) cannot share stage names: an error."""
+    from squeezeflow.errors import SqueezeflowInputError
+
     recipes, run = {recipe_key(run_recipe): run_recipe}, recipe_key(run_recipe)
-    for ref in sorted({r for t in targets for r in t.recipes}):
-        key = recipe_key(ref)
-        if recipes.setdefault(key, ref) != ref:
-            raise ValueError(f"recipes {recipes[key]!r} and {ref!r} would share the stage names *-{key}: rename one")
+    for t in targets:
+        for ref in t.recipes:
+            key = recipe_key(ref)
+            if recipes.setdefault(key, ref) != ref:
+                raise SqueezeflowInputError(f"device_targets/{t.name}.yaml", "recipes", ref,
+                                            f"its stages would be named like those of recipe {recipes[key]!r} "
+                                            f"(*-{key}): rename one of the files")
     return recipes, run
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from squeezeflow.data import load_dataset, make_splits
 from squeezeflow.io import input_array
 from squeezeflow.stages.base import Check, Stage, StageContext, Verdict, register_stage
+from squeezeflow.tracking.schema import DATA_CHECK_TAG
 
 
 def run(ctx: StageContext) -> dict:
@@ -47,7 +48,7 @@ STAGE = register_stage(Stage(
     "dataset", run, params=("seed", "dataset", "split"), input_params=("dataset",), code=("squeezeflow.data",),
     description="Dataset loaded and split train/val/test by seed (DVC-tracked).", kinds=("numpy", "dvc"),
     logs_data=True,
-    check=Check("data_expectations", data_expectations, tag="squeezeflow.data_check", description=(
+    check=Check("data_expectations", data_expectations, tag=DATA_CHECK_TAG, description=(
         "Great Expectations: finite values in range, |x| <= 1e6, val/test within train's range, train not constant, "
         "labels 0..C-1, every class in every split with >= 2 in train, <= 10% of val/test rows duplicating train "
         "rows, consistent shapes, split sizes as configured."))))

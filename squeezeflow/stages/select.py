@@ -66,7 +66,7 @@ def run(ctx: StageContext) -> dict:
             metrics = _try(ctx, name, _source(ctx, key), Path(work) / key, splits)
             measured.append(judge(name, metrics, teacher_val, target.budgets, baseline))
         best, why = choose(measured, target.objective)
-        key = next(k for k, n in recipes.items() if n == best.recipe)
+        key = list(recipes)[measured.index(best)]
         if (Path(work) / key / "build.json").exists():
             shutil.copytree(Path(work) / key, ctx.out / BUILT)
     shutil.copyfile(_source(ctx, key), ctx.out / "model.onnx")

@@ -22,12 +22,36 @@ from urllib.parse import quote
 from squeezeflow.errors import SqueezeflowInputError
 from squeezeflow.naming import stage_name
 from squeezeflow.tracking.promotion import HISTORY_EXPERIMENT, history
-from squeezeflow.tracking.schema import CHAIN_TAG
+from squeezeflow.tracking.schema import (
+    CHAIN_TAG,
+    DAGSTER_RUN_TAG,
+    DATA_CHECK_TAG,
+    DVC_TAG,
+    FORCED_TAG,
+    GATE_CHAMPION_TAG,
+    GATE_REPORT_TAG,
+    GATE_RUN_TAG,
+    GATE_TAG,
+    GIT_TAG,
+    INPUTS_PARAMS,
+    PARENT_TAG,
+    PREVIOUS_CHAMPION_TAG,
+    PROMOTED_AT_TAG,
+    PROMOTED_BY_TAG,
+    PROMOTION_REASON_TAG,
+    PROMOTION_RUN_TAG,
+    RECIPE_PARAMS,
+    RECIPE_SELECTION_TAG,
+    RECIPE_TAG,
+    REUSED_TAG,
+    RUN_KEY_TAG,
+    STAGE_TAG,
+    TARGET_TAG,
+    engine_tag,
+)
 
 DEFAULT_UI = "http://127.0.0.1:5000"
-STAGE_TAG, RUN_KEY_TAG, PARENT_TAG = "squeezeflow.stage", "squeezeflow.run_key", "mlflow.parentRunId"
-REUSED_TAG, DVC = "squeezeflow.reused", "squeezeflow.dvc."
-GIT_TAG = "mlflow.source.git.commit"
+DVC = DVC_TAG
 
 _PROGRESS = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
@@ -288,16 +312,16 @@ def build_lineage(source, uri: str, ui_url: str = DEFAULT_UI) -> Lineage:
     rd = StoreReader(_client(source), ui_url)
     tags = dict(mv.tags or {})
     name, version = mv.name, str(mv.version)
-    target = tags.get("squeezeflow.target", "")
+    target = tags.get(TARGET_TAG, "")
 
-    gate_run = rd.run(tags.get("squeezeflow.gate_run_id") or mv.run_id)
+    gate_run = rd.run(tags.get(GATE_RUN_TAG) or mv.run_id)
     parent = rd.run(gate_run.data.tags.get(PARENT_TAG)) if gate_run is not None else None
     kids = rd.children(parent) if parent is not None else {}
     exp_id = parent.info.experiment_id if parent is not None else (gate_run.info.experiment_id if gate_run else None)
     chain: list[Link] = []
 
     # pipeline run
-    run_key = tags.get("squeezeflow.dagster_run_id") or (parent.data.tags.get(RUN_KEY_TAG) if parent else None)
+    run_key = tags.get(DAGSTER_RUN_TAG) or (parent.data.tags.get(RUN_KEY_TAG) if parent else None)
     link = Link("pipeline", "pipeline run", f"Dagster run {run_key or '?'}", parent.info.run_id if parent else None,
                 rd.run_url(parent), details={"dagster_run_id": run_key})
     if parent is None:
@@ -323,12 +347,12 @@ def build_lineage(source, uri: str, ui_url: str = DEFAULT_UI) -> Lineage:
     if not digests:
         fp.problems.append("no MLflow dataset inputs logged on the pipeline run")
     chain.append(fp)
-    check = ptags.get("squeezeflow.data_check")
-    engine = ptags.get("squeezeflow.data_check.engine", "great_expectations")
+    check = ptags.get(DATA_CHECK_TAG)
+    engine = ptags.get(engine_tag(DATA_CHECK_TAG), "great_expectations")
     ck = Link("data-check", "data check", f"{check} ({engine})" if check else "not recorded on the pipeline run",
               details={"verdict": check, "engine": engine if check else None})
     if not check:
-        ck.problems.append("tag squeezeflow.data_check missing on the pipeline run")
+        ck.problems.append(f"tag {DATA_CHECK_TAG} missing on the pipeline run")
     chain.append(ck)
 
     def stage_link(stage: str, step: str, label: str, metric_keys: tuple[str, ...]) -> Link:
@@ -350,7 +374,7 @@ def build_lineage(source, uri: str, ui_url: str = DEFAULT_UI) -> Lineage:
                 problems.append(f"no run that built {stage} (md5 {md5 or '?'}) in this store"
                                 + ("" if here is not None else "; the pipeline run has no run of this stage either"))
         metrics = dict(run.data.metrics) if run is not None else {}
-        summary = _metrics_line(metrics, metric_keys) or "-"
+        summary = _metrics_line(metrics, metric_keys or tuple(sorted(metrics))[:4]) or "-"  # a new stage: its first
         if reused_in is not None:
             summary += f" (reused in this pipeline run: built by Dagster run " \
                        f"{run.data.tags.get(RUN_KEY_TAG, '?') if run is not None else '?'})"
@@ -400,11 +424,11 @@ def stage_chain(tags: dict, target: str) -> list[tuple[str, str]]:
 def _selection_link(rd: StoreReader, tags: dict, kids: dict, stage: str) -> Link:
     """Which recipe the target deployed and why (the version's tags, written from its select stage)."""
     run = kids.get(stage)
-    chosen = tags.get("squeezeflow.recipe")
-    summary = (f"{chosen}: {tags.get('squeezeflow.recipe_selection', '')}" if chosen
+    chosen = tags.get(RECIPE_TAG)
+    summary = (f"{chosen}: {tags.get(RECIPE_SELECTION_TAG, '')}" if chosen
                else "the run's recipe (registered before per-target recipe selection was recorded)")
     return Link("selection", "recipe selection", summary, run.info.run_id if run else None, rd.run_url(run),
-                details={"recipe": chosen, "reason": tags.get("squeezeflow.recipe_selection")})
+                details={"recipe": chosen, "reason": tags.get(RECIPE_SELECTION_TAG)})
 
 
 def _recipe_link(rd: StoreReader, kids: dict, compressed: str, finetuned: str) -> Link:
@@ -450,16 +474,16 @@ def _recipe_prefix(params: dict, field: str) -> str:
     """The prefix of a stage run's recipe params: `recipe.recipes.<key>.` (`recipe.main.` before recipe stages).
     `field`: a param name (`name`) or a section (`finetune.`)."""
     for key in sorted(params):
-        if key.startswith("recipe.") and (f".{field}" in key if field.endswith(".") else key.endswith(f".{field}")):
+        if key.startswith(RECIPE_PARAMS) and (f".{field}" in key if field.endswith(".") else key.endswith(f".{field}")):
             return key[:key.index(f".{field}") + 1]
     return ""
 
 
 def _gate_link(rd: StoreReader, tags: dict, gate_run) -> Link:
-    verdict = tags.get("squeezeflow.gate") or (gate_run.data.tags.get("squeezeflow.gate") if gate_run else None)
-    champ = tags.get("squeezeflow.gate_champion") or (gate_run.data.tags.get("squeezeflow.gate_champion")
+    verdict = tags.get(GATE_TAG) or (gate_run.data.tags.get(GATE_TAG) if gate_run else None)
+    champ = tags.get(GATE_CHAMPION_TAG) or (gate_run.data.tags.get(GATE_CHAMPION_TAG)
                                                       if gate_run else None)
-    report_uri = tags.get("squeezeflow.gate_report") or (f"runs:/{gate_run.info.run_id}/gate_report.md"
+    report_uri = tags.get(GATE_REPORT_TAG) or (f"runs:/{gate_run.info.run_id}/gate_report.md"
                                                          if gate_run else None)
     against = "no champion (absolute budgets only)" if champ in (None, "", "none") else f"champion {champ}"
     link = Link("gate", "gate", f"{(verdict or 'no verdict').upper()} against {against}; report {report_uri}",
@@ -469,8 +493,8 @@ def _gate_link(rd: StoreReader, tags: dict, gate_run) -> Link:
     if gate_run is None:
         link.problems.append("the gate run is not in this store")
         return link
-    if gate_run.data.tags.get("squeezeflow.gate") not in (None, verdict):
-        link.problems.append(f"the gate run says {gate_run.data.tags.get('squeezeflow.gate')}, the version {verdict}")
+    if gate_run.data.tags.get(GATE_TAG) not in (None, verdict):
+        link.problems.append(f"the gate run says {gate_run.data.tags.get(GATE_TAG)}, the version {verdict}")
     text = rd.artifact_text(gate_run.info.run_id, "gate_report.json")
     if text is None:
         link.problems.append("gate_report.json missing from the gate run")
@@ -514,17 +538,17 @@ def _promotion_link(rd: StoreReader, name: str, version: str, tags: dict, aliase
     mine = [r for r in records if r.version == version]
     after = [r for r in records if r.previous == version and r.version != version]
     aliases_text = ", ".join(sorted(aliases)) or "none"
-    if not mine and not tags.get("squeezeflow.promoted_by"):
+    if not mine and not tags.get(PROMOTED_BY_TAG):
         summary = "not promoted" + (f" (aliases: {aliases_text})" if aliases else "")
         return Link("promotion", "promotion", summary, details={"promoted": False, "aliases": sorted(aliases),
                                                                "history": []})
     last = mine[-1] if mine else None
-    who = tags.get("squeezeflow.promoted_by") or (last.promoted_by if last else "?")
-    at = tags.get("squeezeflow.promoted_at") or (last.at if last else "?")
-    why = tags.get("squeezeflow.promotion_reason") or (last.reason if last else "")
-    prev = tags.get("squeezeflow.previous_champion", last.previous if last else "") or None
-    forced = tags.get("squeezeflow.forced", str(last.forced).lower() if last else "false") == "true"
-    record_id = tags.get("squeezeflow.promotion_run_id") or (last.record_run_id if last else None)
+    who = tags.get(PROMOTED_BY_TAG) or (last.promoted_by if last else "?")
+    at = tags.get(PROMOTED_AT_TAG) or (last.at if last else "?")
+    why = tags.get(PROMOTION_REASON_TAG) or (last.reason if last else "")
+    prev = tags.get(PREVIOUS_CHAMPION_TAG, last.previous if last else "") or None
+    forced = tags.get(FORCED_TAG, str(last.forced).lower() if last else "false") == "true"
+    record_id = tags.get(PROMOTION_RUN_TAG) or (last.record_run_id if last else None)
     record = rd.run(record_id)
     summary = (f"{last.action if last else 'promote'} by {who} at {at}: {why!r}; previous champion "
                f"{'v' + prev if prev else 'none'}; forced {str(forced).lower()}; aliases now: {aliases_text}")
@@ -567,7 +591,7 @@ def render_text(lineage: Lineage) -> str:
 def model_source(params: dict[str, str]) -> str:
     """The user's model as the teacher run recorded it (params inputs.model.*): factory, kwargs, and the sha256 of
     the factory's file and of the checkpoint. Empty for a built-in model."""
-    pre = "inputs.model."
+    pre = INPUTS_PARAMS + "model."
     src = {k[len(pre):]: v for k, v in params.items() if k.startswith(pre)}
     if src.get("kind", "builtin") == "builtin":
         return ""

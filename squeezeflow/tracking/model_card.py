@@ -15,6 +15,7 @@ import yaml
 from squeezeflow.tracking.lineage import DEFAULT_UI, Lineage, StoreReader, build_lineage, literal_value
 from squeezeflow.tracking.promotion import PromotionRecord, history
 from squeezeflow.tracking.registry import SHA_TAG
+from squeezeflow.tracking.schema import GATE_RUN_TAG, RUNTIME_CONFIG_TAG, RUNTIME_TAG, TARGET_PARAMS, TARGET_TAG
 
 CARD = "model_card.md"
 MARKER = "\n\n<!-- model card -->\n"  # the version's description: its summary, then the card
@@ -82,13 +83,13 @@ def _history_rows(records: list[PromotionRecord], version: str) -> list[list[str
 def render(lineage: Lineage, tags: dict, steps: list[dict], target_params: dict, gate_md: str,
            records: list[PromotionRecord]) -> str:
     name, version = lineage.model_name, lineage.version
-    target = tags.get("squeezeflow.target", "?")
+    target = tags.get(TARGET_TAG, "?")
     gate = lineage.link("gate").details
     validation = lineage.link("validation").details.get("metrics") or {}
     data = lineage.link("data-source").summary
     out = [f"# Model card: {name} v{version}", "", summary_of(lineage.description) or "", "",
            *_table(["", ""], [
-               ["target", f"{target} (runtime {tags.get('squeezeflow.runtime', 'onnxruntime')})"],
+               ["target", f"{target} (runtime {tags.get(RUNTIME_TAG, 'onnxruntime')})"],
                ["gate", f"{(gate.get('verdict') or '?').upper()} against "
                         f"{gate.get('champion') or 'no champion (absolute budgets only)'}"],
                ["aliases now", ", ".join(lineage.aliases) or "none"],
@@ -109,7 +110,7 @@ def render(lineage: Lineage, tags: dict, steps: list[dict], target_params: dict,
                    _steps_rows(lineage, steps)), "",
            "## Target and runtime", "",
            f"The runtime's session as validated (and as MLflow's pyfunc loads it): "
-           f"`{tags.get('squeezeflow.runtime_config', '{}')}`. The target's profile:", "",
+           f"`{tags.get(RUNTIME_CONFIG_TAG, '{}')}`. The target's profile:", "",
            "```yaml", yaml.safe_dump(target_params, sort_keys=True, default_flow_style=None, width=80).rstrip(), "```",
            "",
            "## Metrics on the target's runtime (test split)", "",
@@ -140,8 +141,8 @@ def card_for(tracker, model_name: str, version: str, ui_url: str = DEFAULT_UI) -
     params = dict(validation_run.data.params) if validation_run is not None else {}
     target_params: dict[str, dict] = {}  # the validation run's params: target.<section>.<field>
     for key, value in sorted(params.items()):
-        section, _, field = key.removeprefix("target.").partition(".")
-        if key.startswith("target.") and section in ("build", "measure", "budgets", "regression", "promotion"):
+        section, _, field = key.removeprefix(TARGET_PARAMS).partition(".")
+        if key.startswith(TARGET_PARAMS) and section in ("build", "measure", "budgets", "regression", "promotion"):
             if field:
                 target_params.setdefault(section, {})[field] = literal_value(value)
             else:
@@ -160,7 +161,7 @@ def read_card(client, lineage: Lineage) -> str | None:
 def load(tracker, model_name: str, version: str) -> tuple[str, str] | None:
     """The card as last published for a version (Markdown, URI), or None."""
     mv = tracker.client.get_model_version(model_name, str(version))
-    run_id = (mv.tags or {}).get("squeezeflow.gate_run_id") or mv.run_id
+    run_id = (mv.tags or {}).get(GATE_RUN_TAG) or mv.run_id
     text = StoreReader(tracker.client, DEFAULT_UI).artifact_text(run_id, CARD)
     return (text, f"runs:/{run_id}/{CARD}") if text is not None else None
 

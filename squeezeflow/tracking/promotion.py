@@ -21,19 +21,33 @@ from squeezeflow import faults
 from squeezeflow.tracking.registry import (
     CHALLENGER,
     CHAMPION,
-    GATE_TAG,
     champion,
     get_version,
     version_by_alias,
     versions,
 )
+from squeezeflow.tracking.schema import (
+    ABANDONED_REASON_TAG,
+    ACTION_TAG,
+    FORCED_TAG,
+    GATE_CHAMPION_TAG,
+    GATE_TAG,
+    MODEL_NAME_TAG,
+    PREVIOUS_CHAMPION_TAG,
+    PROMOTED_AT_TAG,
+    PROMOTED_BY_TAG,
+    PROMOTION_REASON_TAG,
+    PROMOTION_RUN_TAG,
+    PROMOTION_SEQ_TAG,
+    REASON_TAG,
+    RELEASE_NOTE_TAG,
+    RELEASE_TAG,
+    STATE_TAG,
+    VERSION_TAG,
+)
 from squeezeflow.tracking.tracker import Tracker
 
 HISTORY_EXPERIMENT = "squeezeflow-promotions"
-T = "squeezeflow."  # tag prefix
-RELEASE_TAG = T + "release"  # on a passed version: pending (its promotion step has not run) | done | abandoned
-RELEASE_NOTE_TAG = T + "release_note"  # what its promotion step did, or why it was abandoned
-STATE_TAG = T + "state"  # on a history record: pending (the alias may not have moved yet) | done | abandoned
 
 
 class PromotionRefused(ValueError):
@@ -90,14 +104,14 @@ def _history_experiment(tracker: Tracker) -> str:
 def history(tracker: Tracker, model_name: str, states: tuple[str, ...] = ("done",)) -> list[PromotionRecord]:
     """Every alias move of `champion` for this model, oldest first (by default only those that happened; a record
     from before recovery existed has no state and counts as done)."""
-    runs = tracker.client.search_runs([_history_experiment(tracker)], f"tags.`{T}model_name` = '{model_name}'",
+    runs = tracker.client.search_runs([_history_experiment(tracker)], f"tags.`{MODEL_NAME_TAG}` = '{model_name}'",
                                       max_results=10_000)
     records = [PromotionRecord(
-        model_name=model_name, version=r.data.tags[f"{T}version"],
-        previous=r.data.tags.get(f"{T}previous_champion") or None,
-        action=r.data.tags[f"{T}action"], promoted_by=r.data.tags[f"{T}promoted_by"], reason=r.data.tags[f"{T}reason"],
-        forced=r.data.tags.get(f"{T}forced") == "true", at=r.data.tags[f"{T}promoted_at"],
-        seq=int(r.data.tags[f"{T}promotion_seq"]), record_run_id=r.info.run_id) for r in runs
+        model_name=model_name, version=r.data.tags[VERSION_TAG],
+        previous=r.data.tags.get(PREVIOUS_CHAMPION_TAG) or None,
+        action=r.data.tags[ACTION_TAG], promoted_by=r.data.tags[PROMOTED_BY_TAG], reason=r.data.tags[REASON_TAG],
+        forced=r.data.tags.get(FORCED_TAG) == "true", at=r.data.tags[PROMOTED_AT_TAG],
+        seq=int(r.data.tags[PROMOTION_SEQ_TAG]), record_run_id=r.info.run_id) for r in runs
         if r.data.tags.get(STATE_TAG, "done") in states]
     return sorted(records, key=lambda r: r.seq)
 
@@ -167,10 +181,10 @@ def _finish_move(tracker: Tracker, record: PromotionRecord) -> None:
     waiting = version_by_alias(tracker, name, CHALLENGER)
     if waiting is not None and str(waiting.version) == version:
         tracker.client.delete_registered_model_alias(name, CHALLENGER)
-    for k, v in {"promoted_by": record.promoted_by, "promoted_at": record.at, "promotion_reason": record.reason,
-                 "previous_champion": record.previous or "", "forced": str(record.forced).lower(),
-                 "promotion_run_id": record.record_run_id}.items():
-        tracker.client.set_model_version_tag(name, version, T + k, v)
+    for k, v in {PROMOTED_BY_TAG: record.promoted_by, PROMOTED_AT_TAG: record.at, PROMOTION_REASON_TAG: record.reason,
+                 PREVIOUS_CHAMPION_TAG: record.previous or "", FORCED_TAG: str(record.forced).lower(),
+                 PROMOTION_RUN_TAG: record.record_run_id}.items():
+        tracker.client.set_model_version_tag(name, version, k, v)
     tracker.client.set_tag(record.record_run_id, STATE_TAG, "done")
     tracker.client.set_terminated(record.record_run_id)
 
@@ -179,9 +193,9 @@ def _record(tracker: Tracker, model_name: str, version: str, previous: str | Non
             reason: str, forced: bool, extra: dict[str, str]) -> PromotionRecord:
     seq = len(history(tracker, model_name, ("done", "pending", "abandoned"))) + 1  # under the lock: a total order
     at = datetime.now(UTC).isoformat(timespec="seconds")
-    tags = {f"{T}model_name": model_name, f"{T}version": version, f"{T}previous_champion": previous or "",
-            f"{T}action": action, f"{T}promoted_by": who, f"{T}reason": reason, f"{T}forced": str(forced).lower(),
-            f"{T}promoted_at": at, f"{T}promotion_seq": str(seq), STATE_TAG: "pending", **extra}
+    tags = {MODEL_NAME_TAG: model_name, VERSION_TAG: version, PREVIOUS_CHAMPION_TAG: previous or "",
+            ACTION_TAG: action, PROMOTED_BY_TAG: who, REASON_TAG: reason, FORCED_TAG: str(forced).lower(),
+            PROMOTED_AT_TAG: at, PROMOTION_SEQ_TAG: str(seq), STATE_TAG: "pending", **extra}
     run = tracker.client.create_run(_history_experiment(tracker), run_name=f"{action} {model_name} v{version}",
                                     tags=tags)
     return PromotionRecord(model_name, version, previous, action, who, reason, forced, at, seq, run.info.run_id)
@@ -199,7 +213,7 @@ def recover_history(tracker: Tracker, model_name: str) -> list[str]:
         else:
             why = f"interrupted before the alias moved; the champion stayed {_v(record.previous)}"
             tracker.client.set_tag(record.record_run_id, STATE_TAG, "abandoned")
-            tracker.client.set_tag(record.record_run_id, T + "abandoned_reason", why)
+            tracker.client.set_tag(record.record_run_id, ABANDONED_REASON_TAG, why)
             tracker.client.set_terminated(record.record_run_id, "KILLED")
             notes.append(f"{model_name}: abandoned the move of champion to v{record.version}: {why}")
     return notes
@@ -218,7 +232,7 @@ def release(tracker: Tracker, model_name: str, version: str, policy: str, lock_p
             return None
         current = champion(tracker, model_name)
         previous = str(current.version) if current is not None else None
-        now, compared = _v(previous), mv.tags.get(T + "gate_champion", "none")
+        now, compared = _v(previous), mv.tags.get(GATE_CHAMPION_TAG, "none")
         if previous == version:  # its move finished before the kill that stopped this step: only the mark is left
             alias, note = CHAMPION, "champion"
         elif policy == "manual":
@@ -252,7 +266,7 @@ def pending_moves(tracker: Tracker) -> set[str]:
     """The models with a history record still pending."""
     runs = tracker.client.search_runs([_history_experiment(tracker)], f"tags.`{STATE_TAG}` = 'pending'",
                                       max_results=10_000)
-    return {r.data.tags[f"{T}model_name"] for r in runs}
+    return {r.data.tags[MODEL_NAME_TAG] for r in runs}
 
 
 def previous_champion(tracker: Tracker, model_name: str) -> str:
@@ -261,7 +275,7 @@ def previous_champion(tracker: Tracker, model_name: str) -> str:
     if current is None:
         raise PromotionRefused(f"{model_name}: no champion to roll back from")
     records = [r for r in history(tracker, model_name) if r.version == str(current.version) and r.action != "rollback"]
-    previous = records[-1].previous if records else current.tags.get(f"{T}previous_champion")
+    previous = records[-1].previous if records else current.tags.get(PREVIOUS_CHAMPION_TAG)
     if not previous:
         raise PromotionRefused(f"{model_name}: champion v{str(current.version)} has no previous champion "
                                "to roll back to")

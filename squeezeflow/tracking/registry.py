@@ -12,12 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from squeezeflow.io import sha256_file
+from squeezeflow.tracking.schema import COMPANIONS_TAG, SHA_TAG
 from squeezeflow.tracking.tracker import Tracker
 
 CHAMPION, CHALLENGER = "champion", "challenger"
-SHA_TAG = "squeezeflow.onnx_sha256"
-GATE_TAG = "squeezeflow.gate"  # passed | failed; a version without it was never gated
-TARGET_TAG = "squeezeflow.target"
 
 
 def version_by_alias(tracker: Tracker, model_name: str, alias: str):
@@ -88,7 +86,6 @@ def fluent_uri(uri: str):
                 os.environ[k] = v
 
 
-COMPANIONS_TAG = "squeezeflow.companions"  # JSON: file name -> {uri, sha256} of the files the engine loads beside
 
 
 def register(tracker: Tracker, run_id: str, model_name: str, onnx_path: Path, example: np.ndarray,

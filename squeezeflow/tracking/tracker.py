@@ -6,8 +6,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-RUN_KEY_TAG = "squeezeflow.run_key"  # the Dagster run id: joins MLflow runs to the Dagster run
-STAGE_TAG = "squeezeflow.stage"
+from squeezeflow.tracking.schema import DATASET_CONTEXT_TAG, ERROR_TAG, PARENT_TAG, RUN_KEY_TAG, STAGE_TAG
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -76,7 +75,7 @@ class Tracker:
     def stage_run(self, parent_id: str, run_key: str, stage: str, metrics: dict, tags: dict[str, str],
                   params: dict | None = None) -> str:
         run = self.client.create_run(self.experiment_id, run_name=stage, tags={
-            "mlflow.parentRunId": parent_id, RUN_KEY_TAG: run_key, STAGE_TAG: stage, **tags})
+            PARENT_TAG: parent_id, RUN_KEY_TAG: run_key, STAGE_TAG: stage, **tags})
         import time
 
         from mlflow.entities import Metric, Param
@@ -108,7 +107,7 @@ class Tracker:
             except mlflow.exceptions.MlflowException:  # 'pkg.data:load' (a function) reads as an unknown URI scheme
                 ds = mlflow.data.from_numpy(features=x, targets=y, source=source.replace(":", "."), name=name)
         self.client.log_inputs(run_id, datasets=[DatasetInput(ds._to_mlflow_entity(),
-                                                              tags=[InputTag("mlflow.data.context", context)])])
+                                                              tags=[InputTag(DATASET_CONTEXT_TAG, context)])])
 
     def fail_runs_of(self, run_key: str, why: str) -> list[str]:
         """Mark what a killed pipeline run left behind as FAILED: its runs still RUNNING, and its pipeline run
@@ -118,7 +117,7 @@ class Tracker:
                                                     max_results=1000)
                 if r.info.status == "RUNNING" or r.data.tags.get(STAGE_TAG) == "pipeline"]
         for run in runs:
-            self.client.set_tag(run.info.run_id, "squeezeflow.error", why[:5000])
+            self.client.set_tag(run.info.run_id, ERROR_TAG, why[:5000])
             self.client.set_terminated(run.info.run_id, status="FAILED")
         return [r.info.run_id for r in runs]
 

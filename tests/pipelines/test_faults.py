@@ -10,8 +10,8 @@ import pytest
 import yaml
 from dagster import DagsterInstance, DagsterRunStatus
 
-from squeezeflow.tracking.promotion import RELEASE_TAG, history
-from squeezeflow.tracking.registry import GATE_TAG
+from squeezeflow.tracking.promotion import history
+from squeezeflow.tracking.schema import GATE_TAG, RELEASE_TAG
 from squeezeflow.tracking.tracker import Tracker
 from squeezeflow.versioning import DvcStore
 from tests.conftest import make_workspace

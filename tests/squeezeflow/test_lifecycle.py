@@ -124,11 +124,12 @@ def test_a_person_promoting_an_older_version_sees_it_compared_with_todays_champi
 
     from squeezeflow.data import Splits
     from squeezeflow.export import export_onnx
-    from squeezeflow.lifecycle import COMPARISON_TAG, Registry
+    from squeezeflow.lifecycle import Registry
     from squeezeflow.models import ModelSpec, build_model
     from squeezeflow.tracking import get_version
     from squeezeflow.tracking.promotion import PromotionRefused, promote_version
     from squeezeflow.tracking.registry import register
+    from squeezeflow.tracking.schema import COMPARISON_TAG
 
     lc = Lifecycle(Workspace(workspace), push=False)
     lc.run_stage("dataset", "r1")
@@ -172,8 +173,8 @@ def test_recovery_releases_this_workspaces_pending_versions_only(workspace):
     import numpy as np
 
     from squeezeflow.tracking import champion, get_version
-    from squeezeflow.tracking.promotion import RELEASE_TAG
     from squeezeflow.tracking.registry import register
+    from squeezeflow.tracking.schema import RELEASE_TAG
     from tests.squeezeflow.tracking.test_registry import onnx_file
 
     lc = Lifecycle(Workspace(workspace), push=False)

@@ -1,5 +1,5 @@
 """The audit chain of a model version, on a real MLflow store holding runs, tags and versions written the way
-squeezeflow/lifecycle.py writes them (small: no training)."""
+squeezeflow/lifecycle writes them (small: no training)."""
 
 import json
 

@@ -16,7 +16,7 @@ from squeezeflow.tracking.promotion import (
     rollback,
     set_challenger,
 )
-from squeezeflow.tracking.registry import GATE_TAG
+from squeezeflow.tracking.schema import GATE_TAG
 
 NAME = "sf-digits-cpu-fp32"
 

@@ -6,7 +6,8 @@ from squeezeflow.export import export_onnx
 from squeezeflow.io import sha256_file
 from squeezeflow.models import ModelSpec, build_model
 from squeezeflow.tracking import champion
-from squeezeflow.tracking.registry import SHA_TAG, download_onnx, register, version_with_sha
+from squeezeflow.tracking.registry import download_onnx, register, version_with_sha
+from squeezeflow.tracking.schema import SHA_TAG
 
 
 def onnx_file(path, seed: int = 0):

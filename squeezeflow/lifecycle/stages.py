@@ -1,0 +1,176 @@
+"""Run-or-reuse a stage (DVC decides), log it to MLflow with its lineage, and run its blocking check (the verdict kept
+per check code, DVC hashes and params)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+
+from squeezeflow import faults
+from squeezeflow.data import Splits
+from squeezeflow.errors import SqueezeflowInputError
+from squeezeflow.io import atomic_dir, read_json, sha256_tree, write_json
+from squeezeflow.lifecycle.base import METRICS, LifecycleBase, git_commit
+from squeezeflow.stages import Verdict, stage_name
+from squeezeflow.tracking.schema import (
+    DAGSTER_RUN_TAG,
+    ERROR_TAG,
+    GIT_TAG,
+    INPUTS_PARAMS,
+    RECIPE_PARAMS,
+    REUSED_TAG,
+    TARGET_PARAMS,
+    dvc_tag,
+    engine_tag,
+)
+from squeezeflow.versioning.resolved import RESOLVED_INPUTS
+from squeezeflow.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    stage: str
+    path: Path
+    metrics: dict
+    reused: bool
+    md5: str | None
+    seconds: float
+    mlflow_run_id: str | None = None
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "path": str(self.path)}
+
+
+def run_stage_locally(ws: Workspace, name: str, params) -> dict:
+    """Run one stage into a temp folder and swap it into place; returns its metrics."""
+    stage = ws.stages[name]
+    shutil.rmtree(ws.measured_dir(name), ignore_errors=True)
+    ws.measured_dir(name).mkdir(parents=True)
+    with atomic_dir(ws.stage_dir(name)) as out:
+        metrics = stage.run(ws.context(name, params, out))
+        # Timings vary run to run: outside the output, so identical inputs give identical DVC hashes.
+        write_json(out / METRICS, {k: v for k, v in metrics.items() if not stage.is_timing(k)})
+        timings = {k: v for k, v in metrics.items() if stage.is_timing(k)}
+        if timings:
+            write_json(ws.timings_path(name), {"output_sha256": sha256_tree(out), "values": timings})
+    return metrics
+
+
+class StageRunner(LifecycleBase):
+    """The stages of a run, each run or reused, logged as a child of the run's MLflow parent."""
+
+    def lineage_tags(self, run_key: str, target: str | None = None) -> dict[str, str]:
+        """Dagster run, git commit and the DVC hash of every stage output (for a target: only its own chain's)."""
+        def relevant(stage: str) -> bool:
+            return target is None or stage in chain
+
+        chain = set(self.chain(target)) if target else set()
+
+        tags = {DAGSTER_RUN_TAG: run_key, GIT_TAG: git_commit(self.ws.root)}
+        tags.update({dvc_tag(stage): md5 for stage, md5 in self.dvc.hashes().items()
+                     if stage in self.ws.stages and relevant(stage)})
+        return tags
+
+    def chain(self, target: str) -> list[str]:
+        """The stages that made the target's deployed file, in order: the shared ones, the chain of the recipe its
+        select stage chose, and its own."""
+        chosen = self.ws.stage_dir(stage_name("select", target)) / "selection.json"
+        key = (read_json(chosen).get("recipe_key") if chosen.exists() else None) or self.ws.run_key
+        return [name for name, s in self.ws.stages.items() if s.group == "lifecycle"
+                and (s.target.name == target if s.target else s.recipe == key if s.recipe else True)]
+
+    def parent_run(self, run_key: str) -> str:
+        return self.tracker.parent_run(run_key, self.params.model_dump(mode="json"), self.lineage_tags(run_key))
+
+    def run_stage(self, name: str, run_key: str) -> StageOutcome:
+        params = self.params
+        if name not in self.ws.stages:  # an asset graph loaded for another recipe than this run's
+            raise SqueezeflowInputError("run config", "compress.recipe", params.compress.recipe,
+                                        f"this run's stages are {sorted(self.ws.stages)}, not {name}: the asset graph "
+                                        f"was loaded for another recipe; set compress.recipe in params.yaml and "
+                                        "reload the code location, or run `squeezeflow run --recipe ...`")
+        stage = self.ws.stages[name]
+        t0 = time.perf_counter()
+        out = self.ws.stage_dir(name)
+        reused = ((out / METRICS).exists() and self.dvc.up_to_date(name)
+                  and (not stage.needs_timings or self.ws.stage_timings(name) is not None))
+        parent = self.parent_run(run_key)
+        try:
+            if reused:
+                metrics = self.ws.stage_metrics(name)
+            else:
+                metrics = run_stage_locally(self.ws, name, params)
+                self.dvc.commit(name)
+                faults.point("dvc-committed", name)
+            if self.push:  # reused too: what an earlier run committed may never have reached the remote
+                self.dvc.push(name)
+        except Exception as exc:
+            failed = self.tracker.stage_run(parent, run_key, name, {}, {ERROR_TAG: str(exc)[:5000]})
+            self.tracker.end(failed, failed=True)
+            self.tracker.end(parent, failed=True)
+            raise
+        md5 = self.dvc.hashes().get(name)
+        sections = {k: params.model_dump(mode="json")[k] for k in stage.params}
+        if stage.target:
+            sections[TARGET_PARAMS.rstrip(".")] = stage.target.model_dump(mode="json")
+        if stage.recipe_params:
+            resolved = self.ws.recorded_recipes()
+            for dotted in stage.recipe_params:
+                node = resolved
+                for part in dotted.split("."):
+                    node = node[part]
+                sections[RECIPE_PARAMS + dotted] = node
+        if stage.input_params:  # the user's files by content hash: the model's factory file, its checkpoint
+            recorded = yaml.safe_load((self.ws.root / RESOLVED_INPUTS).read_text()) or {}
+            sections |= {INPUTS_PARAMS + key: recorded.get(key) for key in stage.input_params}
+        tags = {REUSED_TAG: str(reused).lower(), dvc_tag(name): md5 or "",
+                **{dvc_tag(d): self.dvc.hashes().get(d, "") for d in stage.deps}}
+        child = self.tracker.stage_run(parent, run_key, name, metrics, tags, sections)
+        if stage.logs_data:
+            self._log_dataset_input(parent, child, out, metrics)
+        for artifact in stage.artifacts:
+            for where in (out, self.ws.measured_dir(name)):
+                if (where / artifact).exists():
+                    self.tracker.client.log_artifact(child, str(where / artifact))
+                    break
+        self.tracker.end(child)
+        self.tracker.set_tags(parent, self.lineage_tags(run_key))
+        self.tracker.end(parent)
+        return StageOutcome(name, out, metrics, reused, md5, time.perf_counter() - t0, child)
+
+    def _log_dataset_input(self, parent: str, child: str, out: Path, meta: dict) -> None:
+        splits = Splits.load(out, self.params.machine.data_memory_mb)
+        for run_id in (parent, child):
+            for split in ("train", "val", "test"):
+                self.tracker.log_dataset(run_id, f"{meta['name']}-{split}", meta["source"], splits.x[split],
+                                         splits.y[split], context=split)
+
+    def run_check(self, stage: str, run_key: str | None = None) -> Verdict:
+        """The stage's blocking check, on the files on disk. Its verdict is kept per (check code, DVC hashes of the
+        stage and its deps, the stage's params): unchanged data is not re-validated, which spares the warm re-run
+        GX's import and run. A check that declares a tag records its verdict on the pipeline's MLflow run."""
+        st = self.ws.stages[stage]
+        check = st.check
+        hashes = self.dvc.hashes()
+        key_parts = [check.code_version(), *(hashes.get(d, "") for d in (stage, *st.deps)),
+                     json.dumps(self.params.model_dump(mode="json"), sort_keys=True)]
+        key = hashlib.sha256("|".join(key_parts).encode()).hexdigest()[:24]
+        cached = self.ws.state_dir / "checks" / f"{check.name}-{key}.json"
+        if all(hashes.get(d) for d in (stage, *st.deps)) and self.dvc.up_to_date(stage) and cached.exists():
+            verdict = Verdict(**read_json(cached))
+        else:
+            verdict = check.run(self.ws.check_inputs(stage), self.params)
+            write_json(cached, asdict(verdict))
+        if run_key and check.tag:
+            shown = verdict.metadata.get("tag_value") or ("passed" if verdict.passed else f"failed: {verdict.message}")
+            tags = {check.tag: str(shown)[:5000]}
+            if verdict.metadata.get("engine"):
+                tags[engine_tag(check.tag)] = str(verdict.metadata["engine"])
+            self.tracker.set_tags(self.parent_run(run_key), tags)
+        return verdict
