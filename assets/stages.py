@@ -18,12 +18,18 @@ from dagster import (
 from assets._adapter import metadata_values, run_stage
 from assets.resources import SqueezeflowResource
 from squeezeflow.stages import Stage
+from squeezeflow.stages.base import scale_tag
 
 
 def asset_key(stage: Stage) -> AssetKey:
-    """`teacher`; `cpu_int8/build` for a per-target stage; `recipe_small/compressed` for a per-recipe one."""
+    """`teacher`; `cpu_int8/build` for a per-target stage; `recipe_small/compressed` for a per-recipe one;
+    `sweep_x0_5/teacher`, `sweep_x0_5_small/compressed` for a point of the sweep."""
     if stage.target:
         return AssetKey([stage.target.key, stage.asset_name])
+    if stage.scale is not None:
+        point = scale_tag(stage.scale).replace("-", "_") + (f"_{stage.recipe}".replace("-", "_") if stage.recipe
+                                                            else "")
+        return AssetKey([f"sweep_{point}", stage.asset_name])
     if stage.recipe:
         return AssetKey([recipe_group(stage.recipe), stage.asset_name])
     return AssetKey(stage.asset_name)
@@ -38,8 +44,9 @@ def recipe_group(recipe: str) -> str:
 
 
 def group_of(stage: Stage) -> str:
-    return target_group(stage.target.key) if stage.target else recipe_group(stage.recipe) if stage.recipe \
-        else stage.group
+    if stage.target:
+        return target_group(stage.target.key)
+    return recipe_group(stage.recipe) if stage.recipe and stage.scale is None else stage.group
 
 
 def stage_asset(stage: Stage, stages: dict[str, Stage]):

@@ -132,7 +132,7 @@ def cmd_stage(args) -> int:
     ws = Workspace(Path(args.root).resolve())
     t0 = time.perf_counter()
     try:  # bad input (a target profile, params, a corrupt checkpoint or ONNX file): one line, no stack trace
-        ws = Workspace(ws.root, recipe=ws.recorded_params().compress.recipe)  # the graph DVC was given
+        ws.graph_for(ws.recorded_params())  # the graph DVC was given
         if args.name not in ws.stages:
             print(f"error: unknown stage '{args.name}'; known: {sorted(ws.stages)}", file=sys.stderr)
             return 2

@@ -15,10 +15,11 @@ from pipelines.schedules import weekly_gc, weekly_retrain
 from squeezeflow.workspace import Workspace
 
 
-def build_definitions(root: Path | str | None = None, recipe: str | None = None, **resource_config) -> Definitions:
-    """The stage registry's assets (checks inside them), one chain per YAML file in device_targets/ and one per
-    recipe (`recipe`: the run's, default params.yaml's; and each candidate a target lists)."""
-    ws = Workspace(root, recipe=recipe)
+def build_definitions(root: Path | str | None = None, overrides: dict | None = None, **resource_config) -> Definitions:
+    """The stage registry's assets (checks inside them), one chain per YAML file in device_targets/, one per recipe
+    (the run's and each candidate a target lists) and one per sweep point; `overrides`: a run's flags over
+    params.yaml (its recipe, its sweep), default none."""
+    ws = Workspace(root, overrides=overrides)
     return Definitions(
         assets=lifecycle_assets(ws),
         jobs=[lifecycle_job, sweep_job, promote, rollback, gc],

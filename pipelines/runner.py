@@ -127,10 +127,9 @@ def run_lifecycle(ws: Workspace, overrides: list[str], targets: list[str], track
     from pipelines.definitions import build_definitions
 
     resource = resource_config(ws, overrides, tracking_uri)
-    recipe = dict(parse_override(o) for o in overrides).get("compress.recipe")
-    if recipe:  # the asset graph holds the chain of this run's recipe
-        ws = Workspace(ws.root, recipe=str(recipe))
-    job = build_definitions(ws.root, recipe=ws.run_recipe).resolve_job_def("lifecycle")
+    flags = dict(parse_override(o) for o in overrides)
+    ws = Workspace(ws.root, overrides=flags)  # the asset graph holds the chain of this run's recipe
+    job = build_definitions(ws.root, flags).resolve_job_def("lifecycle")
     run_config = _run_config(resource, verbose)
     print(f"squeezeflow: lifecycle on {ws.root} (targets: {', '.join(targets)})", flush=True)
     # Held before the Dagster instance is opened: two first runs must not create its storage at once either.
@@ -187,7 +186,7 @@ def run_sweep(ws: Workspace, overrides: list[str], tracking_uri: str | None = No
     from squeezeflow.io import read_json
 
     resource = resource_config(ws, overrides, tracking_uri)
-    job = build_definitions(ws.root).resolve_job_def("sweep")
+    job = build_definitions(ws.root, dict(parse_override(o) for o in overrides)).resolve_job_def("sweep")
     run_config = _run_config(resource, verbose)
     print(f"squeezeflow: Pareto sweep on {ws.root}", flush=True)
     with hold_workspace(ws, "squeezeflow sweep"), DagsterInstance.get() as instance:

@@ -20,8 +20,17 @@ def deploy_and_measure(model: nn.Module, spec: ModelSpec, splits: Splits, workdi
                        opset: int = 17, exporter: str = "dynamo") -> dict:
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    exported, built = workdir / "exported.onnx", workdir / "model.onnx"
+    exported = workdir / "exported.onnx"
     export_onnx(model, spec.input_shape, exported, opset, spec.input_dtype, exporter)
+    return {**build_and_measure(exported, splits, workdir, target), **parameter_counts(model),
+            "flops": flops(model, spec.input_shape)}
+
+
+def build_and_measure(exported: Path, splits: Splits, workdir: Path, target: TargetProfile) -> dict:
+    """An exported model built with the target's builder and measured in its runtime on the test split."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    built = workdir / "model.onnx"
     build_artifact(target.build, exported, built, splits.x["train"], (splits.x["val"], splits.y["val"]))
-    return {**measure(built, splits.x["test"], splits.y["test"], target.measure), **parameter_counts(model),
-            "flops": flops(model, spec.input_shape), "exported_bytes": exported.stat().st_size}
+    return {**measure(built, splits.x["test"], splits.y["test"], target.measure),
+            "exported_bytes": Path(exported).stat().st_size}

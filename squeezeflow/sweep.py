@@ -1,25 +1,16 @@
-"""Train big, then compress: a sweep over teacher size x compression recipe, and its Pareto front.
+"""Train big, then compress: the Pareto front of a sweep over teacher size x compression recipe.
 
-Each point is a deployed model measured on one device target: test accuracy, gzip bytes and batch-1 latency.
-A point is on the front when no other point is at least as good on all three and better on one.
+Each point is a deployed model measured on one device target: test accuracy, gzip bytes and batch-1 latency (its
+models are made by the registry's stages: squeezeflow/stages/sweep.py). A point is on the front when no other point
+is at least as good on all three and better on one.
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from squeezeflow.compression import CompressContext
-from squeezeflow.compression.recipe import Recipe
-from squeezeflow.config import TrainParams
-from squeezeflow.data import Splits
-from squeezeflow.evaluate import deploy_and_measure
 from squeezeflow.io import atomic_path
-from squeezeflow.models import ModelSpec
-from squeezeflow.targets import TargetProfile
-from squeezeflow.training import train_from_scratch
 
 
 @dataclass(frozen=True)
@@ -42,11 +33,6 @@ class Point:
         return f"x{self.teacher_scale:g} {self.recipe}"
 
 
-def scaled(spec: ModelSpec, scale: float) -> ModelSpec:
-    return ModelSpec(spec.arch, spec.input_shape, spec.num_classes,
-                     tuple(max(1, round(h * scale)) for h in spec.hidden), spec.dropout, dict(spec.extra))
-
-
 def front_table(points: list[dict]) -> str:
     """The sweep's points as a Markdown table, the front first."""
     rows = ["| teacher | recipe | accuracy % | gzip bytes | p50 us | front |", "|---|---|---|---|---|---|"]
@@ -65,30 +51,6 @@ def dominates(a: Point, b: Point) -> bool:
 def pareto_front(points: list[Point]) -> list[Point]:
     """The points again, each marked on or off the front."""
     return [Point(**{**asdict(p), "on_front": not any(dominates(q, p) for q in points if q is not p)}) for p in points]
-
-
-def run_sweep(spec: ModelSpec, train: TrainParams, scales: tuple[float, ...], recipes: list[Recipe], splits: Splits,
-              target: TargetProfile, workdir: Path, seed: int, log: Callable[[str], None] = print,
-              opset: int = 17, normalize: bool = True, exporter: str = "dynamo") -> list[Point]:
-    trn, val = (splits.x["train"], splits.y["train"]), (splits.x["val"], splits.y["val"])
-    points = []
-    for scale in scales:
-        tspec = scaled(spec, scale)
-        teacher, _ = train_from_scratch(tspec, trn, val, train, seed, normalize, desc=f"teacher x{scale:g}")
-        points.append(_point(scale, "teacher", teacher, tspec, splits, target, workdir, (opset, exporter)))
-        for recipe in recipes:
-            log(f"[sweep] teacher x{scale:g} -> recipe {recipe.name}")
-            ctx = CompressContext(teacher, tspec, trn, val, seed, log=log)
-            model, mspec, _ = recipe.run(copy.deepcopy(teacher), ctx)
-            recipe.recover(model, ctx)
-            points.append(_point(scale, recipe.name, model, mspec, splits, target, workdir, (opset, exporter)))
-    return pareto_front(points)
-
-
-def _point(scale: float, recipe: str, model, spec: ModelSpec, splits: Splits, target: TargetProfile,
-           workdir: Path, export: tuple[int, str]) -> Point:
-    m = deploy_and_measure(model, spec, splits, Path(workdir) / f"x{scale:g}-{recipe}", target, *export)
-    return Point(scale, recipe, m["accuracy"], m["model_gzip_bytes"], m["latency_p50_ms"], m["parameters"], m["flops"])
 
 
 def plot_front(points: list[Point], path: Path, title: str) -> None:

@@ -36,11 +36,12 @@ def default_root() -> Path:
 
 
 class Workspace:
-    def __init__(self, root: Path | str | None = None, recipe: str | None = None):
-        """`recipe`: the run's recipe when a run overrides params.yaml's (`--recipe`): the stage graph has a chain
-        for it."""
+    def __init__(self, root: Path | str | None = None, recipe: str | None = None,
+                 overrides: dict[str, Any] | None = None):
+        """`recipe`, `overrides`: a run's flags over params.yaml (`--recipe`, `--set`): the stage graph has the
+        chain of its recipe and the points of its sweep."""
         self.root = Path(root).resolve() if root else default_root()
-        self._recipe = recipe
+        self._overrides = {**(overrides or {}), **({"compress.recipe": recipe} if recipe else {})}
         # the user's model factory and data loader import from the workspace's folder
         if str(self.root) not in sys.path:
             sys.path.insert(0, str(self.root))
@@ -80,7 +81,28 @@ class Workspace:
 
     @cached_property
     def stages(self) -> dict[str, Stage]:
-        return stage_graph(list(self.targets.values()), self.run_recipe)
+        p = self.graph_params
+        return stage_graph(list(self.targets.values()), p.compress.recipe, tuple(p.sweep.teacher_scales),
+                           tuple(p.sweep.recipes))
+
+    @cached_property
+    def graph_params(self) -> Params:
+        """What the stage graph expands over (the run's recipe, the sweep's sizes and recipes): params.yaml with the
+        run's flags, read leniently (a broken params.yaml is reported by the run, not by building the graph)."""
+        try:
+            params = self.params()
+        except Exception:  # noqa: BLE001
+            params = Params()
+        try:
+            return apply_overrides(params, self._overrides) if self._overrides else params
+        except Exception:  # noqa: BLE001
+            return params
+
+    def graph_for(self, params: Params) -> None:
+        """The stage graph of these parameters from now on: its recipe chain and its sweep points."""
+        if _axes(params) != _axes(self.graph_params):
+            self.__dict__.update(graph_params=params)
+            self.__dict__.pop("stages", None)
 
     def recipe_stage(self, base: str) -> str:
         """The run's recipe's stage of a per-recipe template: `compressed` -> `compressed-default`."""
@@ -96,14 +118,8 @@ class Workspace:
 
     @property
     def run_recipe(self) -> str:
-        """The run's recipe reference: the override, else params.yaml's (read leniently: a broken params.yaml is
-        reported by the run, not by building the graph), else the default."""
-        if self._recipe:
-            return self._recipe
-        try:
-            return str(((yaml.safe_load(self.params_path.read_text()) or {}).get("compress") or {})["recipe"])
-        except Exception:  # noqa: BLE001
-            return "default"
+        """The run's recipe reference."""
+        return self.graph_params.compress.recipe
 
     def params(self) -> Params:
         """params.yaml as the user wrote it (never rewritten: flags apply to one run); relative file paths in it
@@ -141,6 +157,8 @@ class Workspace:
         recipes = {run: self.recipe(params).to_dict()}
         recipes |= {recipe_key(name): self._target_recipe(name, params) for name in self.candidate_recipes()
                     if recipe_key(name) != run}
+        recipes |= {recipe_key(name): self.recipe_named(params, name).to_dict() for name in params.sweep.recipes
+                    if recipe_key(name) not in recipes}
         return {"run": run, "recipes": recipes,
                 "sweep": {name: self.recipe_named(params, name).to_dict() for name in params.sweep.recipes}}
 
@@ -232,9 +250,7 @@ class Workspace:
         Writes only what changed."""
         params = apply_overrides(self.params(), overrides or {}) if overrides else self.params()
         self.validate(params)  # before anything is written or run
-        if params.compress.recipe != self.run_recipe:  # the graph's recipe chain is this run's
-            self._recipe = params.compress.recipe
-            self.__dict__.pop("stages", None)
+        self.graph_for(params)
         recipes = self.resolved_recipes(params)
         for rel, text in resolved_files(params, self.stages, self.targets, recipes).items():
             self._write_if_changed(self.root / rel, text)
@@ -244,19 +260,21 @@ class Workspace:
     def context(self, name: str, params: Params, out: Path) -> StageContext:
         """What stage `name` gets to run: its parameters, its deps' outputs, recipes and targets; nothing else."""
         stage = self.stages[name]
-        return StageContext(params, out, {d: self.stage_dir(d) for d in stage.deps}, stage.target, self.targets,
+        return StageContext(params, out, self._by_name(stage.deps), stage.target, self.targets,
                             self.recorded_recipes(), str(self.params_path), str(self.root / RESOLVED_RECIPES),
-                            self.measured_dir(name), stage.recipe)
+                            self.measured_dir(name), stage.recipe, stage.scale)
 
     def check_inputs(self, name: str) -> dict[str, Path]:
         """What a stage's check reads: the output folders of the stage and its deps, by stage name and also by
         template name where that is unambiguous (a check is declared on the template: `exported`, `finetuned`)."""
-        stage = self.stages[name]
-        names = (name, *stage.deps)
+        return self._by_name((name, *self.stages[name].deps))
+
+    def _by_name(self, names: tuple[str, ...]) -> dict[str, Path]:
+        """Output folders by stage name, and by template name where that is unambiguous: `teacher` is the
+        teacher a stage reads, whether that is `teacher` or a sweep point's `teacher-x0_5`."""
         bases = [self.stages[n].base or n for n in names]
         out = {n: self.stage_dir(n) for n in names}
-        out |= {b: self.stage_dir(n) for n, b in zip(names, bases, strict=True) if bases.count(b) == 1}
-        return out
+        return out | {b: self.stage_dir(n) for n, b in zip(names, bases, strict=True) if bases.count(b) == 1}
 
     def measured_dir(self, stage: str) -> Path:
         """A stage's measurement files (its plots): beside its timings, never in its DVC output."""
@@ -266,3 +284,7 @@ class Workspace:
     def _write_if_changed(path: Path, text: str) -> None:
         if not path.exists() or path.read_text() != text:
             write_text(path, text)
+
+
+def _axes(params: Params) -> tuple:
+    return params.compress.recipe, tuple(params.sweep.teacher_scales), tuple(params.sweep.recipes)

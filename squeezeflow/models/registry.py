@@ -32,6 +32,12 @@ class ModelSpec:
     def from_dict(cls, d: dict) -> ModelSpec:
         return cls(**{**d, "input_shape": tuple(d["input_shape"]), "hidden": tuple(d["hidden"])})
 
+    def scaled(self, scale: float) -> ModelSpec:
+        """The same architecture with every hidden width times `scale` (at least 1): a teacher of another size."""
+        return ModelSpec(self.arch, self.input_shape, self.num_classes,
+                         tuple(max(1, round(h * scale)) for h in self.hidden), self.dropout, dict(self.extra),
+                         self.input_dtype)
+
 
 ARCHS: dict[str, Callable[[ModelSpec], nn.Module]] = {}
 

@@ -58,6 +58,7 @@ class StageContext:
     recipes_source: str = "recipes.yaml"
     measured: Path | None = None  # files that hold measurements (plots): outside the DVC output, refreshed per run
     recipe_key: str | None = None  # on a per-recipe stage: its recipe (a key of recipes["recipes"])
+    scale: float | None = None  # on a sweep point: the teacher's size
 
     def input(self, stage: str) -> Path:
         if stage not in self.inputs:
@@ -95,6 +96,8 @@ class Stage:
     description: str = ""
     per_target: bool = False  # a template: one stage per device target, named stage_name(name, target)
     per_recipe: bool = False  # a template: one stage per recipe in the run, named stage_name(name, recipe key)
+    per_scale: bool = False  # a template that also runs once per teacher size of the sweep (group "sweep")
+    sweep_points: tuple[str, ...] = ()  # templates whose sweep points (every scale, every sweep recipe) it reads
     asset: str = ""  # the Dagster asset's name (under the target's key when per target); default: the name
     kinds: tuple[str, ...] = ()  # Dagster kinds shown on the asset
     group: str = "lifecycle"  # Dagster asset group; the main job runs group "lifecycle"
@@ -104,6 +107,7 @@ class Stage:
     base: str = ""  # the template's name, on a per-target stage
     target: TargetProfile | None = None  # set on a per-target stage
     recipe: str | None = None  # the recipe key, set on a per-recipe stage
+    scale: float | None = None  # the teacher's size, set on a sweep point (teacher-x0_5, compressed-small-x0_5)
 
     def is_timing(self, metric: str) -> bool:
         return any(metric == t or (t.endswith("*") and metric.startswith(t[:-1])) for t in self.timings)
@@ -113,18 +117,29 @@ class Stage:
         return self.asset or (self.base or self.name)
 
     def expand(self, axes: Axes) -> list[Stage]:
-        """This declaration as the stages of one run: itself, or one per target or per recipe."""
+        """This declaration as the stages of one run: itself, or one per target or per recipe; a per-recipe or
+        per-scale template also once per point of the sweep (teacher size x sweep recipe), in group "sweep"."""
         if self.per_target:
             return [replace(self, name=stage_name(self.name, t.name), base=self.name, target=t,
                             deps=axes.deps(self.deps, target=t), description=f"{t.name} {self.description}".strip())
                     for t in axes.targets]
         if self.per_recipe:
-            return [replace(self, name=stage_name(self.name, key), base=self.name, recipe=key,
-                            deps=axes.deps(self.deps, recipe=key),
-                            recipe_params=tuple(f"recipes.{key}.{p}" for p in self.recipe_params),
-                            description=f"{self.description} Recipe {ref}.".strip())
-                    for key, ref in axes.recipes.items()]
-        return [replace(self, deps=axes.deps(self.deps))]
+            main = [self._for_recipe(axes, key, ref) for key, ref in axes.recipes.items()]
+            return main + [self._for_recipe(axes, key, ref, scale) for scale in axes.scales
+                           for key, ref in axes.sweep_recipes.items() if not axes.is_main(key, scale)]
+        deps = axes.deps(self.deps) + axes.sweep_deps(self.sweep_points)
+        scaled = [replace(self, name=axes.point(self.name, None, scale), base=self.name, scale=scale,
+                          deps=axes.deps(self.deps, scale=scale), group="sweep",
+                          description=f"{self.description} Sweep point: x{scale:g} of its size.")
+                  for scale in axes.scales if not axes.is_main(None, scale)] if self.per_scale else []
+        return [replace(self, deps=deps), *scaled]
+
+    def _for_recipe(self, axes: Axes, key: str, ref: str, scale: float | None = None) -> Stage:
+        where = f"Recipe {ref}" + ("" if scale is None else f", on the sweep's teacher at x{scale:g}")
+        return replace(self, name=axes.point(self.name, key, scale), base=self.name, recipe=key, scale=scale,
+                       deps=axes.deps(self.deps, recipe=key, scale=scale), group="sweep" if scale else self.group,
+                       recipe_params=tuple(f"recipes.{key}.{p}" for p in self.recipe_params),
+                       description=f"{self.description} {where}.".strip())
 
     def code_version(self) -> str:
         return code_version((self.run.__module__, *self.code))
@@ -162,18 +177,27 @@ def _ordered(stages: list[Stage]) -> list[Stage]:
     return list(done.values())
 
 
+def scale_tag(scale: float) -> str:
+    """A teacher size as a stage-name suffix: 0.25 -> `x0_25` (stage names carry no dots)."""
+    return f"x{scale:g}".replace(".", "_")
+
+
 @dataclass(frozen=True)
 class Axes:
-    """What the templates expand over in one run: the device targets, and the recipes (key -> reference) with the
-    run's own first."""
+    """What the templates expand over in one run: the device targets, the recipes (key -> reference) with the
+    run's own first, and the sweep's points (teacher sizes x its recipes)."""
 
     targets: list[TargetProfile]
     recipes: dict[str, str]
     run: str  # the run's recipe key
+    scales: tuple[float, ...] = ()
+    sweep_recipes: dict[str, str] = field(default_factory=dict)
 
-    def deps(self, deps: tuple[str, ...], target: TargetProfile | None = None, recipe: str | None = None):
+    def deps(self, deps: tuple[str, ...], target: TargetProfile | None = None, recipe: str | None = None,
+             scale: float | None = None):
         """Template deps resolved for one stage: a per-target dep is its own target's; a per-recipe dep is its own
-        recipe's, on a per-target stage each recipe its target chooses among (else the run's recipe)."""
+        recipe's, on a per-target stage each recipe its target chooses among (else the run's recipe); on a sweep
+        point, the point's own (its teacher at its size)."""
         out: list[str] = []
         for d in deps:
             template = STAGES.get(d)
@@ -181,10 +205,27 @@ class Axes:
                 out.append(stage_name(d, target.name))
             elif template is not None and template.per_recipe:
                 keys = [recipe] if recipe else [recipe_key(r) for r in target.recipes] if target else []
-                out += [stage_name(d, k) for k in (keys or [self.run])]
+                out += [self.point(d, k, scale) for k in (keys or [self.run])]
+            elif template is not None and template.per_scale:
+                out.append(self.point(d, None, scale))
             else:
                 out.append(d)
         return tuple(out)
+
+    def is_main(self, recipe: str | None, scale: float | None) -> bool:
+        """A sweep point the main line already makes: the teacher at its own size, a run recipe on it."""
+        return scale in (None, 1.0) and (recipe is None or recipe in self.recipes)
+
+    def point(self, template: str, recipe: str | None, scale: float | None) -> str:
+        """The stage of a template at a recipe and a teacher size: `compressed-small-x0_5`, `teacher-x0_5`; the
+        main line's own stage where it is the same work (`teacher` for x1, `compressed-small` for small at x1)."""
+        name = stage_name(template, recipe)
+        return name if self.is_main(recipe, scale) else f"{name}-{scale_tag(scale)}"
+
+    def sweep_deps(self, templates: tuple[str, ...]) -> tuple[str, ...]:
+        """Every sweep point of these templates: each teacher size, and each sweep recipe at each size."""
+        keys = {d: list(self.sweep_recipes) if STAGES[d].per_recipe else [None] for d in templates}
+        return tuple(dict.fromkeys(self.point(d, k, s) for d in templates for s in self.scales for k in keys[d]))
 
 
 def run_recipes(run_recipe: str, targets: list[TargetProfile]) -> tuple[dict[str, str], str]:
@@ -203,12 +244,14 @@ def run_recipes(run_recipe: str, targets: list[TargetProfile]) -> tuple[dict[str
     return recipes, run
 
 
-def stage_graph(targets: list[TargetProfile], run_recipe: str = "default") -> dict[str, Stage]:
-    """All stages in dependency order, the templates expanded over the targets and the run's recipes."""
+def stage_graph(targets: list[TargetProfile], run_recipe: str = "default", scales: tuple[float, ...] = (),
+                sweep_recipes: tuple[str, ...] = ()) -> dict[str, Stage]:
+    """All stages in dependency order, the templates expanded over the targets, the run's recipes and the sweep's
+    points (teacher sizes x sweep recipes)."""
     # every stage module has registered itself: importing this module runs squeezeflow/stages/__init__.py, which
     # imports them all (importing that package here again would only be an import cycle)
     recipes, run = run_recipes(run_recipe, targets)
-    axes = Axes(targets, recipes, run)
+    axes = Axes(targets, recipes, run, tuple(scales), {recipe_key(r): r for r in sweep_recipes})
     stages = _ordered([s for template in STAGES.values() for s in template.expand(axes)])
     unknown = {d for s in stages for d in s.deps} - {s.name for s in stages}
     if unknown:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from squeezeflow.data import Splits
 from squeezeflow.export import export_onnx, parity
 from squeezeflow.models import load_checkpoint
-from squeezeflow.stages.base import Check, Stage, StageContext, Verdict, register_stage, stage_name
+from squeezeflow.stages.base import Check, Stage, StageContext, Verdict, register_stage
 
 
 def run(ctx: StageContext) -> dict:
-    model, spec = load_checkpoint(ctx.input(stage_name("finetuned", ctx.recipe_key)) / "model.pt")
+    model, spec = load_checkpoint(ctx.input("finetuned") / "model.pt")
     path = ctx.out / "model.onnx"
     how = export_onnx(model, spec.input_shape, path, ctx.params.export.opset, spec.input_dtype,
                       ctx.params.export.exporter)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from squeezeflow.io import write_yaml
 from squeezeflow.models import load_checkpoint, save_checkpoint
-from squeezeflow.stages.base import Stage, StageContext, register_stage, stage_name
+from squeezeflow.stages.base import Stage, StageContext, register_stage
 from squeezeflow.stages.compressed import compress_context, model_stats, stage_recipe
 from squeezeflow.training import accuracy
 
@@ -13,7 +13,7 @@ from squeezeflow.training import accuracy
 def run(ctx: StageContext) -> dict:
     recipe = stage_recipe(ctx)
     cctx, splits = compress_context(ctx)
-    model, spec = load_checkpoint(ctx.input(stage_name("compressed", ctx.recipe_key)) / "model.pt")
+    model, spec = load_checkpoint(ctx.input("compressed") / "model.pt")
     result = recipe.recover(model, cctx)
     save_checkpoint(ctx.out / "model.pt", model, spec)
     write_yaml(ctx.out / "recipe-finetune.yaml", {"name": recipe.name, "finetune": recipe.to_dict()["finetune"]})

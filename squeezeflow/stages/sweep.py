@@ -1,5 +1,7 @@
-"""Off the main line: train big, then compress. Teachers of several sizes, each compressed by each recipe, measured
-on one device target; the Pareto front as a table and a plot."""
+"""Off the main line: train big, then compress. Its points are stages of the registry like any other: the teacher
+at each size (`teacher-x0_5`) and each sweep recipe's chain on it (`compressed-default-x0_5`, `finetuned-...`,
+`exported-...`; at x1 the main line's own). This stage deploys each point on one device target (its builder, its
+runtime), measures it on the test split and draws the Pareto front as a table and a plot."""
 
 from __future__ import annotations
 
@@ -7,26 +9,45 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from squeezeflow.compression.recipe import parse_recipe
 from squeezeflow.errors import SqueezeflowInputError
+from squeezeflow.evaluate import build_and_measure, deploy_and_measure
 from squeezeflow.io import read_json, write_json
-from squeezeflow.stages.base import Stage, StageContext, register_stage
-from squeezeflow.stages.teacher import teacher_spec
-from squeezeflow.sweep import front_table, plot_front, run_sweep
+from squeezeflow.models import load_checkpoint
+from squeezeflow.models.flops import flops, parameter_counts
+from squeezeflow.naming import recipe_key
+from squeezeflow.stages.base import Stage, StageContext, register_stage, scale_tag
+from squeezeflow.sweep import Point, front_table, pareto_front, plot_front
+
+
+def _input(ctx: StageContext, template: str, recipe: str | None, scale: float) -> Path:
+    """A sweep point's output folder (the main line's own stage at x1 when it is the same work)."""
+    main = scale == 1.0 and (recipe is None or f"{template}-{recipe}" in ctx.inputs)
+    name = template if recipe is None else f"{template}-{recipe}"
+    return ctx.input(name if main else f"{name}-{scale_tag(scale)}")
 
 
 def run(ctx: StageContext) -> dict:
-    p, meta = ctx.params, read_json(ctx.input("dataset") / "metrics.json")
+    p = ctx.params
     if p.sweep.target not in ctx.targets:
         raise SqueezeflowInputError(ctx.params_source, "sweep.target", p.sweep.target,
                                     f"no such device target; known: {sorted(ctx.targets)}")
-    recipes = [parse_recipe(r, ctx.recipes_source) for r in ctx.recipes["sweep"].values()]
-    splits = ctx.splits()
-    spec = teacher_spec(p.teacher, meta, splits.x["train"])
+    target, splits, points = ctx.targets[p.sweep.target], ctx.splits(), []
     with tempfile.TemporaryDirectory() as work:
-        points = run_sweep(spec, p.teacher.train, p.sweep.teacher_scales, recipes, splits,
-                           ctx.targets[p.sweep.target], Path(work), p.seed, opset=p.export.opset,
-                           normalize=p.teacher.normalize == "feature", exporter=p.export.exporter)
+        for scale in p.sweep.teacher_scales:
+            teacher, tspec = load_checkpoint(_input(ctx, "teacher", None, scale) / "model.pt")
+            m = deploy_and_measure(teacher, tspec, splits, Path(work) / f"{scale_tag(scale)}-teacher", target,
+                                   p.export.opset, p.export.exporter)
+            points.append(Point(scale, "teacher", m["accuracy"], m["model_gzip_bytes"], m["latency_p50_ms"],
+                                m["parameters"], m["flops"]))
+            for ref in p.sweep.recipes:
+                key = recipe_key(ref)
+                model, spec = load_checkpoint(_input(ctx, "finetuned", key, scale) / "model.pt")
+                m = build_and_measure(_input(ctx, "exported", key, scale) / "model.onnx", splits,
+                                      Path(work) / f"{scale_tag(scale)}-{key}", target)
+                points.append(Point(scale, ctx.recipe_name(key), m["accuracy"], m["model_gzip_bytes"],
+                                    m["latency_p50_ms"], parameter_counts(model)["parameters"],
+                                    flops(model, spec.input_shape)))
+    points = pareto_front(points)
     write_json(ctx.out / "points.json", [asdict(pt) for pt in points])
     plot_front(points, ctx.out / "pareto.png", f"{p.dataset.name}: teacher size x recipe on {p.sweep.target}")
     front = [pt for pt in points if pt.on_front]
@@ -40,10 +61,9 @@ def report(out: Path, metrics: dict | None = None) -> dict[str, str]:
 
 
 STAGE = register_stage(Stage(
-    "sweep", run, deps=("dataset",), params=("seed", "teacher", "sweep", "export"), recipe_params=("sweep",),
-    code=("squeezeflow.sweep", "squeezeflow.evaluate", "squeezeflow.models", "squeezeflow.training",
-          "squeezeflow.compression", "squeezeflow.export", "squeezeflow.runtimes"),
-    artifacts=("pareto.png", "points.json"), group="sweep", asset="pareto_sweep", kinds=("pytorch", "onnx", "dvc"),
+    "sweep", run, deps=("dataset",), sweep_points=("teacher", "finetuned", "exported"),
+    params=("seed", "sweep", "export"), code=("squeezeflow.sweep", "squeezeflow.evaluate", "squeezeflow.runtimes"),
+    artifacts=("pareto.png", "points.json"), group="sweep", asset="pareto_sweep", kinds=("onnx", "dvc"),
     report=report,
     description="Teacher size x compression recipe, each deployed and measured on one target; the Pareto front of "
     "accuracy, bytes and latency as a table and a plot (params.yaml: sweep)."))

@@ -56,12 +56,13 @@ def run(ctx: StageContext) -> dict:
     meta, splits = data_meta(ctx), ctx.splits()
     p = ctx.params.teacher
     t0 = time.perf_counter()
-    if p.source.kind == "onnx":
+    if ctx.scale is None and p.source.kind == "onnx":
         model, spec, fitted = onnx_teacher(ctx, meta, splits)
-    elif p.source.kind != "builtin":
+    elif ctx.scale is None and p.source.kind != "builtin":
         model, spec, fitted = user_teacher(ctx, meta, splits)
-    else:
+    else:  # built in; a sweep point trains the built-in architecture at its size
         spec = teacher_spec(p, meta, splits.x["train"])
+        spec = spec if ctx.scale is None else spec.scaled(ctx.scale)
         model, result = train_from_scratch(spec, (splits.x["train"], splits.y["train"]),
                                            (splits.x["val"], splits.y["val"]), p.train, ctx.params.seed,
                                            normalize=p.normalize == "feature", desc="teacher")
@@ -74,7 +75,7 @@ def run(ctx: StageContext) -> dict:
         "test_accuracy": test_acc,
         "test_accuracy_ci95": list(wilson_interval(round(test_acc * n_test / 100), n_test)),
         "parameters": count_parameters(model),
-        "arch": spec.arch if p.source.kind == "builtin" else p.source.label(),
+        "arch": spec.arch if p.source.kind == "builtin" or ctx.scale is not None else p.source.label(),
         "hidden": list(spec.hidden),
         "train_seconds": time.perf_counter() - t0,
     }
@@ -83,5 +84,6 @@ def run(ctx: StageContext) -> dict:
 STAGE = register_stage(Stage(
     "teacher", run, deps=("dataset",), params=("seed", "teacher"), input_params=("model",),
     code=("squeezeflow.models", "squeezeflow.training", "squeezeflow.stats"), timings=("train_seconds",),
+    per_scale=True,
     description="Train big: the teacher (inputs standardized inside it, the strong schedule).",
     kinds=("pytorch", "dvc")))

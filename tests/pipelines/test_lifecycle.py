@@ -122,7 +122,7 @@ def test_checks_ran_and_passed_in_dagster(first_run):
 def test_checkpoints_are_dvc_tracked_and_pushed(first_run):
     ws, _, _ = first_run
     lock = yaml.safe_load((ws.root / "dvc.lock").read_text())["stages"]
-    assert set(ws.stages) - {"sweep"} == set(lock)  # the sweep is its own job
+    assert {s for s, st in ws.stages.items() if st.group != "sweep"} == set(lock)  # the sweep is its own job
     remote = ws.state_dir / "dvc-remote"
     pushed = {p.name for p in remote.rglob("*") if p.is_file()}
     for stage in ("teacher", "exported-tiny", "build-cpu-int8"):
@@ -185,7 +185,7 @@ def test_warm_rerun_reuses_everything_and_keeps_the_champion(first_run):
     runs = c.search_runs([c.get_experiment_by_name("squeezeflow").experiment_id],
                          f"tags.`squeezeflow.run_key` = '{summary['dagster_run_id']}'")
     reused = {r.data.tags["squeezeflow.stage"]: r.data.tags.get("squeezeflow.reused") for r in runs}
-    assert all(reused[s] == "true" for s in ws.stages if s != "sweep"), reused
+    assert all(reused[s] == "true" for s, st in ws.stages.items() if st.group != "sweep"), reused
     assert (ws.stage_dir("teacher") / "model.pt").stat().st_mtime == teacher_mtime
     assert champion(type("T", (), {"client": c})(), "squeezeflow-digits-cpu-fp32").version == before
 
@@ -513,6 +513,10 @@ def test_pareto_sweep_logs_its_plot_to_mlflow_and_dagster(env):
     assert [(p["teacher_scale"], p["recipe"]) for p in points] == [(0.25, "teacher"), (0.25, "tiny"), (1.0, "teacher"),
                                                                    (1.0, "tiny")]
     assert any(p["on_front"] for p in points)
+    # its points are the registry's stages (DVC-tracked, each its own MLflow run); at x1 the main line's own
+    lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    assert {"teacher", "teacher-x0_25", "compressed-tiny", "compressed-tiny-x0_25", "exported-tiny-x0_25",
+            "sweep"} <= set(lock) and "teacher-x1" not in lock
     c = client(ws)
     (run,) = c.search_runs([c.get_experiment_by_name("squeezeflow").experiment_id],
                            "tags.`squeezeflow.stage` = 'sweep'")

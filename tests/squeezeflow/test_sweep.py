@@ -1,6 +1,6 @@
 
 from squeezeflow.models import ModelSpec
-from squeezeflow.sweep import Point, dominates, pareto_front, plot_front, scaled
+from squeezeflow.sweep import Point, dominates, pareto_front, plot_front
 
 
 def pt(acc, size, lat, name="r"):
@@ -18,7 +18,7 @@ def test_front_keeps_exactly_the_non_dominated_points():
 
 def test_scaled_teacher_widths_round_and_stay_positive():
     spec = ModelSpec("cnn", (40,), 10, (64, 128, 128))
-    assert scaled(spec, 0.25).hidden == (16, 32, 32) and scaled(spec, 0.001).hidden == (1, 1, 1)
+    assert spec.scaled(0.25).hidden == (16, 32, 32) and spec.scaled(0.001).hidden == (1, 1, 1)
 
 
 def test_plot_is_a_png(tmp_path):
