@@ -10,7 +10,7 @@ __all__ = ["asset_key", "stage_assets", "TARGET_STEPS", "target_assets", "lifecy
 def lifecycle_assets(ws) -> list:
     """Every stage's asset (per-target ones once per profile in device_targets/), then each target's candidate and
     promoted assets."""
-    assets = stage_assets(ws.stages)
+    assets = stage_assets(ws.stages, ws.run_key)
     for target in ws.targets.values():
         assets += target_assets(target, ws.stages)
     return assets

@@ -47,9 +47,9 @@ def say(context: AssetExecutionContext, line: str) -> None:
     print(line, flush=True)  # the terminal's line per stage; captured into compute logs under the UI
 
 
-def run_stage(context: AssetExecutionContext, squeezeflow, stage: str) -> MaterializeResult:
+def run_stage(context: AssetExecutionContext, squeezeflow, stage: str, ensure_deps: bool = False) -> MaterializeResult:
     lifecycle = squeezeflow.lifecycle
-    outcome = lifecycle.run_stage(stage, context.run_id)
+    outcome = lifecycle.run_stage(stage, context.run_id, ensure_deps=ensure_deps, say=lambda line: say(context, line))
     say(context, stage_line(outcome))
     return MaterializeResult(metadata=stage_metadata(outcome, lifecycle.ws.stages[stage]),
                              data_version=DataVersion(outcome.md5 or "none"))

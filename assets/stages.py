@@ -22,8 +22,11 @@ from squeezeflow.stages.base import scale_tag
 
 
 def asset_key(stage: Stage) -> AssetKey:
-    """`teacher`; `cpu_int8/build` for a per-target stage; `recipe_small/compressed` for a per-recipe one;
-    `sweep_x0_5/teacher`, `sweep_x0_5_small/compressed` for a point of the sweep."""
+    """`teacher`; `cpu_int8/build` for a per-target stage; `compressed` for the run's recipe's chain (whichever
+    recipe a run chooses), `recipe_small/compressed` for a candidate's; `sweep_x0_5/teacher`,
+    `sweep_x0_5_small/compressed` for a point of the sweep."""
+    if stage.run_chain:
+        return AssetKey(stage.asset_name)
     if stage.target:
         return AssetKey([stage.target.key, stage.asset_name])
     if stage.scale is not None:
@@ -46,10 +49,13 @@ def recipe_group(recipe: str) -> str:
 def group_of(stage: Stage) -> str:
     if stage.target:
         return target_group(stage.target.key)
-    return recipe_group(stage.recipe) if stage.recipe and stage.scale is None else stage.group
+    return recipe_group(stage.recipe) if stage.recipe and not stage.run_chain and stage.scale is None else stage.group
 
 
-def stage_asset(stage: Stage, stages: dict[str, Stage]):
+def stage_asset(stage: Stage, stages: dict[str, Stage], run_key: str):
+    """`run_key`: the run's recipe when the graph was loaded. A run that chooses another (the launchpad's `recipe`)
+    runs that recipe's chain in the plain `compressed`/`finetuned`/`exported` assets, and a stage then runs what it
+    reads that this graph has no asset for (the chain of the recipe it was loaded with, when a target lists it)."""
     key = asset_key(stage)
     specs = [AssetCheckSpec(stage.check.name, asset=key, blocking=True, description=stage.check.description)] \
         if stage.check else []
@@ -58,10 +64,12 @@ def stage_asset(stage: Stage, stages: dict[str, Stage]):
            deps=[asset_key(stages[d]) for d in stage.deps], kinds=set(stage.kinds), check_specs=specs,
            description=stage.description)
     def _stage(context: AssetExecutionContext, squeezeflow: SqueezeflowResource) -> MaterializeResult:
-        result = run_stage(context, squeezeflow, stage.name)
+        lifecycle = squeezeflow.lifecycle
+        name = lifecycle.ws.recipe_stage(stage.base) if stage.run_chain else stage.name
+        result = run_stage(context, squeezeflow, name, ensure_deps=lifecycle.ws.run_key != run_key)
         if not stage.check:
             return result
-        verdict = squeezeflow.lifecycle.run_check(stage.name, context.run_id)
+        verdict = lifecycle.run_check(name, context.run_id)
         if not verdict.passed:  # the run's log says what broke in the CLI's words, before Dagster's own error
             context.log.error(f"check '{stage.check.name}' on {key.to_user_string()} failed: {verdict.message}")
         return MaterializeResult(metadata=result.metadata, data_version=result.data_version, check_results=[
@@ -72,7 +80,7 @@ def stage_asset(stage: Stage, stages: dict[str, Stage]):
     return _stage
 
 
-def stage_assets(stages: dict[str, Stage]) -> list:
-    return [stage_asset(s, stages) for s in stages.values()]
+def stage_assets(stages: dict[str, Stage], run_key: str) -> list:
+    return [stage_asset(s, stages, run_key) for s in stages.values()]
 
 

@@ -49,6 +49,7 @@ class LifecycleBase:
                  push: bool = True):
         self.ws, self.overrides, self.push = ws, overrides or {}, push
         self._tracking_uri = tracking_uri
+        self.done: set[str] = set()  # stages run or reused by this lifecycle (one run)
 
     @cached_property
     def params(self):

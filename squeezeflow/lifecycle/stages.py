@@ -88,14 +88,22 @@ class StageRunner(LifecycleBase):
     def parent_run(self, run_key: str) -> str:
         return self.tracker.parent_run(run_key, self.params.model_dump(mode="json"), self.lineage_tags(run_key))
 
-    def run_stage(self, name: str, run_key: str) -> StageOutcome:
+    def run_stage(self, name: str, run_key: str, ensure_deps: bool = False, say=None) -> StageOutcome:
+        """Run or reuse one stage. `ensure_deps`: first run (or reuse) each dep not yet done in this run (an asset
+        graph loaded for another recipe has no asset for some of them)."""
         params = self.params
-        if name not in self.ws.stages:  # an asset graph loaded for another recipe than this run's
-            raise SqueezeflowInputError("run config", "compress.recipe", params.compress.recipe,
-                                        f"this run's stages are {sorted(self.ws.stages)}, not {name}: the asset graph "
-                                        f"was loaded for another recipe; set compress.recipe in params.yaml and "
-                                        "reload the code location, or run `squeezeflow run --recipe ...`")
+        if name not in self.ws.stages:  # an asset graph loaded for other parameters than this run's
+            raise SqueezeflowInputError("run config", "overrides", sorted(self.overrides.items()),
+                                        f"this run has no stage {name} (its recipe and sweep differ from those the "
+                                        "asset graph was loaded with): set them in params.yaml and reload the code "
+                                        "location, or run `squeezeflow run --recipe ...`")
         stage = self.ws.stages[name]
+        for dep in stage.deps if ensure_deps else ():
+            if dep not in self.done:
+                made = self.run_stage(dep, run_key, ensure_deps=True, say=say)
+                if say is not None:
+                    say(f"[squeezeflow] {dep:<22} {'reused' if made.reused else 'built'} for {name} (this asset "
+                        "graph has no asset for it)")
         t0 = time.perf_counter()
         out = self.ws.stage_dir(name)
         reused = ((out / METRICS).exists() and self.dvc.up_to_date(name)
@@ -142,6 +150,7 @@ class StageRunner(LifecycleBase):
         self.tracker.end(child)
         self.tracker.set_tags(parent, self.lineage_tags(run_key))
         self.tracker.end(parent)
+        self.done.add(name)
         return StageOutcome(name, out, metrics, reused, md5, time.perf_counter() - t0, child)
 
     def _log_dataset_input(self, parent: str, child: str, out: Path, meta: dict) -> None:

@@ -108,6 +108,7 @@ class Stage:
     target: TargetProfile | None = None  # set on a per-target stage
     recipe: str | None = None  # the recipe key, set on a per-recipe stage
     scale: float | None = None  # the teacher's size, set on a sweep point (teacher-x0_5, compressed-small-x0_5)
+    run_chain: bool = False  # set on the stages of the run's own recipe (its Dagster assets keep their plain names)
 
     def is_timing(self, metric: str) -> bool:
         return any(metric == t or (t.endswith("*") and metric.startswith(t[:-1])) for t in self.timings)
@@ -137,6 +138,7 @@ class Stage:
     def _for_recipe(self, axes: Axes, key: str, ref: str, scale: float | None = None) -> Stage:
         where = f"Recipe {ref}" + ("" if scale is None else f", on the sweep's teacher at x{scale:g}")
         return replace(self, name=axes.point(self.name, key, scale), base=self.name, recipe=key, scale=scale,
+                       run_chain=key == axes.run and scale is None,
                        deps=axes.deps(self.deps, recipe=key, scale=scale), group="sweep" if scale else self.group,
                        recipe_params=tuple(f"recipes.{key}.{p}" for p in self.recipe_params),
                        description=f"{self.description} {where}.".strip())

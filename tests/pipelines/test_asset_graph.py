@@ -26,7 +26,7 @@ def test_each_declared_check_is_a_blocking_check_on_its_stage(project_root):
     graph = build_definitions(project_root).resolve_asset_graph()
     declared = {(asset_key(s), s.check.name) for s in ws.stages.values() if s.check}
     assert {(AssetKey("dataset"), "data_expectations"),
-            (AssetKey(["recipe_default", "exported"]), "onnx_matches_torch"),
+            (AssetKey("exported"), "onnx_matches_torch"),  # the run's recipe's chain: plain names
             (AssetKey(["recipe_small", "exported"]), "onnx_matches_torch")} <= declared
     found = {(k.asset_key, k.name) for k in graph.asset_check_keys}
     gates = {(AssetKey([t.key, "candidate"]), "gate") for t in ws.targets.values()}
@@ -66,7 +66,7 @@ def test_a_new_stage_is_one_registration(project_root, monkeypatch):
     dvc = render_dvc_yaml(ws.stages)
     assert "  report:\n" in dvc and "  profile-cpu-int8:\n" in dvc and "artifacts/build-cpu-int8" in dvc
     graph = build_definitions(project_root).resolve_asset_graph()
-    assert graph.get(AssetKey("report")).parent_keys == {AssetKey(["recipe_default", "exported"])}
+    assert graph.get(AssetKey("report")).parent_keys == {AssetKey("exported")}
     assert graph.get(AssetKey(["recipe_small", "sparsity"])).parent_keys == {AssetKey(["recipe_small", "finetuned"])}
     assert graph.get(AssetKey(["cpu_int8", "profile"])).parent_keys == {AssetKey("dataset"),
                                                                          AssetKey(["cpu_int8", "build"])}
@@ -74,7 +74,7 @@ def test_a_new_stage_is_one_registration(project_root, monkeypatch):
     selected = _selection(ws, ["cpu-int8"])
     assert AssetKey("report") in selected and AssetKey(["cpu_int8", "profile"]) in selected
     assert AssetKey(["cpu_fp32", "profile"]) not in selected
-    assert AssetKey(["recipe_default", "sparsity"]) in selected
+    assert AssetKey("sparsity") in selected
     assert AssetKey(["recipe_small", "sparsity"]) not in selected
     assert AssetKey(["recipe_small", "sparsity"]) in _selection(ws, ["edge-cpu-int8"])
     chain = Lifecycle(ws).chain("cpu-int8")  # what a registered version's lineage walks

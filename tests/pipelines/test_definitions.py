@@ -17,8 +17,7 @@ def test_code_location_has_graph_job_schedule_and_checks(workspace):
     defs = build_definitions(workspace)
     job = defs.resolve_job_def("lifecycle")
     keys = {k.to_user_string() for k in defs.resolve_all_asset_keys()}
-    assert {"dataset", "teacher", "recipe_tiny/compressed", "recipe_tiny/finetuned", "recipe_tiny/exported",
-            "cpu_int8/build", "cpu_int8/validated",
+    assert {"dataset", "teacher", "compressed", "finetuned", "exported", "cpu_int8/build", "cpu_int8/validated",
             "cpu_int8/promoted", "cpu_fp32/promoted"} <= keys
     checks = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
     assert {"data_expectations", "onnx_matches_torch", "gate"} <= checks

@@ -37,3 +37,39 @@ def test_registry_jobs_do_not_wait_for_a_training_run(workspace):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_launchpad_run_with_another_recipe_runs_that_chain_in_the_plain_assets(workspace, capsys):
+    """The graph was loaded for params.yaml's recipe (tiny); a run choosing tiny-wide (the launchpad's `recipe`)
+    runs tiny-wide's chain in the plain compressed/finetuned/exported assets, and the chain of tiny, which a target
+    still lists but this graph has as the plain assets, is run where the target's selection needs it."""
+    import json
+    import re
+
+    import yaml
+
+    from tests.conftest import TINY, TINY_RECIPE, write_target
+
+    for t in (workspace / "device_targets").iterdir():
+        t.unlink()
+    (workspace / "params.yaml").write_text(yaml.safe_dump({**TINY, "sweep": {"target": "edge"}}))
+    target = write_target(workspace / "device_targets", "edge")
+    target.write_text(target.read_text() + "recipes: [tiny, tiny-wide]\n")
+    wide = {**TINY_RECIPE, "name": "tiny-wide", "steps": [
+        {**TINY_RECIPE["steps"][0], "student": {"arch": "mlp", "hidden": [24]}}, TINY_RECIPE["steps"][1]]}
+    (workspace / "recipes" / "tiny-wide.yaml").write_text(yaml.safe_dump(wide, sort_keys=False))
+    defs = build_definitions(workspace)
+    keys = [AssetKey(k) for k in ("dataset", "teacher", "compressed", "finetuned", "exported")] + \
+        [AssetKey(["edge", "selected"])]
+    with DagsterInstance.ephemeral() as instance:
+        result = defs.resolve_job_def("lifecycle").execute_in_process(
+            instance=instance, asset_selection=keys, raise_on_error=False,
+            run_config={"resources": {"squeezeflow": {"config": {"root": str(workspace), "recipe": "tiny-wide"}}}})
+    assert result.success
+    mats = {e.asset_key.to_user_string(): e.step_materialization_data.materialization.metadata
+            for e in result.get_asset_materialization_events()}
+    assert mats["exported"]["path"].value.endswith("artifacts/exported-tiny-wide")  # the run's recipe's chain
+    out = capsys.readouterr().out
+    assert re.search(r"\] exported-tiny +built for select-edge \(this asset graph has no asset for it\)", out), out
+    chosen = json.loads((workspace / "artifacts" / "select-edge" / "selection.json").read_text())
+    assert {c["recipe"] for c in chosen["candidates"]} == {"tiny", "tiny-wide"}
