@@ -10,10 +10,14 @@ from squeezeflow.io import read_json
 from squeezeflow.runtimes import build_artifact
 from squeezeflow.stages.base import Stage, StageContext, register_stage, stage_name
 from squeezeflow.stages.select import BUILT
+from squeezeflow.stages.validate import REFERENCE
 
 
 def run(ctx: StageContext) -> dict:
     selected = ctx.input(stage_name("select", ctx.target.name))
+    # A copy, not a dep of validation on the select stage: a new selection record with the same winner changes
+    # nothing here, so validation is reused (DVC's cache holds the file once: same content as the export).
+    shutil.copyfile(selected / "model.onnx", ctx.out / REFERENCE)
     if (selected / BUILT / "build.json").exists():  # built (and measured) there to choose it: not built again
         for f in sorted((selected / BUILT).iterdir()):
             if f.name != "build.json":

@@ -20,6 +20,8 @@ from squeezeflow.runtimes.measure import measure_on_device
 from squeezeflow.stages.base import Stage, StageContext, register_stage, stage_name
 from squeezeflow.targets import TargetProfile
 
+REFERENCE = "reference.onnx"  # in a build's output: the export it was built from, what the runtime is compared with
+
 
 def measure_target(target: TargetProfile, model: Path, x: np.ndarray, y: np.ndarray,
                    reference: np.ndarray | None) -> dict:
@@ -41,7 +43,7 @@ def run(ctx: StageContext) -> dict:
     check_onnx_file(model)  # a missing or corrupt file is bad input (one clear error), not a device failure
     x, y = splits.x["test"], splits.y["test"]
     # The export the build started from, run by ONNX Runtime here: what the runtime on the device should agree with.
-    reference = onnx_logits(ctx.input(stage_name("select", ctx.target.name)) / "model.onnx", x).argmax(1)
+    reference = onnx_logits(ctx.input(stage_name("build", ctx.target.name)) / REFERENCE, x).argmax(1)
     metrics = measure_target(ctx.target, model, x, y, reference)
     if metrics.get("transient"):
         raise TransientError(f"{ctx.target.name}: not validated: {metrics['transient']} (not a verdict on the model: "
@@ -50,7 +52,7 @@ def run(ctx: StageContext) -> dict:
 
 
 STAGE = register_stage(Stage(
-    "validate", run, deps=("dataset", "select", "build"), target_params=("runtime", "measure", "device"),
+    "validate", run, deps=("dataset", "build"), target_params=("runtime", "measure", "device"),
     code=("squeezeflow.runtimes.measure", "squeezeflow.runtimes", "squeezeflow.runtimes.agent",
           "squeezeflow.stats"), per_target=True,
     asset="validated", timings=("latency_*", "throughput_per_s", "load_ms", "peak_rss_mb", "cpus"),

@@ -62,7 +62,7 @@ def test_a_target_choosing_between_two_recipes_reruns_only_the_edited_one(worksp
     assert chains <= set(first) and not any(first.values())
     assert lc.ws.stages["select-edge"].deps == ("dataset", "teacher", "exported-tiny", "exported-tiny-wide")
     chosen = read_json(workspace / "artifacts" / "select-edge" / "selection.json")
-    assert chosen["recipe"] in ("tiny", "tiny-wide") and len(chosen["candidates"]) == 2
+    assert chosen["recipe"] == "tiny" and len(chosen["candidates"]) == 2  # both fit; the smaller student wins
     # built once: the build stage took select's build of the winner
     assert read_json(workspace / "artifacts" / "build-edge" / "metrics.json")["built_by"] == "select-edge"
     assert (workspace / "artifacts" / "build-edge" / "model.onnx").read_bytes() == \
@@ -80,10 +80,14 @@ def test_a_target_choosing_between_two_recipes_reruns_only_the_edited_one(worksp
 
     wide["steps"][1] = {**wide["steps"][1], "sparsity": 0.6}
     (workspace / "recipes" / "tiny-wide.yaml").write_text(yaml.safe_dump(wide, sort_keys=False))
-    _, second = run("r2")
+    built = lc.dvc.hashes()["build-edge"]
+    lc, second = run("r2")
     rerun = {s for s, reused in second.items() if not reused}
     assert {"compressed-tiny-wide", "finetuned-tiny-wide", "exported-tiny-wide", "select-edge"} <= rerun
     assert not rerun & {"dataset", "teacher", "compressed-tiny", "finetuned-tiny", "exported-tiny"}
+    assert read_json(workspace / "artifacts" / "select-edge" / "selection.json")["recipe"] == "tiny"
+    # the same winner: its build is the same file, and its validation is not run again
+    assert lc.dvc.hashes()["build-edge"] == built and "validate-edge" not in rerun
 
 
 def test_registry_names_identify_the_data(workspace, tmp_path):
