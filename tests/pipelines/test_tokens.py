@@ -74,14 +74,14 @@ def test_a_shallower_student_of_the_users_transformer_on_token_ids(ws):
 
 def test_attention_and_ffn_pruning_of_the_teacher_itself(ws):
     assert run_lifecycle(ws, ["compress.recipe=prune"], ["cpu-int8"]) in (0, 3)  # 3: held back by its gate
-    teacher, compressed = metrics(ws, "teacher"), metrics(ws, ws.recipe_stage("compressed"))
+    teacher, compressed = metrics(ws, "teacher"), metrics(ws, "compressed-prune")
     assert compressed["parameters"] < 0.5 * teacher["parameters"]
     from squeezeflow.models import load_checkpoint
 
-    model = load_checkpoint(ws.stage_dir(ws.recipe_stage("compressed")) / "model.pt")[0]
+    model = load_checkpoint(ws.stage_dir("compressed-prune") / "model.pt")[0]
     attn = model.get_submodule("encoder.layers.0.self_attn")  # no input-norm wrapper: ids are not standardized
     # heads keep their size; the projections agree with each other after pruning
     assert attn.embed_dim == attn.in_proj_weight.shape[1] == attn.out_proj.weight.shape[0] < 32
     assert attn.embed_dim % attn.num_heads == 0
-    assert metrics(ws, ws.recipe_stage("exported"))["argmax_agreement"] == 1.0
+    assert metrics(ws, "exported-prune")["argmax_agreement"] == 1.0
     assert last_summary(ws)["targets"][0]["gate"] in ("pass", "FAIL")  # the gate decided
