@@ -50,6 +50,8 @@ class LifecycleBase:
         self.ws, self.overrides, self.push = ws, overrides or {}, push
         self._tracking_uri = tracking_uri
         self.done: set[str] = set()  # stages run or reused by this lifecycle (one run)
+        self.committed: set[str] = set()  # stages it ran and committed to DVC
+        self._changed: set[str] | None = None  # what `dvc status` reported when first asked
 
     @cached_property
     def params(self):

@@ -57,7 +57,7 @@ def run_stage_locally(ws: Workspace, name: str, params) -> dict:
         # Timings vary run to run: outside the output, so identical inputs give identical DVC hashes.
         write_json(out / METRICS, {k: v for k, v in metrics.items() if not stage.is_timing(k)})
         timings = {k: v for k, v in metrics.items() if stage.is_timing(k)}
-        if timings:
+        if timings or stage.needs_timings:  # an unmeasured result (unavailable, an error) has none to lose
             write_json(ws.timings_path(name), {"output_sha256": sha256_tree(out), "values": timings})
     return metrics
 
@@ -85,6 +85,21 @@ class StageRunner(LifecycleBase):
         return [name for name, s in self.ws.stages.items() if s.group == "lifecycle"
                 and (s.target.name == target if s.target else s.recipe == key if s.recipe else True)]
 
+    def up_to_date(self, name: str) -> bool:
+        """DVC's word on the stage. One `dvc status` of every stage answers for all of them at the first ask; a
+        stage downstream of one rebuilt since is asked about alone (its deps' hashes may have changed)."""
+        todo, upstream = list(self.ws.stages[name].deps), set()
+        while todo:
+            dep = todo.pop()
+            if dep not in upstream and dep in self.ws.stages:
+                upstream.add(dep)
+                todo += self.ws.stages[dep].deps
+        if (upstream | {name}) & self.committed:
+            return self.dvc.up_to_date(name)
+        if self._changed is None:
+            self._changed = self.dvc.changed_stages()
+        return name not in self._changed
+
     def parent_run(self, run_key: str) -> str:
         return self.tracker.parent_run(run_key, self.params.model_dump(mode="json"), self.lineage_tags(run_key))
 
@@ -106,7 +121,7 @@ class StageRunner(LifecycleBase):
                         "graph has no asset for it)")
         t0 = time.perf_counter()
         out = self.ws.stage_dir(name)
-        reused = ((out / METRICS).exists() and self.dvc.up_to_date(name)
+        reused = ((out / METRICS).exists() and self.up_to_date(name)
                   and (not stage.needs_timings or self.ws.stage_timings(name) is not None))
         parent = self.parent_run(run_key)
         try:
@@ -115,6 +130,7 @@ class StageRunner(LifecycleBase):
             else:
                 metrics = run_stage_locally(self.ws, name, params)
                 self.dvc.commit(name)
+                self.committed.add(name)
                 faults.point("dvc-committed", name)
             if self.push:  # reused too: what an earlier run committed may never have reached the remote
                 self.dvc.push(name)
@@ -171,7 +187,7 @@ class StageRunner(LifecycleBase):
                      json.dumps(self.params.model_dump(mode="json"), sort_keys=True)]
         key = hashlib.sha256("|".join(key_parts).encode()).hexdigest()[:24]
         cached = self.ws.state_dir / "checks" / f"{check.name}-{key}.json"
-        if all(hashes.get(d) for d in (stage, *st.deps)) and self.dvc.up_to_date(stage) and cached.exists():
+        if all(hashes.get(d) for d in (stage, *st.deps)) and self.up_to_date(stage) and cached.exists():
             verdict = Verdict(**read_json(cached))
         else:
             verdict = check.run(self.ws.check_inputs(stage), self.params)

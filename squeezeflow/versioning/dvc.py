@@ -52,6 +52,11 @@ class DvcStore:
         # DVC resolves targets against the current directory, not the repo: name dvc.yaml absolutely.
         return f"{self.root / 'dvc.yaml'}:{stage}"
 
+    def changed_stages(self) -> set[str]:
+        """Every stage `dvc status` reports changed, in one pass (DVC loads dvc.yaml once for all of them)."""
+        with self._repo() as repo:
+            return {key.rsplit(":", 1)[-1] for key in repo.status()}
+
     def up_to_date(self, stage: str) -> bool:
         """True when dvc.lock records this stage with the current deps, params and outs."""
         with self._repo() as repo:
