@@ -34,7 +34,8 @@ class SqueezeflowResource(ConfigurableResource):
         overrides = dict(parse_override(item) for item in self.overrides)
         if self.recipe:
             overrides["compress.recipe"] = self.recipe
-        self._lifecycle = Lifecycle(Workspace(self.root), overrides, self.tracking_uri, self.push)
+        # the graph of this run (its recipe chain, its sweep points) from the first step on
+        self._lifecycle = Lifecycle(Workspace(self.root, overrides=overrides), overrides, self.tracking_uri, self.push)
         run = getattr(context, "dagster_run", None) if context is not None else None
         if run is not None and run.job_name not in REGISTRY_JOBS:
             self._hold(context, run)

@@ -57,7 +57,9 @@ def stage_asset(stage: Stage, stages: dict[str, Stage], run_key: str):
     runs that recipe's chain in the plain `compressed`/`finetuned`/`exported` assets, and a stage then runs what it
     reads that this graph has no asset for (the chain of the recipe it was loaded with, when a target lists it)."""
     key = asset_key(stage)
-    specs = [AssetCheckSpec(stage.check.name, asset=key, blocking=True, description=stage.check.description)] \
+    # A candidate recipe's failed check is that candidate's reason in its targets' selection, not a stop for them.
+    blocking = not (stage.recipe and not stage.run_chain)
+    specs = [AssetCheckSpec(stage.check.name, asset=key, blocking=blocking, description=stage.check.description)] \
         if stage.check else []
 
     @asset(key=key, group_name=group_of(stage),
@@ -74,7 +76,8 @@ def stage_asset(stage: Stage, stages: dict[str, Stage], run_key: str):
             context.log.error(f"check '{stage.check.name}' on {key.to_user_string()} failed: {verdict.message}")
         return MaterializeResult(metadata=result.metadata, data_version=result.data_version, check_results=[
             AssetCheckResult(check_name=stage.check.name, asset_key=key, passed=verdict.passed,
-                             severity=AssetCheckSeverity.ERROR, description=verdict.message[:2000],
+                             severity=AssetCheckSeverity.ERROR if blocking else AssetCheckSeverity.WARN,
+                             description=verdict.message[:2000],
                              metadata=metadata_values(verdict.metadata))])
 
     return _stage

@@ -23,6 +23,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
 from squeezeflow.data import Splits
+from squeezeflow.naming import recipe_key
 from squeezeflow.runtimes import MeasureSpec, builder_for  # noqa: E402
 from squeezeflow.runtimes.measure import measure_on_device  # noqa: E402
 from squeezeflow.runtimes.ort_fp32 import OrtFp32Config  # noqa: E402
@@ -49,7 +50,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     ws = Path(args.workspace)
-    exported = ws / "artifacts" / Workspace(ws).recipe_stage("exported") / "model.onnx"  # the run's recipe's
+    last = recipe_key(Workspace(ws).recorded_params().compress.recipe)  # the last run's recipe
+    exported = ws / "artifacts" / f"exported-{last}" / "model.onnx"
     if not exported.exists():
         sys.exit(f"no {exported}: run ./sf run first")
     splits = Splits.load(ws / "artifacts" / "dataset")

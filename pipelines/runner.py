@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from dagster import AssetKey, DagsterInstance
+from dagster import AssetCheckSeverity, AssetKey, DagsterInstance
 
 from squeezeflow.config import parse_override
 from squeezeflow.io import write_text
@@ -36,8 +36,8 @@ def _failed_checks(ws: Workspace, result) -> list[dict]:
     """Failures of the stages' declared checks (data, parity); the gates are read from the candidate records."""
     declared = {s.check.name for s in ws.stages.values() if s.check}
     out = []
-    for ev in result.get_asset_check_evaluations():
-        if ev.check_name in declared and not ev.passed:
+    for ev in result.get_asset_check_evaluations():  # a warning (a candidate recipe's export) stops nothing
+        if ev.check_name in declared and not ev.passed and ev.severity != AssetCheckSeverity.WARN:
             meta = {k: getattr(v, "value", v) for k, v in ev.metadata.items()}
             out.append({"check": ev.check_name, "asset": ev.asset_key.to_user_string(),
                         "failures": meta.get("failures") or meta, "description": ev.description})

@@ -82,8 +82,22 @@ class Workspace:
     @cached_property
     def stages(self) -> dict[str, Stage]:
         p = self.graph_params
-        return stage_graph(list(self.targets.values()), p.compress.recipe, tuple(p.sweep.teacher_scales),
-                           tuple(p.sweep.recipes))
+        return stage_graph(list(self.targets.values()), self.canonical_recipe(p.compress.recipe),
+                           tuple(p.sweep.teacher_scales), tuple(self.canonical_recipe(r) for r in p.sweep.recipes),
+                           teacher_x1=p.teacher.source.kind == "builtin")
+
+    def canonical_recipe(self, ref: str) -> str:
+        """A recipe's reference as its name when it is a path to the recipe that name finds (`--recipe
+        recipes/small.yaml` is `small`), so one recipe given two ways is one chain."""
+        path = Path(ref)
+        if path.suffix not in (".yaml", ".yml") or not path.is_file():
+            return ref
+        try:
+            found = find_recipe(path.stem, [self.recipes_dir, SHIPPED_RECIPES])
+        except Exception:  # noqa: BLE001 - no recipe of that name: the path is its own
+            return ref
+        found = found if found.is_absolute() else self.root / found
+        return path.stem if found.resolve() == path.resolve() else ref
 
     @cached_property
     def graph_params(self) -> Params:
@@ -202,6 +216,10 @@ class Workspace:
             raise SqueezeflowInputError(source, "sweep.target", params.sweep.target,
                                         f"no such device target; known: {sorted(self.targets)}")
         self.resolved_recipes(params)
+        from squeezeflow.stages.base import run_recipes  # recipes whose stage names would collide
+
+        run_recipes(self.canonical_recipe(params.compress.recipe), list(self.targets.values()),
+                    tuple(self.canonical_recipe(r) for r in params.sweep.recipes))
         if params.teacher.source.kind == "onnx" and not Path(params.teacher.source.path).is_file():
             raise SqueezeflowInputError(source, "teacher.source.path", params.teacher.source.path, "no such file")
         if isinstance(params.teacher.source, FactorySource):

@@ -8,6 +8,7 @@ import json
 import shutil
 import time
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import yaml
@@ -72,7 +73,7 @@ class StageRunner(LifecycleBase):
 
         chain = set(self.chain(target)) if target else set()
 
-        tags = {DAGSTER_RUN_TAG: run_key, GIT_TAG: git_commit(self.ws.root)}
+        tags = {DAGSTER_RUN_TAG: run_key, GIT_TAG: self.git_commit}
         tags.update({dvc_tag(stage): md5 for stage, md5 in self.dvc.hashes().items()
                      if stage in self.ws.stages and relevant(stage)})
         return tags
@@ -100,8 +101,16 @@ class StageRunner(LifecycleBase):
             self._changed = self.dvc.changed_stages()
         return name not in self._changed
 
+    @cached_property
+    def git_commit(self) -> str:
+        return git_commit(self.ws.root)
+
     def parent_run(self, run_key: str) -> str:
-        return self.tracker.parent_run(run_key, self.params.model_dump(mode="json"), self.lineage_tags(run_key))
+        """The pipeline run's MLflow parent: found (or created by the first stage) once per run."""
+        if run_key not in self._parents:
+            self._parents[run_key] = self.tracker.parent_run(run_key, self.params.model_dump(mode="json"),
+                                                             self.lineage_tags(run_key))
+        return self._parents[run_key]
 
     def run_stage(self, name: str, run_key: str, ensure_deps: bool = False, say=None) -> StageOutcome:
         """Run or reuse one stage. `ensure_deps`: first run (or reuse) each dep not yet done in this run (an asset

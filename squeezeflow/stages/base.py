@@ -9,6 +9,7 @@ summary and lineage are all generated from this registry, so a new stage is one 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -194,6 +195,7 @@ class Axes:
     run: str  # the run's recipe key
     scales: tuple[float, ...] = ()
     sweep_recipes: dict[str, str] = field(default_factory=dict)
+    teacher_x1: bool = True  # the main teacher is the sweep's point at x1
 
     def deps(self, deps: tuple[str, ...], target: TargetProfile | None = None, recipe: str | None = None,
              scale: float | None = None):
@@ -216,7 +218,8 @@ class Axes:
 
     def is_main(self, recipe: str | None, scale: float | None) -> bool:
         """A sweep point the main line already makes: the teacher at its own size, a run recipe on it."""
-        return scale in (None, 1.0) and (recipe is None or recipe in self.recipes)
+        main = scale is None or (scale == 1.0 and self.teacher_x1)
+        return main and (recipe is None or recipe in self.recipes)
 
     def point(self, template: str, recipe: str | None, scale: float | None) -> str:
         """The stage of a template at a recipe and a teacher size: `compressed-small-x0_5`, `teacher-x0_5`; the
@@ -230,30 +233,53 @@ class Axes:
         return tuple(dict.fromkeys(self.point(d, k, s) for d in templates for s in self.scales for k in keys[d]))
 
 
-def run_recipes(run_recipe: str, targets: list[TargetProfile]) -> tuple[dict[str, str], str]:
-    """The recipes one run compresses with, key -> reference: the run's own, then each candidate a target lists.
-    Two references with one key (two files both named fast.yaml) cannot share stage names: an error."""
+def run_recipes(run_recipe: str, targets: list[TargetProfile],
+                sweep_recipes: tuple[str, ...] = ()) -> tuple[dict[str, str], str, dict[str, str]]:
+    """The recipes one run compresses with, key -> reference: the run's own, then each candidate a target lists;
+    and the sweep's. Two references with one key (two files both named fast.yaml), or keys that would make two
+    stages or assets of one name, are an error naming where the second one was given."""
+    run = recipe_key(run_recipe)
+    recipes: dict[str, str] = {}
+    given = [(run_recipe, "params.yaml", "compress.recipe")]
+    given += [(ref, f"device_targets/{t.name}.yaml", "recipes") for t in targets for ref in t.recipes]
+    for ref, source, field_name in given:
+        _add(recipes, ref, source, field_name)
+    sweep: dict[str, str] = {}
+    for ref in sweep_recipes:
+        if recipes.get(recipe_key(ref), ref) != ref:
+            raise _collision(ref, recipes[recipe_key(ref)], "params.yaml", "sweep.recipes")
+        _add(sweep, ref, "params.yaml", "sweep.recipes")
+    return recipes, run, sweep
+
+
+def _add(recipes: dict[str, str], ref: str, source: str, field_name: str) -> None:
     from squeezeflow.errors import SqueezeflowInputError
 
-    recipes, run = {recipe_key(run_recipe): run_recipe}, recipe_key(run_recipe)
-    for t in targets:
-        for ref in t.recipes:
-            key = recipe_key(ref)
-            if recipes.setdefault(key, ref) != ref:
-                raise SqueezeflowInputError(f"device_targets/{t.name}.yaml", "recipes", ref,
-                                            f"its stages would be named like those of recipe {recipes[key]!r} "
-                                            f"(*-{key}): rename one of the files")
-    return recipes, run
+    key = recipe_key(ref)
+    if re.search(r"-x\d+(_\d+)?$", key):
+        raise SqueezeflowInputError(source, field_name, ref, "a recipe whose name ends in -x<number> would name its "
+                                    "stages like the sweep's points (compressed-<recipe>-x0_5): rename its file")
+    same_asset = [k for k in recipes if k != key and k.replace("-", "_") == key.replace("-", "_")]
+    if recipes.setdefault(key, ref) != ref or same_asset:
+        raise _collision(ref, recipes[same_asset[0]] if same_asset else recipes[key], source, field_name)
+
+
+def _collision(ref: str, other: str, source: str, field_name: str):
+    from squeezeflow.errors import SqueezeflowInputError
+
+    return SqueezeflowInputError(source, field_name, ref, f"its stages would be named like those of recipe {other!r} "
+                                 f"({recipe_key(other)}): rename one of the files")
 
 
 def stage_graph(targets: list[TargetProfile], run_recipe: str = "default", scales: tuple[float, ...] = (),
-                sweep_recipes: tuple[str, ...] = ()) -> dict[str, Stage]:
+                sweep_recipes: tuple[str, ...] = (), teacher_x1: bool = True) -> dict[str, Stage]:
     """All stages in dependency order, the templates expanded over the targets, the run's recipes and the sweep's
-    points (teacher sizes x sweep recipes)."""
+    points (teacher sizes x sweep recipes). `teacher_x1`: the main teacher is the sweep's x1 point (a built-in
+    architecture; a user's model is not the sweep's built-in one at x1)."""
     # every stage module has registered itself: importing this module runs squeezeflow/stages/__init__.py, which
     # imports them all (importing that package here again would only be an import cycle)
-    recipes, run = run_recipes(run_recipe, targets)
-    axes = Axes(targets, recipes, run, tuple(scales), {recipe_key(r): r for r in sweep_recipes})
+    recipes, run, sweep = run_recipes(run_recipe, targets, tuple(sweep_recipes))
+    axes = Axes(targets, recipes, run, tuple(scales), sweep, teacher_x1)
     stages = _ordered([s for template in STAGES.values() for s in template.expand(axes)])
     unknown = {d for s in stages for d in s.deps} - {s.name for s in stages}
     if unknown:

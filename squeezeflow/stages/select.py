@@ -28,8 +28,12 @@ def _source(ctx: StageContext, key: str) -> Path:
 
 
 def _try(ctx: StageContext, name: str, src: Path, work: Path, splits: Splits) -> dict:
-    """Build one candidate into `work` and measure it on the validation split; a build the builder cannot make is
-    a reason."""
+    """Build one candidate into `work` and measure it on the validation split; an export that does not match its
+    torch model, or a build the builder cannot make, is a reason (the other candidates go on)."""
+    parity = read_json(src.parent / "metrics.json") if (src.parent / "metrics.json").exists() else {}
+    if parity.get("max_abs_diff", 0.0) > ctx.params.export.parity_atol or parity.get("argmax_agreement", 1.0) < 1.0:
+        return {"error": f"its ONNX export does not match torch (max |diff| {parity['max_abs_diff']:.3g}, argmax "
+                         f"agreement {parity.get('argmax_agreement', 1.0):.4f})"}
     check_onnx_file(src)
     built = work / "model.onnx"
     try:

@@ -21,9 +21,9 @@ from squeezeflow.sweep import Point, front_table, pareto_front, plot_front
 
 def _input(ctx: StageContext, template: str, recipe: str | None, scale: float) -> Path:
     """A sweep point's output folder (the main line's own stage at x1 when it is the same work)."""
-    main = scale == 1.0 and (recipe is None or f"{template}-{recipe}" in ctx.inputs)
     name = template if recipe is None else f"{template}-{recipe}"
-    return ctx.input(name if main else f"{name}-{scale_tag(scale)}")
+    point = f"{name}-{scale_tag(scale)}"
+    return ctx.input(point if point in ctx.inputs else name)
 
 
 def run(ctx: StageContext) -> dict:
