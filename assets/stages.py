@@ -18,7 +18,6 @@ from dagster import (
 from assets._adapter import metadata_values, run_stage
 from assets.resources import SqueezeflowResource
 from squeezeflow.stages import Stage
-from squeezeflow.stages.base import scale_tag
 
 
 def asset_key(stage: Stage) -> AssetKey:
@@ -29,10 +28,8 @@ def asset_key(stage: Stage) -> AssetKey:
         return AssetKey(stage.asset_name)
     if stage.target:
         return AssetKey([stage.target.key, stage.asset_name])
-    if stage.scale is not None:
-        point = scale_tag(stage.scale).replace("-", "_") + (f"_{stage.recipe}".replace("-", "_") if stage.recipe
-                                                            else "")
-        return AssetKey([f"sweep_{point}", stage.asset_name])
+    if stage.scale is not None:  # its own name on the graph: `compressed_default_x0_5`
+        return AssetKey(["sweep", stage.name.replace("-", "_")])
     if stage.recipe:
         return AssetKey([recipe_group(stage.recipe), stage.asset_name])
     return AssetKey(stage.asset_name)

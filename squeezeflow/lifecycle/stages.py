@@ -173,7 +173,7 @@ class StageRunner(LifecycleBase):
                     self.tracker.client.log_artifact(child, str(where / artifact))
                     break
         self.tracker.end(child)
-        self.tracker.set_tags(parent, self.lineage_tags(run_key))
+        self.tracker.set_tags(parent, {dvc_tag(name): md5 or ""})  # the others were set when the parent was made
         self.tracker.end(parent)
         self.done.add(name)
         return StageOutcome(name, out, metrics, reused, md5, time.perf_counter() - t0, child)
