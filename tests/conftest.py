@@ -20,6 +20,9 @@ TINY = {
     # The dynamo exporter costs ~4 s per process and ~1 s per export; the end-to-end tests on users' models
     # (tests/pipelines/test_byo.py, test_tokens.py, test_huggingface.py, ...) and tests/squeezeflow/export use it.
     "export": {"exporter": "torchscript"},
+    # The sweep at x1 only: its points are the main line's own stages, so a test workspace's graph holds no sweep
+    # teachers it never trains (tests/pipelines/test_lifecycle.py sweeps more sizes by flags).
+    "sweep": {"teacher_scales": [1.0], "recipes": ["tiny"]},
 }
 TINY_RECIPE = {
     "name": "tiny",

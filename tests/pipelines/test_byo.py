@@ -104,7 +104,8 @@ def byo(tmp_path_factory):
         root = base / "ws"
         params = {"dataset": {"name": "image_folder", "path": "images"}, "compress": {"recipe": "byo"},
                   "teacher": {"source": {"kind": "python", "factory": "usernets.nets:build",
-                                         "checkpoint": "teacher.pt", "train": False}}}
+                                         "checkpoint": "teacher.pt", "train": False}},
+                  "sweep": {"teacher_scales": [1.0], "recipes": ["byo"]}}
         make_workspace(root, params)
         (root / "recipes" / "byo.yaml").write_text(yaml.safe_dump(RECIPE, sort_keys=False))
         (root / "usernets").mkdir()

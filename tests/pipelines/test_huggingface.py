@@ -25,7 +25,8 @@ SHALLOW = {"name": "shallow", "steps": [
 def _workspace(root, source: dict, epochs: int = 12, recipe: dict = SHALLOW) -> Workspace:
     make_workspace(root, {"dataset": {"name": "python", "factory": "hftext.textdata:load", "kwargs": {"n": 1200}},
                           "teacher": {"source": source, "train": {"epochs": epochs, "patience": epochs}},
-                          "compress": {"recipe": recipe["name"]}, "sweep": {"target": "cpu-int8"}},
+                          "compress": {"recipe": recipe["name"]},
+                          "sweep": {"target": "cpu-int8", "teacher_scales": [1.0], "recipes": [recipe["name"]]}},
                    targets=("cpu-int8",))
     (root / "recipes" / f"{recipe['name']}.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     (root / "hftext").mkdir()

@@ -42,7 +42,8 @@ def _workspace(root, recipe: dict) -> Workspace:
 
     make_workspace(root, {"dataset": {"name": "npz", "path": "digits.npz"},
                           "teacher": {"source": {"kind": "onnx", "path": "teacher.onnx"}},
-                          "compress": {"recipe": recipe["name"]}, "sweep": {"target": "cpu-int8"}},
+                          "compress": {"recipe": recipe["name"]},
+                          "sweep": {"target": "cpu-int8", "teacher_scales": [1.0], "recipes": [recipe["name"]]}},
                    targets=("cpu-int8",))
     (root / "recipes" / f"{recipe['name']}.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     d = load_digits()

@@ -52,7 +52,7 @@ def test_a_launchpad_run_with_another_recipe_runs_that_chain_in_the_plain_assets
 
     for t in (workspace / "device_targets").iterdir():
         t.unlink()
-    (workspace / "params.yaml").write_text(yaml.safe_dump({**TINY, "sweep": {"target": "edge"}}))
+    (workspace / "params.yaml").write_text(yaml.safe_dump({**TINY, "sweep": {**TINY["sweep"], "target": "edge"}}))
     target = write_target(workspace / "device_targets", "edge")
     target.write_text(target.read_text() + "recipes: [tiny, tiny-wide]\n")
     wide = {**TINY_RECIPE, "name": "tiny-wide", "steps": [

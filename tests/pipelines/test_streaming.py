@@ -58,7 +58,7 @@ def _job(tmp_path, name, n, memory_mb):
                     "train": {"epochs": 5, "patience": 5, "batch_size": 32}},
         "compress": {"recipe": "small"},
         "machine": {"data_memory_mb": memory_mb},
-        "sweep": {"target": "cpu-int8"},
+        "sweep": {"target": "cpu-int8", "teacher_scales": [1.0], "recipes": ["small"]},
     }, targets=("cpu-int8",))
     (ws / "net.py").write_text(NET)
     (ws / "recipes" / "small.yaml").write_text(yaml.safe_dump({"name": "small", "steps": [

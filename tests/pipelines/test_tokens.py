@@ -35,7 +35,8 @@ def ws(tmp_path_factory):
                               "teacher": {"source": {"kind": "python", "factory": "usertext.textnet:build",
                                                      "kwargs": {"d_model": 32, "ff": 64}},
                                           "train": {"epochs": 15, "patience": 15}},
-                              "compress": {"recipe": "shallow"}})
+                              "compress": {"recipe": "shallow"},
+                              "sweep": {"teacher_scales": [1.0], "recipes": ["shallow"]}})
         for recipe in (SHALLOW, PRUNE):
             (root / "recipes" / f"{recipe['name']}.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
         (root / "usertext").mkdir()

@@ -50,7 +50,7 @@ def _run(base, name: str, rgb: bool, recipe: dict, epochs: int):
     params = {"dataset": {"name": "image_folder", "path": "images", "channels": 3 if rgb else 1},
               "teacher": {"source": {"kind": "torchvision", "name": name},
                           "train": {"epochs": epochs, "patience": epochs}},
-              "compress": {"recipe": recipe["name"]}}
+              "compress": {"recipe": recipe["name"]}, "sweep": {"teacher_scales": [1.0], "recipes": [recipe["name"]]}}
     make_workspace(root, params)
     (root / "recipes" / f"{recipe['name']}.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     _images(root / "images", rgb)

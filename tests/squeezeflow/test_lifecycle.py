@@ -45,7 +45,7 @@ def test_a_target_choosing_between_two_recipes_reruns_only_the_edited_one(worksp
 
     for t in (workspace / "device_targets").iterdir():
         t.unlink()
-    (workspace / "params.yaml").write_text(yaml.safe_dump({**TINY, "sweep": {"target": "edge"}}))
+    (workspace / "params.yaml").write_text(yaml.safe_dump({**TINY, "sweep": {**TINY["sweep"], "target": "edge"}}))
     target = write_target(workspace / "device_targets", "edge")
     target.write_text(target.read_text() + "recipes: [tiny, tiny-wide]\nobjective: smallest\n")
     wide = {**TINY_RECIPE, "name": "tiny-wide", "steps": [
