@@ -193,7 +193,8 @@ class StageRunner(LifecycleBase):
         check = st.check
         hashes = self.dvc.hashes()
         key_parts = [check.code_version(), *(hashes.get(d, "") for d in (stage, *st.deps)),
-                     json.dumps(self.params.model_dump(mode="json"), sort_keys=True)]
+                     json.dumps({k: v for k, v in self.params.model_dump(mode="json").items() if k in st.params},
+                                sort_keys=True)]  # the params its stage reads: another recipe re-checks no data
         key = hashlib.sha256("|".join(key_parts).encode()).hexdigest()[:24]
         cached = self.ws.state_dir / "checks" / f"{check.name}-{key}.json"
         if all(hashes.get(d) for d in (stage, *st.deps)) and self.up_to_date(stage) and cached.exists():

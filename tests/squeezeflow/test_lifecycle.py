@@ -194,3 +194,18 @@ def test_recovery_releases_this_workspaces_pending_versions_only(workspace):
     assert str(champion(lc.tracker, ours).version) == "1"
     assert get_version(lc.tracker, theirs, "1").tags[RELEASE_TAG] == "pending" and champion(lc.tracker, theirs) is None
     assert lc.recover_registry() == []  # once
+
+
+def test_a_data_check_verdict_is_kept_across_runs_that_change_no_data_parameter(workspace):
+    """The check's verdict is keyed by the params its stage reads: another recipe does not re-check the data; a
+    changed split does."""
+    def check(overrides: dict) -> list[str]:
+        lc = Lifecycle(Workspace(workspace), overrides, push=False)
+        lc.run_stage("dataset", "r")
+        assert lc.run_check("dataset").passed
+        return sorted(p.name for p in (workspace / ".squeezeflow" / "checks").iterdir())
+
+    first = check({})
+    assert len(first) == 1
+    assert check({"compress.recipe": "default"}) == first  # the same data: the kept verdict
+    assert len(check({"split.val": 0.2})) == 2  # other splits: checked again
