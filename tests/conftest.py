@@ -59,6 +59,20 @@ def make_workspace(root: Path, params: dict | None = None, targets: tuple[str, .
     return root
 
 
+def two_recipe_target(root: Path) -> dict:
+    """The workspace's only target `edge`, choosing the smaller of two candidate recipes: `tiny` and `tiny-wide`
+    (its student 24 units wide, not 16). Returns tiny-wide as written to recipes/."""
+    for t in (root / "device_targets").iterdir():
+        t.unlink()
+    (root / "params.yaml").write_text(yaml.safe_dump({**TINY, "sweep": {**TINY["sweep"], "target": "edge"}}))
+    target = write_target(root / "device_targets", "edge")
+    target.write_text(target.read_text() + "recipes: [tiny, tiny-wide]\nobjective: smallest\n")
+    wide = {**TINY_RECIPE, "name": "tiny-wide", "steps": [
+        {**TINY_RECIPE["steps"][0], "student": {"arch": "mlp", "hidden": [24]}}, TINY_RECIPE["steps"][1]]}
+    (root / "recipes" / "tiny-wide.yaml").write_text(yaml.safe_dump(wide, sort_keys=False))
+    return wide
+
+
 @contextlib.contextmanager
 def lifecycle_env(base: Path):
     """For module-scoped fixtures: a Dagster home and DVC site cache under `base`, MLflow in the workspace."""

@@ -46,18 +46,9 @@ def test_a_launchpad_run_with_another_recipe_runs_that_chain_in_the_plain_assets
     import json
     import re
 
-    import yaml
+    from tests.conftest import two_recipe_target
 
-    from tests.conftest import TINY, TINY_RECIPE, write_target
-
-    for t in (workspace / "device_targets").iterdir():
-        t.unlink()
-    (workspace / "params.yaml").write_text(yaml.safe_dump({**TINY, "sweep": {**TINY["sweep"], "target": "edge"}}))
-    target = write_target(workspace / "device_targets", "edge")
-    target.write_text(target.read_text() + "recipes: [tiny, tiny-wide]\n")
-    wide = {**TINY_RECIPE, "name": "tiny-wide", "steps": [
-        {**TINY_RECIPE["steps"][0], "student": {"arch": "mlp", "hidden": [24]}}, TINY_RECIPE["steps"][1]]}
-    (workspace / "recipes" / "tiny-wide.yaml").write_text(yaml.safe_dump(wide, sort_keys=False))
+    two_recipe_target(workspace)
     defs = build_definitions(workspace)
     keys = [AssetKey(k) for k in ("dataset", "teacher", "compressed", "finetuned", "exported")] + \
         [AssetKey(["edge", "selected"])]

@@ -41,16 +41,9 @@ def test_a_target_choosing_between_two_recipes_reruns_only_the_edited_one(worksp
     the registered version's lineage links the runs that made its file."""
     from squeezeflow.io import read_json
     from squeezeflow.tracking.lineage import build_lineage
-    from tests.conftest import TINY, TINY_RECIPE, write_target
+    from tests.conftest import two_recipe_target
 
-    for t in (workspace / "device_targets").iterdir():
-        t.unlink()
-    (workspace / "params.yaml").write_text(yaml.safe_dump({**TINY, "sweep": {**TINY["sweep"], "target": "edge"}}))
-    target = write_target(workspace / "device_targets", "edge")
-    target.write_text(target.read_text() + "recipes: [tiny, tiny-wide]\nobjective: smallest\n")
-    wide = {**TINY_RECIPE, "name": "tiny-wide", "steps": [
-        {**TINY_RECIPE["steps"][0], "student": {"arch": "mlp", "hidden": [24]}}, TINY_RECIPE["steps"][1]]}
-    (workspace / "recipes" / "tiny-wide.yaml").write_text(yaml.safe_dump(wide, sort_keys=False))
+    wide = two_recipe_target(workspace)
 
     def run(key: str) -> tuple[Lifecycle, dict[str, bool]]:
         lc = Lifecycle(Workspace(workspace), push=False)
