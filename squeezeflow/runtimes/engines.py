@@ -9,14 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from squeezeflow.runtimes.base import RUNTIMES, Runtime, load_runtimes, register_runtime
+from squeezeflow.runtimes.base import RUNTIMES, Runtime, load_runtimes
 
 ENGINES = RUNTIMES  # the registered runtimes by name, filled by load_runtimes() (the lookups below call it)
-Engine = Runtime  # the former names of the runtime base class and its decorator
-register_engine = register_runtime
 
-__all__ = ["ENGINES", "Engine", "companion_files", "engine_config", "engine_unavailable", "load_engine",
-           "load_runtimes", "register_engine"]
+__all__ = ["ENGINES", "companion_files", "engine_config", "engine_unavailable", "load_engine", "load_runtimes"]
 
 
 def engine_unavailable(runtime: str) -> str | None:
