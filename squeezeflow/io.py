@@ -89,6 +89,21 @@ def write_yaml(path: Path, obj: Any) -> None:
     write_text(path, yaml.safe_dump(obj, sort_keys=False))
 
 
+_YAML_READ: dict[str, tuple[tuple, Any]] = {}
+
+
+def read_yaml_cached(path: Path) -> Any:
+    """A YAML file read many times in a run (the resolved recipes, per stage), parsed again only when it changed
+    on disk (mtime, size, inode). Callers must not change what it returns."""
+    stat = Path(path).stat()
+    key = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+    known = _YAML_READ.get(str(path))
+    if known is None or known[0] != key:
+        known = (key, yaml.load(Path(path).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+        _YAML_READ[str(path)] = known
+    return known[1]
+
+
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 

@@ -5,6 +5,7 @@ The project checkout is the default workspace; tests make their own in a temp fo
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 from functools import cached_property
@@ -12,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from squeezeflow.compression.recipe import Recipe, find_recipe, load_recipe
 from squeezeflow.config import FILE_DATASETS, FactorySource, Params, anchored, apply_overrides, load_params
-from squeezeflow.io import read_json, sha256_tree, write_text
+from squeezeflow.io import read_json, read_yaml_cached, sha256_tree, write_text
 from squeezeflow.stages import Stage, StageContext, stage_graph
 from squeezeflow.targets import TargetProfile, load_targets
 from squeezeflow.versioning.resolved import (
@@ -155,7 +155,7 @@ class Workspace:
         """The resolved recipes `prepare` recorded for DVC: stages run exactly what DVC compares."""
         path = self.root / RESOLVED_RECIPES
         if path.exists():
-            return yaml.safe_load(path.read_text())
+            return copy.deepcopy(read_yaml_cached(path))
         return self.resolved_recipes(self.params())
 
     def recipe_named(self, params: Params, name: str) -> Recipe:

@@ -52,6 +52,7 @@ class LifecycleBase:
         self.done: set[str] = set()  # stages run or reused by this lifecycle (one run)
         self.committed: set[str] = set()  # stages it ran and committed to DVC
         self._changed: set[str] | None = None  # what `dvc status` reported when first asked
+        self._asked_after: set[str] = set()  # the stages committed before that first ask
         self._parents: dict[str, str] = {}  # Dagster run id -> its MLflow parent run
 
     @cached_property

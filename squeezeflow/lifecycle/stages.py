@@ -87,18 +87,23 @@ class StageRunner(LifecycleBase):
                 and (s.target.name == target if s.target else s.recipe == key if s.recipe else True)]
 
     def up_to_date(self, name: str) -> bool:
-        """DVC's word on the stage. One `dvc status` of every stage answers for all of them at the first ask; a
-        stage downstream of one rebuilt since is asked about alone (its deps' hashes may have changed)."""
+        """DVC's word on the stage. One `dvc status` of every stage answers for all of them at the first ask. Within a
+        run only stage outputs change (each by our own commit): a stage committed since is up to date, and one
+        downstream of such a stage has changed if dvc.lock shows a dep moved from what the stage last read, and
+        otherwise keeps the first answer."""
+        if self._changed is None:
+            self._changed = self.dvc.changed_stages()
+            self._asked_after = set(self.committed)
+        if name in self.committed - self._asked_after:
+            return True
         todo, upstream = list(self.ws.stages[name].deps), set()
         while todo:
             dep = todo.pop()
             if dep not in upstream and dep in self.ws.stages:
                 upstream.add(dep)
                 todo += self.ws.stages[dep].deps
-        if (upstream | {name}) & self.committed:
-            return self.dvc.up_to_date(name)
-        if self._changed is None:
-            self._changed = self.dvc.changed_stages()
+        if upstream & (self.committed - self._asked_after) and self.dvc.deps_moved(name):
+            return False
         return name not in self._changed
 
     @cached_property

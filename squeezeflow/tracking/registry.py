@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from squeezeflow.io import sha256_file
+from squeezeflow.shims import swapped
 from squeezeflow.tracking.schema import COMPANIONS_TAG, SHA_TAG
 from squeezeflow.tracking.tracker import Tracker
 
@@ -97,6 +98,7 @@ def register(tracker: Tracker, run_id: str, model_name: str, onnx_path: Path, ex
     import json
 
     import mlflow
+    import mlflow.utils.environment
     import onnx
     from mlflow.models import infer_signature
 
@@ -111,8 +113,11 @@ def register(tracker: Tracker, run_id: str, model_name: str, onnx_path: Path, ex
     if recorded:
         tags = {**tags, COMPANIONS_TAG: json.dumps(recorded, sort_keys=True)}
     signature = infer_signature(input_array(example), onnx_logits(onnx_path, example))
+    # MLflow checks the requirements against this environment, mapping every installed package to its modules
+    # first (~1 s a run); ours are this environment's own versions.
+    no_check = swapped(mlflow.utils.environment, "warn_dependency_requirement_mismatches", lambda reqs: None)
     with fluent_uri(tracker.tracking_uri):  # registration resolves the logged model through the same global URI
-        with mlflow.start_run(run_id=run_id):
+        with mlflow.start_run(run_id=run_id), no_check:
             info = mlflow.onnx.log_model(onnx.load(str(onnx_path)), name="model", signature=signature,
                                          onnx_execution_providers=["CPUExecutionProvider"],
                                          onnx_session_options=session_options,

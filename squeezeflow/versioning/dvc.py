@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from squeezeflow.shims import swapped
+
 DEFAULT_REMOTE = "local"
 
 
@@ -18,18 +20,23 @@ class DvcStore:
         os.environ.setdefault("DVC_NO_ANALYTICS", "1")
         os.environ.setdefault("DVC_SITE_CACHE_DIR", str(Path(state_dir) / "dvc-site"))
         self.default_remote_dir = Path(state_dir) / "dvc-remote"
-        self._lock_cache: tuple[tuple, dict] | None = None
+        self._lock_cache: tuple[tuple, dict] | None = None  # (dvc.lock's stat, its stages), read-only
+        self._parsed: dict[str, tuple[str, object]] = {}  # path -> (text, DVC's parse of it): see _memo_yaml
 
     @contextmanager
     def _repo(self):
         import logging
 
+        import dvc.utils.serialize._yaml as dvc_yaml
+        import dvc.utils.strictyaml as dvc_strictyaml
         from dvc.repo import Repo
 
         logging.getLogger("dvc").setLevel(logging.WARNING)  # no "Updating lock file" chatter per stage
 
+        memo = _memo_yaml(dvc_yaml.parse_yaml, self._parsed)
         # DVC resolves some paths against the current directory: work from the repo root.
-        with chdir(self.root), Repo(str(self.root)) as repo:
+        with (chdir(self.root), Repo(str(self.root)) as repo, swapped(dvc_strictyaml, "parse_yaml", memo),
+              swapped(dvc_yaml, "parse_yaml", memo)):
             yield repo
 
     def ensure(self) -> None:
@@ -68,8 +75,17 @@ class DvcStore:
         data, written to a temp file and renamed: ~9x less time per commit on a 40-stage graph."""
         import dvc.dvcfile
 
-        with self._repo() as repo, _swapped(dvc.dvcfile, "modify_yaml", _modify_lock(dvc.dvcfile.modify_yaml)):
+        with self._repo() as repo, swapped(dvc.dvcfile, "modify_yaml", _modify_lock(dvc.dvcfile.modify_yaml, self)):
             repo.commit(self._target(stage), force=True)
+
+    def deps_moved(self, stage: str) -> bool:
+        """Whether a dep of the stage that is another stage's output now differs from what dvc.lock recorded the
+        stage reading (or dvc.lock records no such stage), from dvc.lock alone: no `dvc status`."""
+        stages = self._lock_stages()
+        if stage not in stages:
+            return True
+        outs = {o["path"]: o.get("md5") for entry in stages.values() for o in entry.get("outs", [])}
+        return any(d["path"] in outs and outs[d["path"]] != d.get("md5") for d in stages[stage].get("deps", []))
 
     def push(self, stage: str) -> int:
         """Upload every object of the stage's recorded outputs that the remote lacks, each directory's manifest
@@ -109,7 +125,7 @@ class DvcStore:
         import json
 
         oids: list[str] = []
-        for out in self.lock().get(stage, {}).get("outs", []):
+        for out in self._lock_stages().get(stage, {}).get("outs", []):
             md5 = out.get("md5")
             if not md5:
                 continue
@@ -120,37 +136,57 @@ class DvcStore:
         return [oid for oid in oids if oid not in present]
 
     def lock(self) -> dict:
-        """dvc.lock's stages. Read many times per stage (lineage tags, metrics): parsed again only when the file
-        changed, with libyaml's parser (pure-Python parsing of it was ~10% of a small run)."""
+        """dvc.lock's stages (a copy: the caller may change it)."""
+        return copy.deepcopy(self._lock_stages())
+
+    def _lock_stages(self) -> dict:
+        """dvc.lock's stages, not to be changed. Read many times per stage (lineage tags, metrics): parsed again only
+        when the file changed on disk, and not after our own commit wrote it (`_wrote_lock`)."""
         path = self.root / "dvc.lock"
         try:
-            stat = path.stat()
+            key = _stat_key(path)
         except FileNotFoundError:
             return {}
-        key = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
         if self._lock_cache is None or self._lock_cache[0] != key:
             loaded = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
             self._lock_cache = (key, loaded.get("stages", {}))
-        return copy.deepcopy(self._lock_cache[1])
+        return self._lock_cache[1]
+
+    def _wrote_lock(self, path: Path, text: str, data: dict) -> None:
+        """Our commit just wrote dvc.lock: what it wrote is what anyone reading it would parse."""
+        self._lock_cache = (_stat_key(path), copy.deepcopy(data.get("stages", {})))
+        self._parsed[os.path.abspath(path)] = (text, copy.deepcopy(data))
 
     def hashes(self) -> dict[str, str]:
         """stage -> md5 of its output, as recorded in dvc.lock."""
-        return {name: entry["outs"][0]["md5"] for name, entry in self.lock().items() if entry.get("outs")}
+        return {name: entry["outs"][0]["md5"] for name, entry in self._lock_stages().items() if entry.get("outs")}
 
 
-@contextmanager
-def _swapped(module, name: str, value):
-    saved = getattr(module, name)
-    setattr(module, name, value)
-    try:
-        yield
-    finally:
-        setattr(module, name, saved)
+def _stat_key(path: Path) -> tuple:
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size, stat.st_ino
 
 
-def _modify_lock(original):
+def _memo_yaml(parse, parsed: dict):
+    """DVC's `parse_yaml`, remembering the last parse of each file by its text: DVC parses dvc.yaml, dvc.lock and
+    every params file again in each status and commit (pure-Python YAML, ~40% of DVC's time in a run); within a
+    run only dvc.lock changes, and our own commit hands over what it wrote. Round-trip parses (kept for editing)
+    are DVC's own."""
+    def parse_yaml(text, path, typ="safe"):
+        if typ != "safe":
+            return parse(text, path, typ=typ)
+        key = os.path.abspath(os.fspath(path))
+        if key not in parsed or parsed[key][0] != text:
+            parsed[key] = (text, parse(text, path, typ=typ))
+        return copy.deepcopy(parsed[key][1])
+
+    return parse_yaml
+
+
+def _modify_lock(original, store: DvcStore):
     """DVC's `modify_yaml`, for dvc.lock through ruamel's safe YAML on libyaml (YAML 1.2, as DVC reads it: the same
-    values and quoting) and an atomic rename, not its round-trip YAML; any other file as DVC does."""
+    values and quoting) and an atomic rename, not its round-trip YAML; any other file as DVC does. The lock as
+    last parsed or written is reused, and what is written is handed to the store's caches."""
     import io
 
     from ruamel.yaml import YAML
@@ -163,13 +199,18 @@ def _modify_lock(original):
             return
         path, yml = Path(path), YAML(typ="safe", pure=False)
         yml.default_flow_style = False
-        data = (yml.load(path.read_text()) or {}) if path.exists() else {}
+        data = {}
+        if path.exists():
+            text = path.read_text()
+            known = store._parsed.get(os.path.abspath(path))
+            data = copy.deepcopy(known[1]) if known and known[0] == text else (yml.load(text) or {})
         yield data
-        text = io.StringIO()
-        yml.dump(_plain(data), text)
+        data, out = _plain(data), io.StringIO()
+        yml.dump(data, out)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text.getvalue())
+        tmp.write_text(out.getvalue())
         os.replace(tmp, path)
+        store._wrote_lock(path, out.getvalue(), data)
 
     return modify
 

@@ -18,7 +18,8 @@ PROJECT = ("squeezeflow", "assets", "pipelines")
 # Lowest first. A unit (a subpackage or top-level module of squeezeflow, or one of the adapter packages) may import
 # only units of its own or a lower layer.
 LAYERS = [
-    {"__init__", "errors", "naming", "io", "stats", "onnxio", "imports", "rows", "faults", "redact", "codeversion"},
+    {"__init__", "errors", "naming", "io", "stats", "onnxio", "imports", "rows", "faults", "redact", "codeversion",
+     "shims"},
     {"config"},
     {"data", "models"},
     {"training"},

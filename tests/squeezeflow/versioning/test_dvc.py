@@ -64,3 +64,35 @@ def test_push_repairs_what_the_remote_lacks_though_dvc_push_sees_nothing_to_do(i
         repo.push()  # DVC's own push: the manifest is there, so it uploads nothing
     assert not lost.exists() and len(store.missing_on_remote("make")) == 1
     assert store.push("make") == 1 and lost.exists() and store.push("make") == 0
+
+
+def test_a_dep_moved_by_a_commit_is_seen_from_dvc_lock_as_dvc_status_sees_it(isolated_env):
+    """The stage runner asks dvc.lock, not `dvc status`, whether a stage downstream of one it just committed must
+    rerun; both must agree. And what our commit hands DVC's parser is what parsing the written file gives."""
+    import yaml
+    from ruamel.yaml import YAML
+
+    root = isolated_env / "repo"
+    root.mkdir()
+    store = DvcStore(root, root / ".state")
+    store.ensure()
+    (root / "params.yaml").write_text("value: 1\n")
+    (root / "dvc.yaml").write_text("stages:\n  a:\n    cmd: 'true'\n    params: [value]\n    outs: [a]\n"
+                                   "  b:\n    cmd: 'true'\n    deps: [a]\n    outs: [b]\n")
+    assert store.deps_moved("b")  # never committed
+    for name in ("a", "b"):
+        (root / name).mkdir()
+        (root / name / "f.txt").write_text(name)
+        store.commit(name)
+    assert not store.deps_moved("b") and store.up_to_date("b")
+    (root / "a" / "f.txt").write_text("a, made again differently")
+    store.commit("a")
+    assert store.deps_moved("b") and not store.up_to_date("b")
+    (root / "a" / "f.txt").write_text("a")  # made again as before: the same hash b read
+    store.commit("a")
+    assert not store.deps_moved("b") and store.up_to_date("b")
+
+    text = (root / "dvc.lock").read_text()
+    assert store.lock() == yaml.safe_load(text)["stages"]
+    handed = store._parsed[str(root / "dvc.lock")]
+    assert handed[0] == text and handed[1] == YAML(typ="safe").load(text)
