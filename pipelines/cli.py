@@ -222,6 +222,23 @@ def cmd_ui(args) -> int:
     os.execv(argv[0], argv)
 
 
+def cmd_stack(args) -> int:
+    from squeezeflow.errors import SqueezeflowInputError
+    from squeezeflow.stack import SERVICES, Stack, StackError
+
+    stack = Stack(Path(args.root).resolve())
+    try:
+        if args.action == "up":
+            lines = stack.up(tuple(args.services or SERVICES))
+        else:
+            lines = stack.status() if args.action == "status" else stack.down()
+    except (StackError, SqueezeflowInputError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     from squeezeflow.workspace import default_root
 
@@ -290,6 +307,11 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("--host", default="127.0.0.1")
     u.add_argument("--port", type=int)
     u.set_defaults(fn=cmd_ui)
+    st = sub.add_parser("stack", help="the shared deployment on this machine, on loopback: Postgres, the MLflow "
+                        "server, the Dagster instance on Postgres with its web server and daemon")
+    st.add_argument("action", choices=["up", "status", "down"])
+    st.add_argument("--services", nargs="+", help="up: only these (and what they need); default: all")
+    st.set_defaults(fn=cmd_stack)
     from squeezeflow.runtimes import agent
 
     a = sub.add_parser("agent", help="serve this device's runtimes to squeezeflow runs elsewhere: measures models "

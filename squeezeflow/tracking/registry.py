@@ -125,9 +125,10 @@ def register(tracker: Tracker, run_id: str, model_name: str, onnx_path: Path, ex
                                          pip_requirements=_requirements())  # inferring them takes seconds
 
         _ensure_registered_model(tracker, model_name, "squeezeflow: validated models for one hardware target")
+        # model_id: an MLflow server accepts a `models:/m-...` source only with the logged model it names
         mv = tracker.client.create_model_version(model_name, source=info.model_uri, run_id=run_id,
                                                  tags={**tags, SHA_TAG: sha256_file(onnx_path)},
-                                                 description=description)
+                                                 description=description, model_id=info.model_id)
     from squeezeflow import faults
 
     faults.point("version-created", model_name)
