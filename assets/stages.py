@@ -61,7 +61,7 @@ def stage_asset(stage: Stage, stages: dict[str, Stage], run_key: str):
 
     @asset(key=key, group_name=group_of(stage),
            deps=[asset_key(stages[d]) for d in stage.deps], kinds=set(stage.kinds), check_specs=specs,
-           description=stage.description)
+           description=stage.description, pool=stage.target.device_pool if stage.measures and stage.target else None)
     def _stage(context: AssetExecutionContext, squeezeflow: SqueezeflowResource) -> MaterializeResult:
         lifecycle = squeezeflow.lifecycle
         name = lifecycle.ws.recipe_stage(stage.base) if stage.run_chain else stage.name

@@ -22,6 +22,11 @@ from squeezeflow.targets import TargetProfile
 TARGET_STEPS = ("candidate", "promoted")  # after the target's stages: gate + registration, then promotion
 
 
+# Registration and alias moves, one at a time across runs and workers of a shared instance (its pool limit 1,
+# infra/dagster.yaml); on one machine the registry's file lock does the same.
+REGISTRY_POOL = "squeezeflow-registry"
+
+
 def target_assets(target: TargetProfile, stages: dict[str, Stage]) -> list:
     """The registry's per-target stages (build, validated) come from assets.stages; these two close the chain."""
     name, key = target.name, target.key
@@ -30,6 +35,7 @@ def target_assets(target: TargetProfile, stages: dict[str, Stage]) -> list:
     validated = asset_key(stages[stage_name("validate", name)])
 
     @asset(key=candidate_key, group_name=group, deps=[validated, AssetKey("teacher")], kinds={"mlflow"},
+           pool=REGISTRY_POOL,
            # Not blocking: a candidate held back by its gate is a failed check and an unpromoted target, not a
            # failed run (a Failure in Dagster means something broke). The promoted step reads the verdict.
            check_specs=[AssetCheckSpec("gate", asset=candidate_key, blocking=False,
@@ -63,7 +69,7 @@ def target_assets(target: TargetProfile, stages: dict[str, Stage]) -> list:
             check_name="gate", asset_key=candidate_key, passed=cand.passed, severity=severity,
             description=about[:2000], metadata=check_meta)])
 
-    @asset(key=AssetKey([key, "promoted"]), group_name=group, deps=[candidate], kinds={"mlflow"},
+    @asset(key=AssetKey([key, "promoted"]), group_name=group, deps=[candidate], kinds={"mlflow"}, pool=REGISTRY_POOL,
            description=f"{name}: promotion: {target.promotion} (auto: a new passing version becomes 'champion'; "
            "manual: it gets the alias 'challenger' for a person to promote with the promote job).")
     def promoted(context: AssetExecutionContext, squeezeflow: SqueezeflowResource) -> MaterializeResult:

@@ -100,6 +100,15 @@ class TargetProfile(Strict):
         """The name as a Dagster/DVC-safe identifier."""
         return self.name.replace("-", "_")
 
+    @property
+    def device_pool(self) -> str:
+        """The pool (a Dagster concurrency pool) of the device this target measures on: this machine, or its
+        agent's host. Two measurements on one device at once would disturb each other's latencies."""
+        from urllib.parse import urlsplit
+
+        where = urlsplit(self.device.agent).netloc if self.device else "local"
+        return "squeezeflow-device-" + re.sub(r"[^A-Za-z0-9_]", "_", where)
+
 
 def load_target(path: Path) -> TargetProfile:
     path = Path(path)

@@ -94,6 +94,7 @@ class Stage:
     code: tuple[str, ...] = ()  # modules whose source is this stage's code version
     timings: tuple[str, ...] = ()  # wall-clock (or memory) measurements kept out of the DVC output; "x_*": a prefix
     needs_timings: bool = False  # rerun (not reuse) an output whose timings are lost: something reads them
+    measures: bool = False  # times models on its target's device: one such stage per device at a time (a pool)
     description: str = ""
     per_target: bool = False  # a template: one stage per device target, named stage_name(name, target)
     per_recipe: bool = False  # a template: one stage per recipe in the run, named stage_name(name, recipe key)

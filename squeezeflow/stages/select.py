@@ -106,6 +106,7 @@ STAGE = register_stage(Stage(
     "select", run, deps=("dataset", "teacher", "exported"),
     target_params=("recipes", "objective", "runtime", "build", "measure", "budgets", "device"),
     code=("squeezeflow.selection", "squeezeflow.runtimes", "squeezeflow.gates.gate"),
-    timings=("latency_*", "measured"), per_target=True, artifacts=("selection.json", "pareto.png"), report=report,
+    timings=("latency_*", "measured"), per_target=True, measures=True, artifacts=("selection.json", "pareto.png"),
+    report=report,
     kinds=("onnx", "dvc"), asset="selected", description="recipe selection: each candidate recipe "
     "built and measured on the target on the validation split; the smallest (or fastest) that meets the budgets"))

@@ -54,7 +54,7 @@ def run(ctx: StageContext) -> dict:
 STAGE = register_stage(Stage(
     "validate", run, deps=("dataset", "build"), target_params=("runtime", "measure", "device"),
     code=("squeezeflow.runtimes.measure", "squeezeflow.runtimes", "squeezeflow.runtimes.agent",
-          "squeezeflow.stats"), per_target=True,
+          "squeezeflow.stats"), per_target=True, measures=True,
     asset="validated", timings=("latency_*", "throughput_per_s", "load_ms", "peak_rss_mb", "cpus"),
     needs_timings=True, kinds=("onnx", "dvc"), description="on-device validation in a constrained process (here "
     "or on the device's agent): accuracy, agreement with the exported model's predictions, bytes, latency "

@@ -78,3 +78,25 @@ def test_a_new_stage_is_one_registration(project_root, monkeypatch):
     assert AssetKey(["recipe_small", "sparsity"]) in _selection(ws, ["edge-cpu-int8"])
     chain = Lifecycle(ws).chain("cpu-int8")  # what a registered version's lineage walks
     assert {"report", "profile-cpu-int8", "sparsity-default"} <= set(chain) and "sparsity-small" not in chain
+
+
+def test_registry_moves_share_one_pool_and_measurements_one_pool_per_device(workspace):
+    """On a shared instance (infra/dagster.yaml: every pool limit 1) two runs or workers never move an alias at
+    once, nor time two models on one device at once; a target measured on an agent's device has that device's."""
+    from assets.targets import REGISTRY_POOL
+    from tests.conftest import write_target
+
+    agent = write_target(workspace / "device_targets", "board")
+    agent.write_text(agent.read_text() + "device: {agent: 'http://127.0.0.1:8765'}\n")
+    graph = build_definitions(workspace).resolve_asset_graph()
+
+    def pool(*key: str) -> str | None:
+        return graph.get(AssetKey(list(key))).assets_def.op.pool
+
+    for t in ("cpu_fp32", "cpu_int8", "board"):
+        assert pool(t, "candidate") == pool(t, "promoted") == REGISTRY_POOL
+        assert pool(t, "build") is None
+    for step in ("selected", "validated"):
+        assert pool("cpu_fp32", step) == pool("cpu_int8", step) == "squeezeflow-device-local"
+        assert pool("board", step) == "squeezeflow-device-127_0_0_1_8765"
+    assert pool("teacher") is None and pool("compressed") is None
