@@ -95,6 +95,9 @@ class TeacherTrainParams(TrainParams):
     warmup: float = Field(STRONG_TRAIN["warmup"], ge=0, lt=1)
     label_smoothing: float = Field(STRONG_TRAIN["label_smoothing"], ge=0, lt=1)
     select: Literal["val_accuracy", "val_loss", "last"] = STRONG_TRAIN["select"]
+    processes: int = Field(1, ge=1, le=256, description="train in this many processes (torch DDP started by "
+                           "torchrun: gloo on CPU, NCCL on GPUs), each with its share of every batch; rank 0 "
+                           "reports and saves. Deterministic for a given count and seed")
 
 
 class BuiltinSource(Strict):

@@ -13,7 +13,7 @@ from squeezeflow.models import ModelSpec, count_parameters, resolve_arch, save_c
 from squeezeflow.models.user import check_onnx_teacher, check_user_model, onnx_spec, python_spec
 from squeezeflow.stages.base import Stage, StageContext, register_stage
 from squeezeflow.stats import wilson_interval
-from squeezeflow.training import accuracy, seed_everything, train_from_scratch
+from squeezeflow.training import accuracy, distributed, seed_everything, train_from_scratch
 from squeezeflow.training.build import train_model
 
 
@@ -53,8 +53,10 @@ def onnx_teacher(ctx: StageContext, meta: dict, splits: Splits) -> tuple[nn.Modu
 
 
 def run(ctx: StageContext) -> dict:
-    meta, splits = data_meta(ctx), ctx.splits()
     p = ctx.params.teacher
+    if p.train.processes > 1 and not distributed.active() and p.source.kind != "onnx":
+        return distributed.launch("squeezeflow.stages.teacher:run", ctx, p.train.processes)
+    meta, splits = data_meta(ctx), ctx.splits()
     t0 = time.perf_counter()
     if ctx.scale is None and p.source.kind == "onnx":
         model, spec, fitted = onnx_teacher(ctx, meta, splits)

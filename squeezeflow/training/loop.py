@@ -7,12 +7,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from squeezeflow.config import TrainParams
 from squeezeflow.io import input_array, input_batches
+from squeezeflow.training.distributed import rank_and_world, shard
 
 # loss(model logits, x batch, y batch) -> scalar
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -118,8 +120,11 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
             return F.cross_entropy(logits, y, label_smoothing=smoothing)
 
     x, yt = train[0], torch.as_tensor(train[1])  # x: an array or rows on disk, read a batch at a time
+    rank, world = rank_and_world()  # under torchrun (training/distributed.py): this rank's share of each batch
+    net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    batch_size = max(1, params.batch_size // world)
     opt = _optimizer(model, params)
-    steps_per_epoch = math.ceil(len(x) / params.batch_size)
+    steps_per_epoch = math.ceil(len(x) // world / batch_size)
     epochs = min(params.epochs, max(1, params.max_steps // steps_per_epoch)) if params.max_steps else params.epochs
     sched = _scheduler(opt, params, epochs * steps_per_epoch)
 
@@ -130,22 +135,26 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
 
     acc, loss, epoch = *evaluate(model, *val), 0
     best, best_acc, best_epoch, best_state, epoch = score(acc, loss), acc, 0, copy.deepcopy(model.state_dict()), 0
-    bar = tqdm(range(1, epochs + 1), desc=desc, unit="epoch", leave=True, disable=None, dynamic_ncols=True)
+    bar = tqdm(range(1, epochs + 1), desc=desc, unit="epoch", leave=True, disable=None if rank == 0 else True,
+               dynamic_ncols=True)
     for epoch in bar:
         model.train()
-        order = torch.randperm(len(x), generator=gen)
-        for i in range(0, len(order), params.batch_size):
-            idx = order[i : i + params.batch_size]
+        order = shard(torch.randperm(len(x), generator=gen), rank, world)  # the same draw on every rank
+        for i in range(0, len(order), batch_size):
+            idx = order[i : i + batch_size]
             opt.zero_grad()
             extra = () if teacher_logits is None else (teacher_logits[idx],)
             xb = torch.as_tensor(input_array(x[idx.numpy()]))
-            batch_loss = loss_fn(model(xb), xb, yt[idx], *extra)
-            batch_loss.backward()
+            batch_loss = loss_fn(net(xb), xb, yt[idx], *extra)
+            batch_loss.backward()  # DDP averages the gradients over the ranks here
             opt.step()
             if sched is not None:
                 sched.step()
             if after_step:
                 after_step()
+        if world > 1:  # BatchNorm statistics differ by rank's data: rank 0's, so every rank evaluates the same model
+            for buffer in model.buffers():
+                dist.broadcast(buffer, 0)
         recalibrate_batchnorms(model, x, stale_batchnorms(model, epoch * steps_per_epoch), params.batch_size)
         acc, loss = evaluate(model, *val)
         if score(acc, loss) > best:
