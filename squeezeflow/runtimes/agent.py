@@ -24,6 +24,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -351,10 +352,20 @@ def serve(host: str, port: int, token_file: Path, folder: Path, limits: Limits =
           file=sys.stderr, flush=True)
     if ready:
         ready(server)
+    # SIGTERM (a service manager, `kill`, Kubernetes) stops it cleanly, whatever the parent left: Dagster maps
+    # SIGTERM to SIGINT's handler, which a background job ignores, and an ignored signal is inherited across exec.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop)
     try:
         server.serve_forever()
+    except KeyboardInterrupt:
+        pass
     finally:
         server.server_close()
+
+
+def _stop(_signo, _frame) -> None:
+    raise KeyboardInterrupt
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -33,11 +33,11 @@ def model(tmp_path_factory):
     return path, x, y
 
 
-def start_agent(tmp_path, *extra, pattern="http"):
+def start_agent(tmp_path, *extra, pattern="http", preexec_fn=None):
     (tmp_path / "token").write_text(TOKEN + "\n")
     proc = subprocess.Popen([sys.executable, "-m", "squeezeflow.runtimes.agent", "--port", "0", "--token-file",
                              str(tmp_path / "token"), "--dir", str(tmp_path / "agent"), *extra],
-                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path, preexec_fn=preexec_fn)
     deadline = time.time() + 60
     while time.time() < deadline:
         line = proc.stderr.readline()
@@ -344,3 +344,16 @@ def test_the_engine_a_tensorrt_target_runs_travels_with_its_model(agent, tmp_pat
              **{"companion.plan": np.zeros(3, np.uint8)})
     with pytest.raises(AgentError, match="onnxruntime loads no such file"):
         write_upload(tmp_path, parse_body(buf.getvalue()), "onnxruntime")
+
+
+def test_sigterm_stops_the_agent_even_when_its_parent_ignored_it(tmp_path):
+    """A parent that ran Dagster in a background job has SIGTERM ignored (Dagster maps it to SIGINT's handler, which
+    a background job ignores), and an ignored signal survives exec: the agent sets its own handler."""
+    import signal
+
+    proc, _ = start_agent(tmp_path, preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN))
+    proc.terminate()
+    try:
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
