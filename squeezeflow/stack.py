@@ -42,22 +42,26 @@ class Service:
     pid: int
     url: str
     log: str
+    started: int | None = None  # the process's start time (clock ticks after boot): a reused pid is not ours
 
     def alive(self) -> bool:
+        """Running, and the very process `up` started (after a reboot its pid may name another one)."""
         try:
             os.kill(self.pid, 0)
         except ProcessLookupError:
             return False
-        except PermissionError:  # Postgres runs as another user when we are root
-            return True
-        return Path(f"/proc/{self.pid}").exists() and "zombie" not in _proc_state(self.pid)
+        except PermissionError:  # Postgres runs as another user when we are not root
+            pass
+        stat = _proc_stat(self.pid)
+        return bool(stat) and stat[0] != "Z" and (self.started is None or int(stat[19]) == self.started)
 
 
-def _proc_state(pid: int) -> str:
+def _proc_stat(pid: int) -> list[str]:
+    """/proc/<pid>/stat's fields after the command name: [0] the state, [19] the start time."""
     try:
-        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return ""
+        return []
 
 
 def free_port() -> int:
@@ -195,7 +199,9 @@ class Stack:
             kwargs = {"user": user} if user else {}
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                     cwd=self.root, start_new_session=True, **kwargs)
-        state["services"][name] = {"pid": proc.pid, "url": url, "log": str(log)}
+        stat = _proc_stat(proc.pid)
+        state["services"][name] = {"pid": proc.pid, "url": url, "log": str(log),
+                                   "started": int(stat[19]) if stat else None}
         self._save(state)
         return proc, log
 

@@ -27,6 +27,19 @@ def test_unknown_services_and_a_stack_never_started_are_clear_errors(tmp_path):
     assert stack.down() == [f"no stack running for {tmp_path}"]
 
 
+def test_down_never_signals_a_process_that_only_shares_a_recorded_pid(tmp_path):
+    """After a reboot a recorded pid may name another process: its start time tells them apart."""
+    from squeezeflow.stack import _proc_stat
+
+    me = int(_proc_stat(os.getpid())[19])
+    stack = Stack(tmp_path)
+    stack._save({"ports": {}, "services": {"mlflow": {"pid": os.getpid(), "url": "-", "log": "-", "started": me + 1}}})
+    assert not stack.services()["mlflow"].alive()
+    assert stack.down() == ["mlflow             was not running"]  # and this test process is still here
+    stack._save({"ports": {}, "services": {"mlflow": {"pid": os.getpid(), "url": "-", "log": "-", "started": me}}})
+    assert stack.services()["mlflow"].alive()
+
+
 def _cli(root: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pipelines.cli", "--root", str(root), *args], env=env,
                           capture_output=True, text=True, timeout=600, cwd=root)
