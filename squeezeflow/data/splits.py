@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from squeezeflow.config import SplitParams
 from squeezeflow.data.sources import Dataset
@@ -73,6 +72,8 @@ def make_splits(data: Dataset, params: SplitParams, seed: int) -> Splits:
         )
     idx = np.arange(len(data.y))
     sizes = expected_sizes(len(idx), params)
+    from sklearn.model_selection import train_test_split  # 1.4 s of imports only the data stage needs
+
     try:
         rest, test = train_test_split(idx, test_size=sizes["test"], stratify=data.y, random_state=seed)
         train, val = train_test_split(rest, test_size=sizes["val"], stratify=data.y[rest], random_state=seed)
