@@ -10,6 +10,7 @@ from dagster import ConfigurableResource, DagsterRunStatus, InitResourceContext
 from pydantic import Field, PrivateAttr
 
 from squeezeflow.config import parse_override
+from squeezeflow.fanout import checkout, step_root
 from squeezeflow.lifecycle import Lifecycle, Registry
 from squeezeflow.workspace import Workspace
 
@@ -35,7 +36,14 @@ class SqueezeflowResource(ConfigurableResource):
         if self.recipe:
             overrides["compress.recipe"] = self.recipe
         # the graph of this run (its recipe chain, its sweep points) from the first step on
-        self._lifecycle = Lifecycle(Workspace(self.root, overrides=overrides), overrides, self.tracking_uri, self.push)
+        step = step_root()
+        if step is None:
+            ws = Workspace(self.root, overrides=overrides)
+        else:  # a Celery/Kubernetes worker: the step runs in the worker's own workspace (squeezeflow.fanout)
+            source = Workspace(self.root).root
+            checkout(source, step)
+            ws = Workspace(step, overrides=overrides, files_root=source)
+        self._lifecycle = Lifecycle(ws, overrides, self.tracking_uri, self.push, fanout=step is not None)
         run = getattr(context, "dagster_run", None) if context is not None else None
         if run is not None and run.job_name not in REGISTRY_JOBS:
             self._hold(context, run)

@@ -45,6 +45,8 @@ def target_assets(target: TargetProfile, stages: dict[str, Stage]) -> list:
            description=f"{name}: gated (budgets, and side by side against the champion) and registered in MLflow "
            "as a model version carrying its verdict and report.")
     def candidate(context: AssetExecutionContext, squeezeflow: SqueezeflowResource) -> MaterializeResult:
+        for note in squeezeflow.lifecycle.recover_shared_registry():
+            say(context, f"[squeezeflow] recovered: {note}")
         cand = squeezeflow.lifecycle.evaluate_candidate(name, context.run_id)
         verdict = "gate passed" if cand.passed else "gate FAILED"
         how = "registered" if cand.new else "already registered"
@@ -74,6 +76,8 @@ def target_assets(target: TargetProfile, stages: dict[str, Stage]) -> list:
            "manual: it gets the alias 'challenger' for a person to promote with the promote job).")
     def promoted(context: AssetExecutionContext, squeezeflow: SqueezeflowResource) -> MaterializeResult:
         lifecycle = squeezeflow.lifecycle
+        for note in lifecycle.recover_shared_registry():
+            say(context, f"[squeezeflow] recovered: {note}")
         held = lifecycle.held_back(name, context.run_id)
         if held:  # nothing promoted; the champion (if any) stays
             unavailable = held.startswith("unavailable")

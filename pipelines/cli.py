@@ -226,7 +226,7 @@ def cmd_stack(args) -> int:
     from squeezeflow.errors import SqueezeflowInputError
     from squeezeflow.stack import SERVICES, Stack, StackError
 
-    stack = Stack(Path(args.root).resolve())
+    stack = Stack(Path(args.root).resolve(), workers=args.workers)
     try:
         if args.action == "up":
             lines = stack.up(tuple(args.services or SERVICES))
@@ -308,9 +308,12 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("--port", type=int)
     u.set_defaults(fn=cmd_ui)
     st = sub.add_parser("stack", help="the shared deployment on this machine, on loopback: Postgres, the MLflow "
-                        "server, the Dagster instance on Postgres with its web server and daemon")
+                        "server, Redis and Celery workers, the Dagster instance on Postgres with its web server and "
+                        "daemon (runs launched there fan out over the workers)")
     st.add_argument("action", choices=["up", "status", "down"])
     st.add_argument("--services", nargs="+", help="up: only these (and what they need); default: all")
+    st.add_argument("--workers", type=int, default=2, help="up: Celery worker processes, one step at a time each, "
+                    "each with its own step workspace (default 2)")
     st.set_defaults(fn=cmd_stack)
     from squeezeflow.runtimes import agent
 

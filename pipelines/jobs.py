@@ -2,14 +2,15 @@ from __future__ import annotations
 
 from dagster import AssetSelection, define_asset_job, in_process_executor
 
+from pipelines.executors import lifecycle_executor
 from pipelines.notifications import notify_failure
 
-# In-process: DVC needs its calls serial anyway, and one process saves a torch import per step.
-# Scale out by swapping the executor (celery/k8s, see infra/) once stages no longer share one workspace.
+# In process by default: one workspace, and one process saves a torch import per step. SQUEEZEFLOW_EXECUTOR=celery
+# fans the steps out over workers with workspaces of their own (pipelines.executors, squeezeflow.fanout).
 lifecycle_job = define_asset_job(
     "lifecycle",
     selection=AssetSelection.all() - AssetSelection.groups("sweep"),
-    executor_def=in_process_executor,
+    executor_def=lifecycle_executor(),
     description="The whole lifecycle: dataset -> teacher -> compressed -> finetuned -> exported -> per-target "
     "build -> validated (gate) -> promoted.",
     tags={"dagster/max_retries": 0},

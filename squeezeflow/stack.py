@@ -1,7 +1,9 @@
 """The shared deployment on one machine, to try it (`squeezeflow stack up|status|down`): a Postgres cluster, an
-MLflow tracking server on it with proxied artifacts, and a Dagster instance on it (`infra/dagster.yaml`), its web
-server and daemon. Each process `up` starts is recorded by pid in `.squeezeflow/stack/stack.json`; `down` stops
-those and nothing else. Everything listens on 127.0.0.1 only.
+MLflow tracking server on it with proxied artifacts, Redis and Celery workers (each with a step workspace of its
+own, squeezeflow.fanout, and one DVC remote they share), and a Dagster instance on Postgres (`infra/dagster.yaml`),
+its web server and daemon; runs launched there fan out over the workers (`SQUEEZEFLOW_EXECUTOR=celery`). Each
+process `up` starts is recorded by pid in `.squeezeflow/stack/stack.json`; `down` stops those and nothing else.
+Everything listens on 127.0.0.1 only.
 
 Credentials: a random Postgres password made at the first `up`, kept in `.squeezeflow/stack/credentials.env`
 (mode 0600) and handed to the processes that need it by environment, never on a command line (`ps` shows those)
@@ -27,8 +29,10 @@ from squeezeflow.errors import SqueezeflowInputError
 from squeezeflow.io import write_text
 from squeezeflow.redact import redact
 
-SERVICES = ("postgres", "mlflow", "dagster-webserver", "dagster-daemon")
+SERVICES = ("postgres", "redis", "mlflow", "celery-workers", "dagster-webserver", "dagster-daemon")
+WORKER = "celery-worker-"  # + its number: each a service of its own
 INFRA_DAGSTER_YAML = Path(__file__).resolve().parents[1] / "infra" / "dagster.yaml"
+CELERY_CONFIG = INFRA_DAGSTER_YAML.parent / "celery"  # dagster_celery_config.py: the workers' settings
 DB_USER = "squeezeflow"
 
 
@@ -85,8 +89,9 @@ def _wait_port(port: int, timeout: float, proc: subprocess.Popen, log: Path, nam
 class Stack:
     """The stack of one workspace: its state under `<root>/.squeezeflow/stack`."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, workers: int = 2):
         self.root = Path(root).resolve()
+        self.workers = workers
         self.dir = self.root / ".squeezeflow" / "stack"
         self.state_path = self.dir / "stack.json"
         self.credentials_path = self.dir / "credentials.env"
@@ -122,10 +127,16 @@ class Stack:
         ports = self._state()["ports"]
         if "postgres" not in ports or "mlflow" not in ports:
             raise StackError(f"the stack of {self.root} was never started: run `squeezeflow stack up`")
-        return {"DAGSTER_HOME": str(self.dir / "dagster"), "DAGSTER_PG_HOST": "127.0.0.1",
-                "DAGSTER_PG_PORT": str(ports["postgres"]), "DAGSTER_PG_USER": DB_USER,
-                "DAGSTER_PG_PASSWORD": self._password(), "DAGSTER_PG_DB": "dagster",
-                "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{ports['mlflow']}"}
+        env = {"DAGSTER_HOME": str(self.dir / "dagster"), "DAGSTER_PG_HOST": "127.0.0.1",
+               "DAGSTER_PG_PORT": str(ports["postgres"]), "DAGSTER_PG_USER": DB_USER,
+               "DAGSTER_PG_PASSWORD": self._password(), "DAGSTER_PG_DB": "dagster",
+               "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{ports['mlflow']}",
+               "SQUEEZEFLOW_DVC_REMOTE": str(self.dir / "dvc-remote")}
+        if "redis" in ports:  # runs launched on this instance fan out over the Celery workers
+            env |= {"SQUEEZEFLOW_EXECUTOR": "celery",
+                    "SQUEEZEFLOW_CELERY_BROKER": f"redis://127.0.0.1:{ports['redis']}/0",
+                    "SQUEEZEFLOW_CELERY_BACKEND": f"redis://127.0.0.1:{ports['redis']}/1"}
+        return env
 
     # -- up / status / down --------------------------------------------------------------------------------------
     def up(self, services: tuple[str, ...] = SERVICES) -> list[str]:
@@ -134,9 +145,13 @@ class Stack:
             raise SqueezeflowInputError("squeezeflow stack up", "--services", unknown, f"known: {list(SERVICES)}")
         dagster = any(s.startswith("dagster") for s in services)
         needed = set(services) | {"postgres"} | ({"mlflow"} if dagster else set())
+        needed |= {"redis", "mlflow"} if "celery-workers" in needed else set()
         self.dir.mkdir(parents=True, exist_ok=True)
         state, running = self._state(), self.services()
         for name in (s for s in SERVICES if s in needed):  # each after what it needs
+            if name == "celery-workers":
+                self._start_celery_workers(state, running)
+                continue
             if name in running and running[name].alive():
                 continue
             getattr(self, "_start_" + name.replace("-", "_"))(state)  # recorded as soon as it is spawned
@@ -275,6 +290,31 @@ class Stack:
         proc, log = self._spawn(state, "mlflow", f"http://127.0.0.1:{port}", argv, env)
         _wait_port(port, 120, proc, log, "mlflow")
 
+    def _start_redis(self, state: dict) -> None:
+        port, data = self._port(state, "redis"), self.dir / "redis"
+        data.mkdir(parents=True, exist_ok=True)
+        argv = [_redis_server(), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data), "--save", "",
+                "--appendonly", "no", "--protected-mode", "yes"]
+        proc, log = self._spawn(state, "redis", f"redis://127.0.0.1:{port}", argv, _base_env())
+        _wait_port(port, 30, proc, log, "redis")
+
+    def _start_celery_workers(self, state: dict, running: dict[str, Service]) -> None:
+        """N Celery worker processes, one step at a time each, each with a step workspace of its own under
+        workers/<n> (squeezeflow.fanout); their settings: infra/celery/dagster_celery_config.py (Redis, no prefetch)."""
+        env = self._dagster_env()
+        env["PYTHONPATH"] = f"{CELERY_CONFIG}{os.pathsep}{env['PYTHONPATH']}"
+        for i in range(1, self.workers + 1):
+            name = f"{WORKER}{i}"
+            if name in running and running[name].alive():
+                continue
+            step = self.dir / "workers" / str(i)
+            step.mkdir(parents=True, exist_ok=True)
+            argv = [_bin("celery"), "-A", "dagster_celery.app", "worker", "-Q", "dagster", "--concurrency", "1",
+                    "--hostname", f"w{i}@%h", "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
+            proc, log = self._spawn(state, name, f"worker w{i}, workspace {step}", argv,
+                                    {**env, "SQUEEZEFLOW_STEP_ROOT": str(step)})
+            _wait_log(log, "ready.", 120, proc, name)
+
     def _dagster_env(self) -> dict:
         self._dagster_home()
         return {**_base_env(), **self.env(), "SQUEEZEFLOW_ROOT": str(self.root)}
@@ -291,6 +331,24 @@ class Stack:
         time.sleep(1)
         if proc.poll() is not None:
             raise StackError(f"dagster-daemon exited with code {proc.returncode}: see {log}")
+
+
+def _wait_log(log: Path, marker: str, timeout: float, proc: subprocess.Popen, name: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise StackError(f"{name} exited with code {proc.returncode}: see {log}")
+        if marker in log.read_text(errors="replace"):
+            return
+        time.sleep(0.3)
+    raise StackError(f"{name} did not report '{marker}' within {timeout:g} s: see {log}")
+
+
+def _redis_server() -> str:
+    found = shutil.which("redis-server")
+    if not found:
+        raise StackError("unavailable: no `redis-server` on PATH (install it: sudo apt-get install redis-server)")
+    return found
 
 
 def _port_free(port: int) -> bool:

@@ -37,14 +37,17 @@ def default_root() -> Path:
 
 class Workspace:
     def __init__(self, root: Path | str | None = None, recipe: str | None = None,
-                 overrides: dict[str, Any] | None = None):
+                 overrides: dict[str, Any] | None = None, files_root: Path | str | None = None):
         """`recipe`, `overrides`: a run's flags over params.yaml (`--recipe`, `--set`): the stage graph has the
-        chain of its recipe and the points of its sweep."""
+        chain of its recipe and the points of its sweep. `files_root`: where relative paths in params.yaml point
+        (the user's data, model code and checkpoint); default the workspace itself, for a worker's step workspace
+        the run's (squeezeflow.fanout)."""
         self.root = Path(root).resolve() if root else default_root()
+        self.files_root = Path(files_root).resolve() if files_root else self.root
         self._overrides = {**(overrides or {}), **({"compress.recipe": recipe} if recipe else {})}
         # the user's model factory and data loader import from the workspace's folder
-        if str(self.root) not in sys.path:
-            sys.path.insert(0, str(self.root))
+        if str(self.files_root) not in sys.path:
+            sys.path.insert(0, str(self.files_root))
 
     params_path = property(lambda self: self.root / "params.yaml")
     targets_dir = property(lambda self: self.root / "device_targets")
@@ -138,7 +141,7 @@ class Workspace:
     def params(self) -> Params:
         """params.yaml as the user wrote it (never rewritten: flags apply to one run); relative file paths in it
         are relative to the workspace."""
-        return anchored(load_params(self.params_path), self.root)
+        return anchored(load_params(self.params_path), self.files_root)
 
     def recorded_params(self) -> Params:
         """The parameters of the last prepared run (params.yaml + its flags): what `dvc repro` runs with."""

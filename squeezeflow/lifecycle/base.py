@@ -46,8 +46,10 @@ class LifecycleBase:
     """One workspace and one run's overrides; the stores are opened on first use."""
 
     def __init__(self, ws: Workspace, overrides: dict[str, Any] | None = None, tracking_uri: str | None = None,
-                 push: bool = True):
-        self.ws, self.overrides, self.push = ws, overrides or {}, push
+                 push: bool = True, fanout: bool = False):
+        """`fanout`: the workspace is a worker's step workspace (squeezeflow.fanout): inputs are pulled from the
+        shared DVC remote, outputs and run-cache entries pushed to it, the registry recovered inside its pool."""
+        self.ws, self.overrides, self.push, self.fanout = ws, overrides or {}, push, fanout
         self._tracking_uri = tracking_uri
         self.done: set[str] = set()  # stages run or reused by this lifecycle (one run)
         self.committed: set[str] = set()  # stages it ran and committed to DVC
@@ -63,6 +65,11 @@ class LifecycleBase:
     @cached_property
     def dvc(self) -> DvcStore:
         store = DvcStore(self.ws.root, self.ws.state_dir)
+        if self.fanout and not store.remote_url:
+            from squeezeflow.versioning.dvc import REMOTE_ENV
+
+            raise RuntimeError(f"{self.ws.root}: a worker's step workspace needs a DVC remote every worker shares: "
+                               f"set {REMOTE_ENV} (a folder, s3://...)")
         store.ensure()
         return store
 

@@ -77,12 +77,15 @@ class Candidates(StageRunner):
         registered again: its recorded verdict stands."""
         from squeezeflow.tracking import registry
 
+        if self.fanout:  # a worker's step workspace: what the gate reads, as this run made it
+            self.pull_inputs([s for s in ("dataset", "teacher", *(stage_name(b, target) for b in (
+                "select", "build", "validate"))) if s in self.ws.stages], run_key)
         build = self.ws.stage_dir(stage_name("build", target)) / "model.onnx"
         name, sha = self.model_name(target), sha256_file(build)
         reason = self.ws.stage_metrics(stage_name("validate", target)).get("unavailable")
         if reason:
             cand = self._unavailable(target, run_key, name, build, sha, reason)
-            write_json(self._run_dir(run_key, target) / "candidate.json", asdict(cand))
+            self._record(run_key, target, cand)
             return cand
         existing = registry.version_with_sha(self.tracker, name, sha)
         if existing is not None:
@@ -90,8 +93,31 @@ class Candidates(StageRunner):
                              existing.tags.get(GATE_REPORT_TAG, ""), "", [])
         else:
             cand = self._gate_and_register(target, run_key, name, build, sha)
-        write_json(self._run_dir(run_key, target) / "candidate.json", asdict(cand))
+        self._record(run_key, target, cand)
         return cand
+
+    def _record(self, run_key: str, target: str, cand: Candidate) -> None:
+        """The candidate record the promotion step reads; on a step workspace also on the run's MLflow parent (the
+        promotion step may run on another worker)."""
+        path = self._run_dir(run_key, target) / "candidate.json"
+        write_json(path, asdict(cand))
+        if self.fanout:
+            self.tracker.client.log_artifact(self.parent_run(run_key), str(path), f"candidates/{target}")
+
+    def candidate_path(self, run_key: str, target: str) -> Path:
+        """This run's candidate record for the target (fetched from the run's MLflow parent on a step workspace)."""
+        path = self._run_dir(run_key, target) / "candidate.json"
+        if self.fanout and not path.exists():
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as tmp:
+                try:
+                    got = self.tracker.client.download_artifacts(self.parent_run(run_key),
+                                                                 f"candidates/{target}/candidate.json", tmp)
+                except Exception:  # noqa: BLE001 - none recorded: the caller says "no gated candidate"
+                    return path
+                write_json(path, read_json(Path(got)))
+        return path
 
     def selection(self, target: str) -> dict:
         """Which recipe the target's build came from, and why (its select stage's record)."""

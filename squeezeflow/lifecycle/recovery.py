@@ -35,8 +35,15 @@ class Recovery(Releases):
             notes.append(f"{describe(crashed)} was killed: marked {len(failed)} of its MLflow run(s) FAILED")
         elif held.crashed is not None:
             notes.append(f"{describe(crashed)} was killed before it started a pipeline run")
+        if self.fanout:  # other workers may be mid-release: the registry is recovered inside its pool
+            return notes
         try:
             self.ws.targets, self.params  # noqa: B018 - unreadable targets or params: the run's steps report them
         except Exception:  # noqa: BLE001
             return notes
         return notes + self.recover_registry()
+
+    def recover_shared_registry(self) -> list[str]:
+        """On a step workspace, from a step in the registry pool (one at a time on the shared instance): what a
+        killed worker left pending in the registry, finished or abandoned."""
+        return self.recover_registry() if self.fanout else []

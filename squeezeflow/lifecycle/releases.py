@@ -11,7 +11,7 @@ from pathlib import Path
 from squeezeflow.data import Splits
 from squeezeflow.errors import SqueezeflowInputError
 from squeezeflow.io import read_json
-from squeezeflow.lifecycle.candidates import Candidate, Candidates, read_candidate
+from squeezeflow.lifecycle.candidates import Candidate, Candidates
 from squeezeflow.stages import stage_name
 from squeezeflow.tracking.schema import (
     COMPARISON_TAG,
@@ -42,7 +42,8 @@ class Releases(Candidates):
     def held_back(self, target: str, run_key: str) -> str:
         """Why this run's candidate is not to be promoted ('' when its gate passed): its runtime is unavailable
         here, or its gate failed. No candidate record for this run is an error (raises), not a verdict."""
-        cand = read_candidate(self.ws, run_key, target)
+        path = self.candidate_path(run_key, target)
+        cand = Candidate(**read_json(path)) if path.exists() else None
         if cand is None:
             raise RuntimeError(f"{target}: no gated candidate in run {run_key} (not promoted)")
         if cand.unavailable:
@@ -58,7 +59,7 @@ class Releases(Candidates):
         from squeezeflow.tracking import registry
         from squeezeflow.tracking.promotion import release
 
-        path = self._run_dir(run_key, target) / "candidate.json"
+        path = self.candidate_path(run_key, target)
         if not path.exists():
             raise RuntimeError(f"{target}: no gated candidate in run {run_key} (not promoted)")
         cand = Candidate(**read_json(path))

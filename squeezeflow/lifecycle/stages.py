@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import socket
 import time
 from dataclasses import asdict, dataclass
 from functools import cached_property
@@ -16,6 +18,7 @@ import yaml
 from squeezeflow import faults
 from squeezeflow.data import Splits
 from squeezeflow.errors import SqueezeflowInputError
+from squeezeflow.fanout import timings_key
 from squeezeflow.io import atomic_dir, read_json, sha256_tree, write_json
 from squeezeflow.lifecycle.base import METRICS, LifecycleBase, git_commit
 from squeezeflow.stages import Verdict, stage_name
@@ -23,7 +26,9 @@ from squeezeflow.tracking.schema import (
     DAGSTER_RUN_TAG,
     ERROR_TAG,
     GIT_TAG,
+    HOST_TAG,
     INPUTS_PARAMS,
+    PID_TAG,
     RECIPE_PARAMS,
     REUSED_TAG,
     TARGET_PARAMS,
@@ -74,9 +79,46 @@ class StageRunner(LifecycleBase):
         chain = set(self.chain(target)) if target else set()
 
         tags = {DAGSTER_RUN_TAG: run_key, GIT_TAG: self.git_commit}
-        tags.update({dvc_tag(stage): md5 for stage, md5 in self.dvc.hashes().items()
+        tags.update({dvc_tag(stage): md5 for stage, md5 in self.run_hashes(run_key).items()
                      if stage in self.ws.stages and relevant(stage)})
         return tags
+
+    def run_hashes(self, run_key: str) -> dict[str, str]:
+        """stage -> the DVC md5 of its output in this run: dvc.lock's, or on a worker's step workspace (which holds
+        only what its steps pulled) what each stage's own step recorded on the run's MLflow parent."""
+        if not self.fanout:
+            return self.dvc.hashes()
+        tags = self.tracker.client.get_run(self.parent_run(run_key)).data.tags
+        return {k.removeprefix(dvc_tag("")): v for k, v in tags.items() if k.startswith(dvc_tag("")) and v}
+
+    def pull_inputs(self, stages, run_key: str) -> None:
+        """On a worker's step workspace: the outputs (and timings) of these stages as this run made them, from the
+        shared DVC remote (squeezeflow.fanout). A stage this run has not recorded is an error, not a guess."""
+        wanted = self.run_hashes(run_key)
+        for dep in stages:
+            md5 = wanted.get(dep)
+            if not md5:
+                raise RuntimeError(f"{dep}: this run (Dagster run {run_key}) recorded no output for it on its MLflow "
+                                   "parent run: its step has not run, so its output cannot be pulled")
+            if self.dvc.hashes().get(dep) != md5 or not self.ws.stage_dir(dep).is_dir():
+                self.dvc.fetch_output(dep, md5, self.ws.stage_dir(dep))
+            self.dvc.get_file(timings_key(dep, md5), self.ws.timings_path(dep))
+
+    def _restored(self, name: str) -> bool:
+        """On a step workspace: the stage's output from DVC's run cache (any worker's, via the remote)."""
+        if not self.dvc.restore(name):
+            return False
+        self.dvc.commit(name)
+        md5 = self.dvc.hashes().get(name)
+        self.dvc.get_file(timings_key(name, md5), self.ws.timings_path(name))
+        return not self.ws.stages[name].needs_timings or self.ws.stage_timings(name) is not None
+
+    def _share(self, name: str) -> None:
+        """On a step workspace, before the step ends: the run-cache entry and the timings on the remote."""
+        self.dvc.push_run_cache(name)
+        md5, timings = self.dvc.hashes().get(name), self.ws.timings_path(name)
+        if md5 and timings.exists():
+            self.dvc.put_file(timings_key(name, md5), timings)
 
     def chain(self, target: str) -> list[str]:
         """The stages that made the target's deployed file, in order: the shared ones, the chain of the recipe its
@@ -91,6 +133,8 @@ class StageRunner(LifecycleBase):
         run only stage outputs change (each by our own commit): a stage committed since is up to date, and one
         downstream of such a stage has changed if dvc.lock shows a dep moved from what the stage last read, and
         otherwise keeps the first answer."""
+        if self.fanout:  # a step workspace holds a few stages' files: ask about this one
+            return self.dvc.up_to_date(name)
         if self._changed is None:
             self._changed = self.dvc.changed_stages()
             self._asked_after = set(self.committed)
@@ -113,8 +157,9 @@ class StageRunner(LifecycleBase):
     def parent_run(self, run_key: str) -> str:
         """The pipeline run's MLflow parent: found (or created by the first stage) once per run."""
         if run_key not in self._parents:
-            self._parents[run_key] = self.tracker.parent_run(run_key, self.params.model_dump(mode="json"),
-                                                             self.lineage_tags(run_key))
+            tags = {DAGSTER_RUN_TAG: run_key, GIT_TAG: self.git_commit} if self.fanout else \
+                self.lineage_tags(run_key)  # a step workspace's dvc.lock is not this run's: each stage tags its own
+            self._parents[run_key] = self.tracker.parent_run(run_key, self.params.model_dump(mode="json"), tags)
         return self._parents[run_key]
 
     def run_stage(self, name: str, run_key: str, ensure_deps: bool = False, say=None) -> StageOutcome:
@@ -135,10 +180,13 @@ class StageRunner(LifecycleBase):
                         "graph has no asset for it)")
         t0 = time.perf_counter()
         out = self.ws.stage_dir(name)
+        if self.fanout:
+            self.pull_inputs(stage.deps, run_key)
         reused = ((out / METRICS).exists() and self.up_to_date(name)
                   and (not stage.needs_timings or self.ws.stage_timings(name) is not None))
         parent = self.parent_run(run_key)
         try:
+            reused = reused or (self.fanout and self._restored(name))
             if reused:
                 metrics = self.ws.stage_metrics(name)
             else:
@@ -146,8 +194,10 @@ class StageRunner(LifecycleBase):
                 self.dvc.commit(name)
                 self.committed.add(name)
                 faults.point("dvc-committed", name)
-            if self.push:  # reused too: what an earlier run committed may never have reached the remote
+            if self.push or self.fanout:  # reused too: what an earlier run committed may never have reached it
                 self.dvc.push(name)
+            if self.fanout:
+                self._share(name)
         except Exception as exc:
             failed = self.tracker.stage_run(parent, run_key, name, {}, {ERROR_TAG: str(exc)[:5000]})
             self.tracker.end(failed, failed=True)
@@ -167,8 +217,9 @@ class StageRunner(LifecycleBase):
         if stage.input_params:  # the user's files by content hash: the model's factory file, its checkpoint
             recorded = yaml.safe_load((self.ws.root / RESOLVED_INPUTS).read_text()) or {}
             sections |= {INPUTS_PARAMS + key: recorded.get(key) for key in stage.input_params}
-        tags = {REUSED_TAG: str(reused).lower(), dvc_tag(name): md5 or "",
-                **{dvc_tag(d): self.dvc.hashes().get(d, "") for d in stage.deps}}
+        made = self.run_hashes(run_key)
+        tags = {REUSED_TAG: str(reused).lower(), dvc_tag(name): md5 or "", HOST_TAG: socket.gethostname(),
+                PID_TAG: str(os.getpid()), **{dvc_tag(d): made.get(d, "") for d in stage.deps}}
         child = self.tracker.stage_run(parent, run_key, name, metrics, tags, sections)
         if stage.logs_data:
             self._log_dataset_input(parent, child, out, metrics)

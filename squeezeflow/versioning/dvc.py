@@ -10,13 +10,18 @@ import yaml
 from squeezeflow.shims import swapped
 
 DEFAULT_REMOTE = "local"
+SHARED_REMOTE = "shared"
+REMOTE_ENV = "SQUEEZEFLOW_DVC_REMOTE"  # a remote shared by every worker (a folder, s3://...): set, it is the default
 
 
 class DvcStore:
     """A thin layer over `dvc.repo.Repo`. DVC holds a repo-wide lock: callers keep these calls serial."""
 
-    def __init__(self, root: Path, state_dir: Path):
+    def __init__(self, root: Path, state_dir: Path, remote_url: str | None = None):
         self.root = Path(root)
+        url = remote_url or os.environ.get(REMOTE_ENV) or None
+        # A local folder given relative is the caller's, not the repo's: DVC would read it against .dvc/.
+        self.remote_url = str(Path(url).resolve()) if url and "://" not in url else url
         os.environ.setdefault("DVC_NO_ANALYTICS", "1")
         os.environ.setdefault("DVC_SITE_CACHE_DIR", str(Path(state_dir) / "dvc-site"))
         self.default_remote_dir = Path(state_dir) / "dvc-remote"
@@ -35,8 +40,10 @@ class DvcStore:
 
         memo = _memo_yaml(dvc_yaml.parse_yaml, self._parsed)
         # DVC resolves some paths against the current directory: work from the repo root.
-        with (chdir(self.root), Repo(str(self.root)) as repo, swapped(dvc_strictyaml, "parse_yaml", memo),
-              swapped(dvc_yaml, "parse_yaml", memo)):
+        shared = {"core": {"remote": SHARED_REMOTE}, "remote": {SHARED_REMOTE: {"url": self.remote_url}}} \
+            if self.remote_url else None  # over the repo's own config, never written into it
+        with (chdir(self.root), Repo(str(self.root), config=shared) as repo,
+              swapped(dvc_strictyaml, "parse_yaml", memo), swapped(dvc_yaml, "parse_yaml", memo)):
             yield repo
 
     def ensure(self) -> None:
@@ -102,6 +109,108 @@ class DvcStore:
                 if i == 0 and len(missing) > 1:
                     faults.point("dvc-pushing", stage)
             return len(missing)
+
+    def fetch_output(self, stage: str, md5: str, dest: Path) -> None:
+        """Make `dest` the output recorded as `md5` (a file or a `.dir` manifest), from the local cache or else the
+        remote (a worker's step pulling an input another worker made); swapped in whole (squeezeflow.io)."""
+        import json
+        import shutil
+
+        from squeezeflow.io import atomic_dir
+
+        with self._repo() as repo:
+            remote, local = repo.cloud.get_remote_odb(None, "pull"), repo.cache.local
+
+            def have(oids: list[str]) -> None:
+                missing = [o for o in oids if not local.exists(o)]
+                absent = set(missing) - set(remote.oids_exist(missing)) if missing else set()
+                if absent:
+                    raise FileNotFoundError(f"{stage}: output {md5} is not on the DVC remote {self.remote_url} "
+                                            f"(missing {sorted(absent)[:3]}): was its step's push cut short?")
+                for oid in missing:
+                    local.add(remote.oid_to_path(oid), remote.fs, oid)
+
+            have([md5])
+            entries = json.loads(Path(local.oid_to_path(md5)).read_text()) if md5.endswith(".dir") else None
+            if entries is None:
+                raise ValueError(f"{stage}: output {md5} is a file; stage outputs are folders")
+            have([e["md5"] for e in entries])
+            with atomic_dir(dest) as tmp:
+                for e in entries:
+                    (tmp / e["relpath"]).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(local.oid_to_path(e["md5"]), tmp / e["relpath"])
+
+    def restore(self, stage: str) -> bool:
+        """Restore the stage's output from DVC's run cache (this repo's, or the remote's entry for the same
+        command, deps and params): True when it was there (outputs checked out, dvc.lock not yet written: commit)."""
+        from dvc.repo import lock_repo
+        from dvc.stage.cache import RunCacheNotFoundError
+
+        with self._repo() as repo, lock_repo(repo):  # checking out writes the workspace: DVC's repo lock
+            st = repo.stage.get_target(self._target(stage))
+            key = self._run_key(st)
+            if key is None:
+                return False
+            self._copy_runs(repo, key, to_remote=False)
+            try:
+                repo.stage_cache.restore(st, pull=True)
+            except RunCacheNotFoundError:
+                return False
+            return True
+
+    def push_run_cache(self, stage: str) -> int:
+        """Upload the stage's run-cache entry (command, deps and params -> outputs) to the remote: what one
+        worker computed, every other restores."""
+        with self._repo() as repo:
+            key = self._run_key(repo.stage.get_target(self._target(stage)))
+            return self._copy_runs(repo, key, to_remote=True) if key else 0
+
+    @staticmethod
+    def _run_key(st) -> str | None:
+        from dvc.stage.cache import _can_hash, _get_stage_hash
+
+        st.save_deps()  # hashes of the deps as they are in this workspace
+        return _get_stage_hash(st) if _can_hash(st) else None
+
+    def _copy_runs(self, repo, key: str, to_remote: bool) -> int:
+        """Copy the run-cache entries of one key between the local cache and the remote (DVC's `push --run-cache`
+        copies every entry of every stage)."""
+        from dvc_objects.fs.generic import copy
+
+        local = repo.cache.legacy
+        remote = repo.cloud.get_remote_odb(None, "push --run-cache", hash_name="md5-dos2unix")
+        src, dst = (local, remote) if to_remote else (remote, local)
+        folder = src.fs.join(src.path, "runs", key[:2], key)
+        if not src.fs.exists(folder):
+            return 0
+        done = 0
+        for f in src.fs.find(folder):
+            target = dst.fs.join(dst.path, "runs", key[:2], key, src.fs.name(f))
+            if not dst.fs.exists(target):
+                dst.fs.makedirs(dst.fs.parent(target), exist_ok=True)
+                copy(src.fs, f, dst.fs, target)
+                done += 1
+        return done
+
+    def put_file(self, rel: str, path: Path) -> None:
+        """A small file beside the remote's objects (`squeezeflow/<rel>`): a stage's timings, keyed by its output."""
+        with self._repo() as repo:
+            remote = repo.cloud.get_remote(None, "push")
+            target = remote.fs.join(remote.path, "squeezeflow", *rel.split("/"))
+            remote.fs.makedirs(remote.fs.parent(target), exist_ok=True)
+            remote.fs.put_file(str(path), target)
+
+    def get_file(self, rel: str, path: Path) -> bool:
+        with self._repo() as repo:
+            remote = repo.cloud.get_remote(None, "pull")
+            source = remote.fs.join(remote.path, "squeezeflow", *rel.split("/"))
+            if not remote.fs.exists(source):
+                return False
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            remote.fs.get_file(source, str(tmp))
+            os.replace(tmp, path)
+            return True
 
     def object_stores(self) -> dict[str, Path]:
         """The object folders on this machine: the cache, and the default remote when it is a local folder (a

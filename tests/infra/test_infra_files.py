@@ -9,7 +9,10 @@ from pathlib import Path
 
 import yaml
 
-from squeezeflow.stack import INFRA_DAGSTER_YAML, SERVICES
+from pipelines.executors import BACKEND_ENV, BROKER_ENV, EXECUTOR_ENV
+from squeezeflow.fanout import STEP_ROOT_ENV
+from squeezeflow.stack import CELERY_CONFIG, INFRA_DAGSTER_YAML, SERVICES
+from squeezeflow.versioning.dvc import REMOTE_ENV
 
 PROJECT = Path(__file__).resolve().parents[2]
 INFRA = PROJECT / "infra"
@@ -26,7 +29,8 @@ def _instance_env_names() -> set[str]:
 
 def _commands() -> list[list[str]]:
     compose = _compose()["services"]
-    commands = [s["command"] for s in compose.values() if "command" in s]
+    # the user-code image's commands (the redis service runs the official Redis image)
+    commands = [s["command"] for s in compose.values() if "command" in s and s.get("image") != "redis:7"]
     cmd = re.search(r"^CMD (\[.*\])$", (INFRA / "Dockerfile").read_text(), re.M)
     return [*commands, yaml.safe_load(cmd.group(1))]
 
@@ -60,6 +64,15 @@ def test_compose_sets_exactly_the_instance_variables_and_holds_no_credential():
     assert {"postgres", "mlflow", "dagster-webserver", "dagster-daemon"} <= set(services) >= set(SERVICES)
     env = compose["x-squeezeflow"]["environment"]
     assert {k for k in env if k.startswith("DAGSTER_PG_")} == _instance_env_names()
+    # the fan-out: the executor, its broker and backend, the shared DVC remote, as the code reads them
+    assert env[EXECUTOR_ENV] == "celery" and env[REMOTE_ENV]
+    assert {BROKER_ENV, BACKEND_ENV} <= set(env)
+    config = (CELERY_CONFIG / "dagster_celery_config.py").read_text()
+    assert all(f'os.environ["{k}"]' in config for k in (BROKER_ENV, BACKEND_ENV))
+    workers = services["celery-workers"]
+    assert workers["command"][:3] == ["celery", "-A", "dagster_celery.app"]
+    assert importlib.util.find_spec(workers["command"][2])
+    assert workers["environment"][STEP_ROOT_ENV] and "/infra/celery" in workers["environment"]["PYTHONPATH"]
     assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
     store = services["mlflow"]["environment"]["MLFLOW_BACKEND_STORE_URI"]
     assert store.startswith("postgresql+psycopg2://") and store.endswith("/mlflow")

@@ -29,7 +29,7 @@ LAYERS = [
     {"gates", "tracking", "evaluate", "sweep", "selection", "yaml_schemas", "notify", "retention"},
     {"stages"},
     {"versioning"},
-    {"workspace", "runlock", "stack"},
+    {"workspace", "runlock", "stack", "fanout"},
     {"lifecycle", "summary", "scaffold", "reference"},
     {"assets"},  # the Dagster assets and checks, generated from the stage registry, and their resource
     {"pipelines"},  # the code location (definitions, jobs, schedules) and the CLI: they wire the assets together
