@@ -48,8 +48,13 @@ def say(context: AssetExecutionContext, line: str) -> None:
 
 
 def run_stage(context: AssetExecutionContext, squeezeflow, stage: str, ensure_deps: bool = False) -> MaterializeResult:
+    from assets.pipes import pipes_starter
+    from squeezeflow.training import distributed
+
     lifecycle = squeezeflow.lifecycle
-    outcome = lifecycle.run_stage(stage, context.run_id, ensure_deps=ensure_deps, say=lambda line: say(context, line))
+    with distributed.started_by(pipes_starter(context)):  # a stage that trains in N processes: through Pipes
+        outcome = lifecycle.run_stage(stage, context.run_id, ensure_deps=ensure_deps,
+                                      say=lambda line: say(context, line))
     say(context, stage_line(outcome))
     return MaterializeResult(metadata=stage_metadata(outcome, lifecycle.ws.stages[stage]),
                              data_version=DataVersion(outcome.md5 or "none"))

@@ -15,6 +15,9 @@ import pickle
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import replace
 from pathlib import Path
 
@@ -37,25 +40,47 @@ def shard(order: torch.Tensor, rank: int, world: int) -> torch.Tensor:
     return order[: len(order) - len(order) % world][rank::world]
 
 
+# How the torchrun processes are started: (argv, env) -> (exit code, what it said). By default a plain subprocess;
+# an orchestrator sets its own for the duration of a step (the Dagster teacher asset: Dagster Pipes, whose entry
+# module replaces ENTRY in argv and has rank 0 report to the asset).
+Starter = Callable[[list[str], dict], tuple[int, str]]
+ENTRY = "squeezeflow.training.distributed"
+_STARTER: ContextVar[Starter | None] = ContextVar("squeezeflow_ddp_starter", default=None)
+
+
+@contextmanager
+def started_by(starter: Starter):
+    token = _STARTER.set(starter)
+    try:
+        yield
+    finally:
+        _STARTER.reset(token)
+
+
+def _subprocess(argv: list[str], env: dict) -> tuple[int, str]:
+    proc = subprocess.run(argv, env=env, stderr=subprocess.PIPE, text=True)
+    return proc.returncode, proc.stderr
+
+
 def launch(fn: str, ctx, processes: int) -> dict:
     """Run `fn` ("module:function", a stage's run) on `ctx` in `processes` processes; returns rank 0's metrics."""
     with tempfile.TemporaryDirectory(prefix="sf-ddp-") as tmp:
         with open(Path(tmp) / "request.pkl", "wb") as f:  # between our own processes only
             pickle.dump({"fn": fn, "ctx": ctx}, f)
         argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
-                "-m", "squeezeflow.training.distributed", tmp]
+                "-m", ENTRY, tmp]
         # each rank gets its share of the cores (torchrun would otherwise set 1 thread, with a warning)
         threads = str(max(1, (os.cpu_count() or 1) // processes))
-        proc = subprocess.run(argv, env={**os.environ, "OMP_NUM_THREADS": threads}, stderr=subprocess.PIPE,
-                              text=True)
+        code, said = (_STARTER.get() or _subprocess)(argv, {**os.environ, "OMP_NUM_THREADS": threads})
         result = Path(tmp) / "result.json"
-        if proc.returncode != 0 or not result.exists():
+        if code != 0 or not result.exists():
             raise RuntimeError(f"distributed training ({processes} processes, torchrun) failed with exit code "
-                               f"{proc.returncode}: {proc.stderr.strip()[-3000:]}")
+                               f"{code}: {said.strip()[-3000:]}")
         return json.loads(result.read_text())
 
 
-def _worker(tmp: Path) -> None:
+def worker(tmp: Path) -> None:
+    """One rank (torchrun's entry point): the stage's run in the process group; rank 0 writes result.json."""
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     try:
         rank, _ = rank_and_world()
@@ -78,4 +103,4 @@ def _worker(tmp: Path) -> None:
 
 
 if __name__ == "__main__":
-    _worker(Path(sys.argv[1]))
+    worker(Path(sys.argv[1]))
