@@ -127,14 +127,15 @@ class Candidates(StageRunner):
             return {**read_json(path), **(self.ws.stage_timings(stage) or {}).get("measured", {})}
         return {"recipe": self.params.compress.recipe, "reason": "the run's recipe"}
 
-    def _log_gate(self, run_key: str, target: str, report: dict, md: str, tags: dict) -> str:
+    def _log_gate(self, run_key: str, target: str, report: dict, md: str, tags: dict, metrics: bool = True) -> str:
         """The gate report beside the run's candidate record and as artifacts of a `gate-<target>` MLflow run (left
-        open: the caller ends it)."""
+        open: the caller ends it). `metrics=False`: the caller logs them after the model (MLflow's log_model copies
+        a run's metrics onto its logged model, re-inserting each row: a duplicate-key error in a Postgres store)."""
         out = self._run_dir(run_key, target)
         write_json(out / "gate_report.json", report)
         write_text(out / "gate_report.md", md)
         gate_run = self.tracker.stage_run(self.parent_run(run_key), run_key, stage_name("gate", target),
-                                          _gate_metrics(report), tags)
+                                          _gate_metrics(report) if metrics else {}, tags)
         for f in ("gate_report.json", "gate_report.md"):
             self.tracker.client.log_artifact(gate_run, str(out / f))
         return gate_run
@@ -165,7 +166,7 @@ class Candidates(StageRunner):
         checks = list(self.gate(target).checks)
         champ = registry.champion(self.tracker, name)
         comparison, champ_info, notes = None, None, []
-        data_md5 = self.dvc.hashes().get("dataset", "")
+        data_md5 = self.run_hashes(run_key).get("dataset", "")
         small = resolution_warning(int(metrics.get("test_samples", 0)), float(metrics.get("accuracy", 0.0)),
                                    profile.budgets.max_accuracy_drop, target)
         if small:
@@ -186,7 +187,7 @@ class Candidates(StageRunner):
         md = report_markdown(report)
         gate_run = self._log_gate(run_key, target, report, md, {
             GATE_TAG: report["verdict"], TARGET_TAG: target,
-            GATE_CHAMPION_TAG: f"v{str(champ.version)}" if champ else "none"})
+            GATE_CHAMPION_TAG: f"v{str(champ.version)}" if champ else "none"}, metrics=False)
         passed = report["verdict"] == "passed"
         lineage = self.lineage_tags(run_key, target)
         selection = self.selection(target)
@@ -214,8 +215,10 @@ class Candidates(StageRunner):
                                    session_options=mlflow_session_options(profile.measure),
                                    companions=companion_files(profile.runtime, build))
         except Exception:
+            self.tracker.log_metrics(gate_run, _gate_metrics(report))
             self.tracker.end(gate_run, failed=True)
             raise
+        self.tracker.log_metrics(gate_run, _gate_metrics(report), model_id=getattr(mv, "model_id", None))
         self.tracker.end(gate_run)
         return Candidate(name, str(mv.version), True, passed, tags[GATE_REPORT_TAG], md,
                          failed_reasons(checks), report["checks"])

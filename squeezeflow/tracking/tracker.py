@@ -88,6 +88,16 @@ class Tracker:
         )
         return run.info.run_id
 
+    def log_metrics(self, run_id: str, metrics: dict, model_id: str | None = None) -> None:
+        """Numeric values at step 0; with `model_id`, linked to that logged model too."""
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(run_id, metrics=[Metric(k, v, now, 0, model_id=model_id)
+                                               for k, v in _numeric(metrics).items()])
+
     def log_dataset(self, run_id: str, name: str, source: str, x, y, context: str) -> None:
         import warnings
 
