@@ -8,6 +8,16 @@ from dagster import AssetExecutionContext, DataVersion, MaterializeResult, Metad
 
 from squeezeflow.lifecycle import StageOutcome
 
+# Dagster pools limit a pool's steps across runs on an instance whose `concurrency.pools` sets limits (the shared
+# stack's infra/dagster.yaml); the same name as an op tag lets the multiprocess executor hold them to one at a time
+# within a run on an instance that has none (pipelines.executors).
+POOL_TAG = "squeezeflow/pool"
+
+
+def pooled(pool: str | None) -> dict:
+    """`@asset` arguments that put a step in `pool` (none: no pool)."""
+    return {"pool": pool, "op_tags": {POOL_TAG: pool} if pool else None}
+
 
 def metadata_values(values: dict) -> dict:
     """Plain values as Dagster metadata: lists and dicts as JSON, None as an empty string."""

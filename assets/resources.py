@@ -10,7 +10,7 @@ from dagster import ConfigurableResource, DagsterRunStatus, InitResourceContext
 from pydantic import Field, PrivateAttr
 
 from squeezeflow.config import parse_override
-from squeezeflow.fanout import checkout, step_root
+from squeezeflow.fanout import checkout, multiprocess, run_remote, step_root, step_slot
 from squeezeflow.lifecycle import Lifecycle, Registry
 from squeezeflow.workspace import Workspace
 
@@ -35,16 +35,21 @@ class SqueezeflowResource(ConfigurableResource):
         overrides = dict(parse_override(item) for item in self.overrides)
         if self.recipe:
             overrides["compress.recipe"] = self.recipe
+        run = getattr(context, "dagster_run", None) if context is not None else None
+        self._held = ExitStack()
         # the graph of this run (its recipe chain, its sweep points) from the first step on
-        step = step_root()
+        step, remote = step_root(), None
+        if step is None and multiprocess() and run is not None:  # one step process: a slot of the run's workspace
+            source = Workspace(self.root).root
+            step = self._held.enter_context(step_slot(source))
+            remote = run_remote(source)
         if step is None:
             ws = Workspace(self.root, overrides=overrides)
-        else:  # a Celery/Kubernetes worker: the step runs in the worker's own workspace (squeezeflow.fanout)
+        else:  # a step in a workspace of its own (squeezeflow.fanout)
             source = Workspace(self.root).root
             checkout(source, step)
             ws = Workspace(step, overrides=overrides, files_root=source)
-        self._lifecycle = Lifecycle(ws, overrides, self.tracking_uri, self.push, fanout=step is not None)
-        run = getattr(context, "dagster_run", None) if context is not None else None
+        self._lifecycle = Lifecycle(ws, overrides, self.tracking_uri, self.push, fanout=step is not None, remote=remote)
         if run is not None and run.job_name not in REGISTRY_JOBS:
             self._hold(context, run)
 
@@ -53,9 +58,7 @@ class SqueezeflowResource(ConfigurableResource):
             context.log.info(line)
             print(line, flush=True)
 
-        stack = ExitStack()
-        held = stack.enter_context(self._lifecycle.hold(f"dagster job {run.job_name}", say=say))
-        self._held = stack
+        held = self._held.enter_context(self._lifecycle.hold(f"dagster job {run.job_name}", say=say))
         held.update(dagster_run_id=run.run_id, job=run.job_name)
         crashed = held.crashed or {}
         dead = crashed.get("dagster_run_id")

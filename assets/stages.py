@@ -15,7 +15,7 @@ from dagster import (
     asset,
 )
 
-from assets._adapter import metadata_values, run_stage
+from assets._adapter import metadata_values, pooled, run_stage
 from assets.resources import SqueezeflowResource
 from squeezeflow.stages import Stage
 
@@ -61,7 +61,8 @@ def stage_asset(stage: Stage, stages: dict[str, Stage], run_key: str):
 
     @asset(key=key, group_name=group_of(stage),
            deps=[asset_key(stages[d]) for d in stage.deps], kinds=set(stage.kinds), check_specs=specs,
-           description=stage.description, pool=stage.target.device_pool if stage.measures and stage.target else None)
+           description=stage.description,
+           **pooled(stage.target.device_pool if stage.measures and stage.target else None))
     def _stage(context: AssetExecutionContext, squeezeflow: SqueezeflowResource) -> MaterializeResult:
         lifecycle = squeezeflow.lifecycle
         name = lifecycle.ws.recipe_stage(stage.base) if stage.run_chain else stage.name

@@ -11,7 +11,7 @@ from dagster import (
     asset,
 )
 
-from assets._adapter import say
+from assets._adapter import pooled, say
 from assets.resources import SqueezeflowResource
 from assets.stages import asset_key, target_group
 from squeezeflow.lifecycle import read_candidate
@@ -27,6 +27,16 @@ TARGET_STEPS = ("candidate", "promoted")  # after the target's stages: gate + re
 REGISTRY_POOL = "squeezeflow-registry"
 
 
+def running(context: AssetExecutionContext):
+    """Whether a Dagster run (by id) is still going: this one, or one the instance has not seen finish."""
+    def alive(run_id: str) -> bool:
+        if run_id == context.run_id:
+            return True
+        run = context.instance.get_run_by_id(run_id) if run_id else None
+        return run is not None and not run.is_finished
+    return alive
+
+
 def target_assets(target: TargetProfile, stages: dict[str, Stage]) -> list:
     """The registry's per-target stages (build, validated) come from assets.stages; these two close the chain."""
     name, key = target.name, target.key
@@ -35,7 +45,7 @@ def target_assets(target: TargetProfile, stages: dict[str, Stage]) -> list:
     validated = asset_key(stages[stage_name("validate", name)])
 
     @asset(key=candidate_key, group_name=group, deps=[validated, AssetKey("teacher")], kinds={"mlflow"},
-           pool=REGISTRY_POOL,
+           **pooled(REGISTRY_POOL),
            # Not blocking: a candidate held back by its gate is a failed check and an unpromoted target, not a
            # failed run (a Failure in Dagster means something broke). The promoted step reads the verdict.
            check_specs=[AssetCheckSpec("gate", asset=candidate_key, blocking=False,
@@ -45,7 +55,7 @@ def target_assets(target: TargetProfile, stages: dict[str, Stage]) -> list:
            description=f"{name}: gated (budgets, and side by side against the champion) and registered in MLflow "
            "as a model version carrying its verdict and report.")
     def candidate(context: AssetExecutionContext, squeezeflow: SqueezeflowResource) -> MaterializeResult:
-        for note in squeezeflow.lifecycle.recover_shared_registry():
+        for note in squeezeflow.lifecycle.recover_shared_registry(running(context)):
             say(context, f"[squeezeflow] recovered: {note}")
         cand = squeezeflow.lifecycle.evaluate_candidate(name, context.run_id)
         verdict = "gate passed" if cand.passed else "gate FAILED"
@@ -71,12 +81,13 @@ def target_assets(target: TargetProfile, stages: dict[str, Stage]) -> list:
             check_name="gate", asset_key=candidate_key, passed=cand.passed, severity=severity,
             description=about[:2000], metadata=check_meta)])
 
-    @asset(key=AssetKey([key, "promoted"]), group_name=group, deps=[candidate], kinds={"mlflow"}, pool=REGISTRY_POOL,
+    @asset(key=AssetKey([key, "promoted"]), group_name=group, deps=[candidate], kinds={"mlflow"},
+           **pooled(REGISTRY_POOL),
            description=f"{name}: promotion: {target.promotion} (auto: a new passing version becomes 'champion'; "
            "manual: it gets the alias 'challenger' for a person to promote with the promote job).")
     def promoted(context: AssetExecutionContext, squeezeflow: SqueezeflowResource) -> MaterializeResult:
         lifecycle = squeezeflow.lifecycle
-        for note in lifecycle.recover_shared_registry():
+        for note in lifecycle.recover_shared_registry(running(context)):
             say(context, f"[squeezeflow] recovered: {note}")
         held = lifecycle.held_back(name, context.run_id)
         if held:  # nothing promoted; the champion (if any) stays

@@ -46,10 +46,12 @@ class LifecycleBase:
     """One workspace and one run's overrides; the stores are opened on first use."""
 
     def __init__(self, ws: Workspace, overrides: dict[str, Any] | None = None, tracking_uri: str | None = None,
-                 push: bool = True, fanout: bool = False):
+                 push: bool = True, fanout: bool = False, remote: str | None = None):
         """`fanout`: the workspace is a worker's step workspace (squeezeflow.fanout): inputs are pulled from the
-        shared DVC remote, outputs and run-cache entries pushed to it, the registry recovered inside its pool."""
+        shared DVC remote (`remote`, default $SQUEEZEFLOW_DVC_REMOTE), outputs and run-cache entries pushed to it,
+        the registry recovered inside its pool; MLflow defaults to the run's workspace (`ws.files_root`)."""
         self.ws, self.overrides, self.push, self.fanout = ws, overrides or {}, push, fanout
+        self._remote = remote
         self._tracking_uri = tracking_uri
         self.done: set[str] = set()  # stages run or reused by this lifecycle (one run)
         self.committed: set[str] = set()  # stages it ran and committed to DVC
@@ -64,7 +66,7 @@ class LifecycleBase:
 
     @cached_property
     def dvc(self) -> DvcStore:
-        store = DvcStore(self.ws.root, self.ws.state_dir)
+        store = DvcStore(self.ws.root, self.ws.state_dir, self._remote)
         if self.fanout and not store.remote_url:
             from squeezeflow.versioning.dvc import REMOTE_ENV
 
@@ -75,9 +77,15 @@ class LifecycleBase:
 
     @cached_property
     def tracker(self) -> Tracker:
-        self.ws.state_dir.mkdir(parents=True, exist_ok=True)
-        return Tracker(self._tracking_uri or default_tracking_uri(self.ws),
-                       artifact_location=self.ws.state_dir / "mlartifacts")
+        self.home.state_dir.mkdir(parents=True, exist_ok=True)
+        return Tracker(self._tracking_uri or default_tracking_uri(self.home),
+                       artifact_location=self.home.state_dir / "mlartifacts")
+
+    @cached_property
+    def home(self) -> Workspace:
+        """The run's own workspace: MLflow's default store and the registry's lock live there, never in a worker's
+        step workspace."""
+        return Workspace(self.ws.files_root) if self.fanout else self.ws
 
     @cached_property
     def notifier(self):
@@ -102,7 +110,7 @@ class LifecycleBase:
 
     @property
     def registry_lock(self) -> Path:
-        return self.ws.state_dir / "locks" / "registry.lock"
+        return self.home.state_dir / "locks" / "registry.lock"
 
     def _run_dir(self, run_key: str, target: str) -> Path:
         return run_dir(self.ws, run_key, target)

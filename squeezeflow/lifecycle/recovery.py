@@ -43,7 +43,8 @@ class Recovery(Releases):
             return notes
         return notes + self.recover_registry()
 
-    def recover_shared_registry(self) -> list[str]:
+    def recover_shared_registry(self, alive) -> list[str]:
         """On a step workspace, from a step in the registry pool (one at a time on the shared instance): what a
-        killed worker left pending in the registry, finished or abandoned."""
-        return self.recover_registry() if self.fanout else []
+        killed worker left pending in the registry, finished or abandoned. `alive(dagster_run_id)`: whether that
+        run is still going (its versions wait for their own promotion steps, which run in parallel chains)."""
+        return self.recover_registry(alive) if self.fanout else []

@@ -88,10 +88,11 @@ class Releases(Candidates):
         alias, note, _ = done
         return Promotion(cand.model_name, cand.version, uri, alias, True, previous, note)
 
-    def recover_registry(self) -> list[str]:
+    def recover_registry(self, alive=None) -> list[str]:
         """Finish what a killed or failed run left pending in the registry: a champion move recorded but not
         completed, a passed version whose promotion step never ran (released now, by its target's policy and
-        compare-and-swap on the champion; abandoned when its target is gone). Returns what was done."""
+        compare-and-swap on the champion; abandoned when its target is gone). Returns what was done. `alive`:
+        which Dagster runs are still going; their pending versions are theirs to release."""
         from squeezeflow.tracking.promotion import (
             abandon_release,
             pending_moves,
@@ -108,6 +109,8 @@ class Releases(Candidates):
         ours = self.model_name("-")[:-1]  # `<prefix>-<model name>-`: this workspace's models for its current data
         for mv in pending_releases(self.tracker):
             target = mv.tags.get(TARGET_TAG, "")
+            if alive is not None and alive(mv.tags.get(DAGSTER_RUN_TAG, "")):
+                continue
             if not mv.name.startswith(ours) or mv.name != ours + target and target in self.ws.targets:
                 continue  # another dataset's or workspace's (a shared tracking server): its own runs release it
             if target not in self.ws.targets:

@@ -62,6 +62,16 @@ class DvcStore:
                     conf["remote"][DEFAULT_REMOTE] = {"url": url}
                     conf["core"]["remote"] = DEFAULT_REMOTE
 
+    def remote(self) -> str | None:
+        """The URL of the remote this repo pushes to (its configured default, or the shared one), absolute."""
+        if self.remote_url:
+            return self.remote_url
+        if not (self.root / ".dvc").is_dir():
+            return None
+        with self._repo() as repo:
+            name = repo.config["core"].get("remote")
+            return str(repo.config["remote"][name]["url"]) if name else None
+
     def _target(self, stage: str) -> str:
         # DVC resolves targets against the current directory, not the repo: name dvc.yaml absolutely.
         return f"{self.root / 'dvc.yaml'}:{stage}"

@@ -83,3 +83,12 @@ def test_a_step_workspace_without_a_shared_remote_is_refused(isolated_env, monke
     lifecycle = Lifecycle(Workspace(isolated_env / "w1", files_root=run), fanout=True)
     with pytest.raises(RuntimeError, match=rf"needs a DVC remote every worker shares: set {REMOTE_ENV}"):
         lifecycle.dvc  # noqa: B018
+
+
+def test_step_slots_are_one_folder_per_process_at_once_and_reused_after(tmp_path):
+    from squeezeflow.fanout import step_slot
+
+    with step_slot(tmp_path) as one, step_slot(tmp_path) as two:  # flocks are per open file: held twice here
+        assert (one.name, two.name) == ("0", "1") and one.parent == tmp_path / ".squeezeflow" / "steps"
+    with step_slot(tmp_path) as again:
+        assert again.name == "0"
