@@ -1,8 +1,9 @@
 """The shared stack against one machine, side by side in one invocation, on the same data:
 
 1. one run of the main job in one process (`squeezeflow run`, the single-machine mode), cold;
-2. the same run launched through the shared stack's queue and fanned out over its Celery workers, cold;
-3. load: `--runs` runs on as many different datasets queued at once on the stack; all must succeed, with one
+2. the same run with the multiprocess executor on this machine (each step a process in a slot folder), cold;
+3. the same run launched through the shared stack's queue and fanned out over its Celery workers, cold;
+4. load: `--runs` runs on as many different datasets queued at once on the stack; all must succeed, with one
    registered version per distinct file per target (no duplicates), no database errors in any service's log, and
    the queue's limit (`concurrency.runs.max_concurrent_runs`) never exceeded.
 
@@ -66,6 +67,25 @@ def single_machine(root: Path, data: Path) -> float:
                           env=env, capture_output=True, text=True)
     if done.returncode not in (0, 3):
         raise SystemExit(f"single-machine run failed ({done.returncode}): {done.stderr[-3000:]}")
+    return time.perf_counter() - t0
+
+
+def multiprocess(root: Path, data: Path) -> float:
+    """`dagster job execute` with SQUEEZEFLOW_EXECUTOR=multiprocess: no server, steps fanned out on this machine."""
+    env = {**os.environ, "DAGSTER_HOME": str(root / ".squeezeflow" / "dagster"), "PYTHONPATH": str(PROJECT),
+           "SQUEEZEFLOW_ROOT": str(root), "SQUEEZEFLOW_EXECUTOR": "multiprocess"}
+    for k in ("MLFLOW_TRACKING_URI", "SQUEEZEFLOW_DVC_REMOTE"):
+        env.pop(k, None)
+    (root / ".squeezeflow" / "dagster").mkdir(parents=True)
+    config = root / "run.yaml"
+    config.write_text(json.dumps({"resources": {"squeezeflow": {"config": {
+        "root": str(root), "overrides": ["dataset.name=npz", f"dataset.path={data}"]}}}}))
+    t0 = time.perf_counter()
+    done = subprocess.run([str(Path(sys.executable).parent / "dagster"), "job", "execute", "-m",
+                           "pipelines.definitions", "-j", "lifecycle", "--config", str(config)],
+                          env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"multiprocess run failed ({done.returncode}): {done.stderr[-3000:]}")
     return time.perf_counter() - t0
 
 
@@ -143,6 +163,8 @@ def main() -> None:
         data = datasets(tmp / "data", args.runs + 1)
         one = single_machine(workspace(tmp / "single", args.targets), data[0])
         print(f"single machine, one run: {one:.1f} s", flush=True)
+        multi = multiprocess(workspace(tmp / "multi", args.targets), data[0])
+        print(f"multiprocess executor, one run: {multi:.1f} s", flush=True)
 
         root = workspace(tmp / "shared", args.targets)
         stack = Stack(root, workers=args.workers)
@@ -169,6 +191,7 @@ def main() -> None:
     print()
     print(f"{'mode':<34} {'one run s':>10} {'runs/hour':>10}")
     print(f"{'single machine (one process)':<34} {one:10.1f} {3600 / one:10.1f}")
+    print(f"{'multiprocess executor, one machine':<34} {multi:10.1f} {3600 / multi:10.1f}")
     print(f"{f'stack, {args.workers} Celery workers':<34} {fanned:10.1f} {3600 * args.runs / load:10.1f}")
     print()
     ok = statuses.count("SUCCESS")

@@ -114,18 +114,21 @@ def named_objects(md5s: set[str], manifests: list[Path]) -> set[str]:
 
 
 def sweep_objects(store: Path, keep: set[str], dry_run: bool) -> tuple[int, int]:
-    """Remove the objects of a DVC object store (`.../files/md5`) that `keep` does not name."""
-    count = size = 0
+    """Remove the objects of a DVC object store (`.../files/md5`) that `keep` does not name, and the stage timings
+    kept beside a shared remote's objects for outputs no longer kept (`squeezeflow/timings/<stage>/<md5>.json`,
+    squeezeflow.fanout)."""
     if not store.is_dir():
         return 0, 0
-    for prefix in store.iterdir():
-        if not prefix.is_dir():
-            continue
-        for obj in prefix.iterdir():
-            if obj.is_file() and prefix.name + obj.name not in keep:
-                count, size = count + 1, size + obj.stat().st_size
-                if not dry_run:
-                    obj.unlink()
+    objects = [(obj, prefix.name + obj.name) for prefix in store.iterdir() if prefix.is_dir()
+               for obj in prefix.iterdir()]
+    side = store.parent.parent / "squeezeflow"
+    timings = [(f, f.name.removesuffix(".json")) for f in side.glob("timings/*/*.json")]
+    count = size = 0
+    for path, md5 in objects + timings:
+        if path.is_file() and md5 not in keep:
+            count, size = count + 1, size + path.stat().st_size
+            if not dry_run:
+                path.unlink()
     return count, size
 
 

@@ -64,8 +64,13 @@ def test_dvc_objects_nothing_names_are_swept_and_named_directories_keep_their_fi
     for md5 in (keep_file, lost_file, dir_file):
         put(md5, b"x" * 1000)
     put(manifest, json.dumps([{"md5": dir_file, "relpath": "model.pt"}]).encode())
+    timings = tmp_path / "squeezeflow" / "timings" / "teacher"  # a fanned-out stage's timings, by its output
+    timings.mkdir(parents=True)
+    (timings / f"{manifest}.json").write_text("{}")
+    (timings / f"{lost_file}.json").write_text("{}")
     keep = named_objects({keep_file, manifest}, [store])
     assert keep == {keep_file, manifest, dir_file}
-    assert sweep_objects(store, keep, dry_run=True) == (1, 1000) and (store / "bb").exists()
-    assert sweep_objects(store, keep, dry_run=False) == (1, 1000)
+    assert sweep_objects(store, keep, dry_run=True) == (2, 1002) and (store / "bb").exists()
+    assert sweep_objects(store, keep, dry_run=False) == (2, 1002)
     assert sorted(p.parent.name + p.name for p in store.rglob("*") if p.is_file()) == sorted(keep)
+    assert [p.name for p in timings.iterdir()] == [f"{manifest}.json"]
