@@ -7,6 +7,7 @@ import base64
 from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue
 
 from squeezeflow.lifecycle import StageOutcome
+from squeezeflow.lifecycle.stages import STAGE_PEAK_RSS
 
 # Dagster pools limit a pool's steps across runs on an instance whose `concurrency.pools` sets limits (the shared
 # stack's infra/dagster.yaml); the same name as an op tag lets the multiprocess executor hold them to one at a time
@@ -48,8 +49,10 @@ def stage_metadata(outcome: StageOutcome, stage=None) -> dict:
 def stage_line(outcome: StageOutcome) -> str:
     how = "reused (unchanged in DVC)" if outcome.reused else "built"
     shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in outcome.metrics.items()
-                      if isinstance(v, (int, float)) and not isinstance(v, bool))
-    return f"[squeezeflow] {outcome.stage:<22} {how:<26} {outcome.seconds:6.1f}s  {shown}"
+                      if isinstance(v, (int, float)) and not isinstance(v, bool) and not k.startswith("stage_"))
+    peak = outcome.metrics.get(STAGE_PEAK_RSS) if not outcome.reused else None
+    memory = f" peak {peak:5.0f} MB" if peak else ""
+    return f"[squeezeflow] {outcome.stage:<22} {how:<26} {outcome.seconds:6.1f}s{memory}  {shown}"
 
 
 def say(context: AssetExecutionContext, line: str) -> None:

@@ -104,7 +104,7 @@ class DistillConfig(SoftTargets):
     hint: HintSpec | None = Field(None, description="the modules whose outputs the hint loss matches (pooled per "
                                   "sample, through a learned projection); null: the penultimate layer of built-in "
                                   "models")
-    train: TrainParams = TrainParams(epochs=150, patience=15, lr=3e-3)
+    train: TrainParams = TrainParams(epochs=150, max_steps=20_000, patience=15, lr=3e-3)  # a budget on large data
     stop_at_teacher: bool = Field(False, description="end training as soon as the student's validation accuracy "
                                   "reaches the teacher's: a long schedule costs little where the student catches "
                                   "up early")

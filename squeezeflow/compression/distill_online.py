@@ -24,7 +24,7 @@ class OnlineDistillConfig(TechniqueConfig):
                                                 description="a second student, or a fresh teacher-sized model")
     temperature: float = Field(1.0, gt=0, le=100)
     alpha: float = Field(0.5, ge=0, le=1, description="weight of the mutual KL term")
-    train: TrainParams = TrainParams(epochs=150, patience=15, lr=3e-3)
+    train: TrainParams = TrainParams(epochs=150, max_steps=20_000, patience=15, lr=3e-3)  # a budget on large data
 
 
 def mutual_kl(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:

@@ -14,7 +14,7 @@ from squeezeflow.training import seed_everything
 
 
 class SelfDistillConfig(SoftTargets):
-    train: TrainParams = TrainParams(epochs=150, patience=15, lr=3e-3)
+    train: TrainParams = TrainParams(epochs=150, max_steps=20_000, patience=15, lr=3e-3)  # a budget on large data
     seed_offset: int = Field(1, ge=0, description="the copy starts from a different initialisation than the teacher")
 
 

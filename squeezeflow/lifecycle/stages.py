@@ -21,6 +21,7 @@ from squeezeflow.errors import SqueezeflowInputError
 from squeezeflow.fanout import timings_key
 from squeezeflow.io import atomic_dir, read_json, sha256_tree, write_json
 from squeezeflow.lifecycle.base import METRICS, LifecycleBase, git_commit
+from squeezeflow.memory import StagePeak
 from squeezeflow.stages import Verdict, stage_name
 from squeezeflow.tracking.schema import (
     DAGSTER_RUN_TAG,
@@ -53,19 +54,26 @@ class StageOutcome:
         return {**asdict(self), "path": str(self.path)}
 
 
+STAGE_SECONDS, STAGE_PEAK_RSS, STAGE_START_RSS = "stage_seconds", "stage_peak_rss_mb", "stage_start_rss_mb"
+
+
 def run_stage_locally(ws: Workspace, name: str, params) -> dict:
     """Run one stage into a temp folder and swap it into place; returns its metrics."""
     stage = ws.stages[name]
     shutil.rmtree(ws.measured_dir(name), ignore_errors=True)
     ws.measured_dir(name).mkdir(parents=True)
     with atomic_dir(ws.stage_dir(name)) as out:
-        metrics = stage.run(ws.context(name, params, out))
+        t0 = time.perf_counter()
+        with StagePeak() as mem:
+            metrics = stage.run(ws.context(name, params, out))
         # Timings vary run to run: outside the output, so identical inputs give identical DVC hashes.
         write_json(out / METRICS, {k: v for k, v in metrics.items() if not stage.is_timing(k)})
         timings = {k: v for k, v in metrics.items() if stage.is_timing(k)}
-        if timings or stage.needs_timings:  # an unmeasured result (unavailable, an error) has none to lose
-            write_json(ws.timings_path(name), {"output_sha256": sha256_tree(out), "values": timings})
-    return metrics
+        # what the stage cost this process (not its subprocesses: the measuring worker, DDP ranks)
+        cost = {STAGE_SECONDS: round(time.perf_counter() - t0, 3), STAGE_PEAK_RSS: round(mem.peak_mb, 1),
+                STAGE_START_RSS: round(mem.start_mb, 1)}
+        write_json(ws.timings_path(name), {"output_sha256": sha256_tree(out), "values": {**timings, **cost}})
+    return {**metrics, **cost}
 
 
 class StageRunner(LifecycleBase):

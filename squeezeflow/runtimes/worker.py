@@ -14,6 +14,8 @@ import resource
 import sys
 from pathlib import Path
 
+from squeezeflow.memory import peak_rss_mb
+
 
 def constrain(spec: dict) -> None:
     if spec.get("cpu_affinity"):
@@ -21,18 +23,6 @@ def constrain(spec: dict) -> None:
     if spec.get("memory_limit_mb"):
         cap = int(spec["memory_limit_mb"]) * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-
-
-def peak_rss_mb() -> float:
-    """This process's resident-memory high-water mark. VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss
-    over exec, so it would report the (large) pipeline process this one was forked from."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0  # kB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
 def main(request_path: str) -> int:

@@ -70,16 +70,19 @@ def fluent_uri(uri: str):
     """log_model only exists in MLflow's fluent API, whose set_tracking_uri also writes MLFLOW_TRACKING_URI into
     os.environ: without restoring it, every later workspace in this process would log into this one's store."""
     import mlflow
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
 
     saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    # the unset state itself, not get_*_uri()'s resolved default: set back, that default (./mlflow.db) would
+    # become every later client's registry, whatever tracking URI it is given
+    before = tracking_utils._tracking_uri, registry_utils._registry_uri
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(before[0])
-        mlflow.set_registry_uri(before[1])
+        tracking_utils._tracking_uri, registry_utils._registry_uri = before
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

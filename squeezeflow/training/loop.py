@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -103,6 +104,17 @@ def recalibrate_batchnorms(model: nn.Module, x, norms: list, batch: int, samples
     model.train(was)
 
 
+def eta_line(desc: str, first: float, epochs: int) -> str:
+    return (f"[squeezeflow] {desc}: epoch 1 took {first:.1f}s; at most {epochs} epochs: about "
+            f"{_duration(first * epochs)} (early stopping may end it sooner)")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
 def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
         params: TrainParams, seed: int, desc: str, loss_fn: LossFn | None = None,
         after_step: Callable[[], None] | None = None, teacher_logits: torch.Tensor | None = None,
@@ -137,7 +149,10 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
     best, best_acc, best_epoch, best_state, epoch = score(acc, loss), acc, 0, copy.deepcopy(model.state_dict()), 0
     bar = tqdm(range(1, epochs + 1), desc=desc, unit="epoch", leave=True, disable=None if rank == 0 else True,
                dynamic_ncols=True)
+    started = time.perf_counter()
     for epoch in bar:
+        if epoch == 2 and rank == 0 and epochs > 2:  # the first epoch measured: say what the whole loop costs
+            print(eta_line(desc, time.perf_counter() - started, epochs), flush=True)
         model.train()
         order = shard(torch.randperm(len(x), generator=gen), rank, world)  # the same draw on every rank
         for i in range(0, len(order), batch_size):

@@ -40,3 +40,22 @@ def test_a_tracking_uri_with_credentials_stays_out_of_the_run_config(tmp_path, m
     assert os.environ["MLFLOW_TRACKING_URI"] == secret  # the run's resource reads it from there
     plain = "http://127.0.0.1:5000"
     assert resource_config(ws, [], plain)["tracking_uri"] == plain
+
+
+def test_a_run_for_one_target_builds_only_the_recipes_that_target_lists(project_root):
+    """The shipped targets: `--target cpu-int8` never distils `small`, which only edge-cpu-int8 lists."""
+    from assets import asset_key
+    from pipelines.runner import _selection
+    from squeezeflow.naming import recipe_key
+    from squeezeflow.workspace import Workspace
+
+    ws = Workspace(project_root)
+    assert any(ws.targets[t].recipes != ws.targets["cpu-int8"].recipes for t in ws.targets)  # else nothing to see
+    for name, target in ws.targets.items():
+        selected = set(_selection(ws, [name]))
+        listed = {None, ws.run_key} | {recipe_key(r) for r in target.recipes}
+        built = {s.name: s for s in ws.stages.values() if asset_key(s) in selected}
+        assert {s.recipe for s in built.values()} == listed, name
+        assert {s.target.name for s in built.values() if s.target} == {name}
+    assert not {"compressed-small", "finetuned-small", "exported-small"} & {
+        s.name for s in ws.stages.values() if asset_key(s) in set(_selection(ws, ["cpu-int8"]))}

@@ -98,3 +98,16 @@ def test_the_files_an_engine_loads_beside_the_model_are_registered_and_come_back
     tracker.client.set_model_version_tag("sf-trt", "1", "squeezeflow.companions", json.dumps(tag))
     with pytest.raises(RuntimeError, match="its stored model.plan does not match"):
         download_onnx(tracker, "sf-trt", "1", tmp_path / "again" / "champion.onnx")
+
+
+def test_after_the_fluent_api_a_client_given_a_tracking_uri_uses_it_as_its_registry_too(tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+
+    from squeezeflow.tracking.registry import fluent_uri
+
+    for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.delenv(k, raising=False)
+    with fluent_uri(f"sqlite:///{tmp_path / 'a.db'}"):
+        pass
+    other = f"sqlite:///{tmp_path / 'b.db'}"
+    assert MlflowClient(tracking_uri=other)._registry_uri == other  # not the process-wide default ./mlflow.db

@@ -92,3 +92,12 @@ def test_label_smoothing_keeps_predictions_less_confident():
         with torch.no_grad():
             probs[smoothing] = torch.softmax(m(torch.as_tensor(x)), 1).max(1).values.mean().item()
     assert probs[0.3] < probs[0.0] - 0.05
+
+
+def test_once_the_first_epoch_is_measured_the_loop_says_how_long_it_will_take_at_most(capsys):
+    x, y = _blobs()
+    m = build_model(ModelSpec("mlp", (4,), 3, (16,)))
+    fit(m, (x[:200], y[:200]), (x[200:], y[200:]), TrainParams(epochs=12, patience=100, batch_size=32), 0, "teacher")
+    said = [line for line in capsys.readouterr().out.splitlines() if "epoch 1 took" in line]
+    assert len(said) == 1 and said[0].startswith("[squeezeflow] teacher: epoch 1 took ")
+    assert "at most 12 epochs: about " in said[0]
