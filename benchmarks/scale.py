@@ -187,7 +187,7 @@ def main() -> None:
             errors = db_errors(stack.dir / "logs")
             most = overlap(records.values())
         finally:
-            stack.down()
+            stack.down(purge=True)
     print()
     print(f"{'mode':<34} {'one run s':>10} {'runs/hour':>10}")
     print(f"{'single machine (one process)':<34} {one:10.1f} {3600 / one:10.1f}")

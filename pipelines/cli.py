@@ -231,7 +231,7 @@ def cmd_stack(args) -> int:
         if args.action == "up":
             lines = stack.up(tuple(args.services or SERVICES))
         else:
-            lines = stack.status() if args.action == "status" else stack.down()
+            lines = stack.status() if args.action == "status" else stack.down(purge=args.purge)
     except (StackError, SqueezeflowInputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -314,6 +314,7 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--services", nargs="+", help="up: only these (and what they need); default: all")
     st.add_argument("--workers", type=int, default=2, help="up: Celery worker processes, one step at a time each, "
                     "each with its own step workspace (default 2)")
+    st.add_argument("--purge", action="store_true", help="down: also delete the Postgres cluster's data")
     st.set_defaults(fn=cmd_stack)
     from squeezeflow.runtimes import agent
 

@@ -185,8 +185,9 @@ class Stack:
             return [f"no stack for {self.root} (start it: squeezeflow stack up)"]
         return lines + [f"to use it: set -a; . {self.dir / 'client.env'}; set +a   (then ./sf run ...)"]
 
-    def down(self) -> list[str]:
-        """Stop what `up` started, newest first (the Dagster processes before the stores they write to)."""
+    def down(self, purge: bool = False) -> list[str]:
+        """Stop what `up` started, newest first (the Dagster processes before the stores they write to). `purge`:
+        then delete the Postgres cluster's data too (the next `up` starts from an empty one)."""
         state, lines = self._state(), []
         for name in reversed(list(state["services"])):
             svc = Service(name, **state["services"][name])
@@ -201,6 +202,13 @@ class Stack:
                 lines.append(f"{name:<18} was not running")
             del state["services"][name]
             self._save(state)
+        if purge and state.get("pg_data") and not state["services"]:
+            data = Path(state.pop("pg_data"))
+            # a cluster of its own under /tmp (run as another user) goes with its folder
+            shutil.rmtree(data.parent if data.parent.name.startswith("squeezeflow-stack-") else data,
+                          ignore_errors=True)
+            self._save(state)
+            lines.append(f"{'postgres':<18} data deleted ({data})")
         return lines or [f"no stack running for {self.root}"]
 
     # -- the services --------------------------------------------------------------------------------------------

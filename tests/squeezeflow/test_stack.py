@@ -176,9 +176,11 @@ def test_a_run_on_the_shared_stack_fans_out_over_two_celery_workers_and_survives
             assert password not in text, where
         assert oct((root / ".squeezeflow" / "stack" / "client.env").stat().st_mode & 0o777) == "0o600"
     finally:
-        stopped = stack.down()
+        pg_data = Path(stack._state()["pg_data"])
+        stopped = stack.down(purge=True)
     assert [line.split()[0] for line in stopped] == ["dagster-daemon", "celery-worker-2", "celery-worker-1",
-                                                      "mlflow", "redis", "postgres"]
+                                                      "mlflow", "redis", "postgres", "postgres"]
+    assert not pg_data.exists() and "data deleted" in stopped[-1]
     assert not any(s.alive() for s in services.values())
     assert stack.services() == {}
 
