@@ -8,18 +8,21 @@ shifted, rescaled and under noise; tabular: sklearn's make_classification, 10 cl
 `.npz` and the main job runs on it for one target (`squeezeflow run --npz ... --target cpu-int8`) in a fresh
 workspace, with a benchmark recipe like recipes/default.yaml (distil into the teacher's architecture at 1/8 width,
 KL T=4, int8 weights, distilled fine-tuning) at fixed epochs: the same settings at every size. Each stage's wall
-time and peak RSS come from its timings file (.squeezeflow/timings/<stage>.json, written by run_stage_locally).
+time and peak RSS come from its timings file (.squeezeflow/timings/<stage>.json, written by run_stage_locally);
+its step's time (the stage plus DVC's check and commit and MLflow's logging around it) from the run's line for it.
 
 Then, on the split the main job made (read back from its workspace), a plain script with torch and onnxruntime only
 does the same steps with the same architecture, optimizer settings, epochs and batch size, each timed: teacher
 training (inputs standardized inside the model, a val accuracy per epoch), distillation of the same student on the
 teacher's logits (computed once) and its fine-tuning epoch, ONNX export and onnxruntime's quantize_static (QDQ,
-per-channel, 256 calibration samples), and evaluation (the int8 model's test accuracy through onnxruntime).
+per-channel, 256 calibration samples), and evaluation (the int8 model's test accuracy through onnxruntime). It runs
+in a fresh process, as the main job does, so both pay torch's warm-up.
 
-Prints per kind: each stage's seconds and peak RSS per size; each stage's growth exponent (slope of log seconds on
-log samples); the overhead (squeezeflow's seconds for the same steps: teacher + compressed + finetuned + exported +
-build + validate, against the plain script's); peak RSS against twice the dataset's in-memory size (x and y bytes).
-The whole `run` and the other stages (dataset, select) are shown too. Results go to JSON (`--out`, else a temp file).
+Prints per kind: each stage's seconds (its step's) and peak RSS per size; each stage's growth exponent (slope of
+log seconds on log samples, for both); the overhead (squeezeflow's seconds for the same steps: teacher + compressed
++ finetuned + exported + build + validate, against the plain script's); peak RSS against twice the dataset's
+in-memory size (x and y bytes). The whole `run`, the time outside the steps and the other stages (dataset, select)
+are shown too. Results go to JSON (`--out`, else a temp file).
 
 Targets (issue 21): every stage's growth exponent <= 1.1; squeezeflow's same-steps time <= 1.2x the plain script's at
 8k and 32k samples; peak RSS below 2x the dataset's in-memory size.
@@ -31,11 +34,14 @@ import argparse
 import json
 import math
 import os
+import re
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -124,7 +130,8 @@ def run_main_job(root: Path, npz: Path, epochs: int) -> float:
     for k in ("MLFLOW_TRACKING_URI", "SQUEEZEFLOW_EXECUTOR", "SQUEEZEFLOW_DVC_REMOTE"):
         env.pop(k, None)
     cmd = [sys.executable, "-m", "pipelines.cli", "--root", str(root), "run", "--npz", str(npz), "--target", TARGET,
-           "--recipe", RECIPE, "--set", f"teacher.train.epochs={epochs}", "--set", f"teacher.train.patience={epochs}"]
+           "--recipe", RECIPE, "--set", f"teacher.train.epochs={epochs}", "--set", f"teacher.train.patience={epochs}",
+           "--set", f"sweep.target={TARGET}"]  # params.yaml's sweep names cpu-fp32, which this workspace lacks
     log = root.with_suffix(".log")
     t0 = time.perf_counter()
     with log.open("w") as out:  # to a file: a long run's progress bars stay out of memory
@@ -135,9 +142,14 @@ def run_main_job(root: Path, npz: Path, epochs: int) -> float:
     return seconds
 
 
+STEP_LINE = re.compile(r"^\[squeezeflow\] (\S+)\s+(built|reused \(unchanged in DVC\))\s+([\d.]+)s", re.M)
+
+
 def stage_costs(root: Path, started: float) -> dict[str, dict]:
-    """stage -> {seconds, peak_mb, start_mb} from its timings file; a file older than the run (reused) or missing
-    is recorded as such, not as a number."""
+    """stage -> {seconds, peak_mb, start_mb} from its timings file, and step_seconds from the run's line for it
+    (the stage plus what the step does around it: DVC's up-to-date check and commit, MLflow's child run); a
+    timings file older than the run (reused) or missing is recorded as such, not as a number."""
+    steps = {m[1]: float(m[3]) for m in STEP_LINE.finditer(root.with_suffix(".log").read_text())}
     costs = {}
     for stage in STAGES:
         path = root / ".squeezeflow" / "timings" / f"{stage}.json"
@@ -145,8 +157,9 @@ def stage_costs(root: Path, started: float) -> dict[str, dict]:
             costs[stage] = {"missing": True}
             continue
         v = json.loads(path.read_text())["values"]
-        costs[stage] = {"seconds": v.get("stage_seconds"), "peak_mb": v.get("stage_peak_rss_mb"),
-                        "start_mb": v.get("stage_start_rss_mb"), "reused": path.stat().st_mtime < started}
+        costs[stage] = {"seconds": v.get("stage_seconds"), "step_seconds": steps.get(stage),
+                        "peak_mb": v.get("stage_peak_rss_mb"), "start_mb": v.get("stage_start_rss_mb"),
+                        "reused": path.stat().st_mtime < started}
     return costs
 
 
@@ -173,7 +186,8 @@ def standardized(model, x: np.ndarray):
 
 def plain_train(model, x, y, xv, yv, epochs: int, cfg: dict, loss_fn=None):
     """The loop a plain script writes: shuffled batches, the configured optimizer and schedule, a val accuracy per
-    epoch, the last weights. `loss_fn(logits, idx, yb)`: idx indexes the train split (for cached teacher logits)."""
+    epoch, the last weights (returned with the last val accuracy). `loss_fn(logits, idx, yb)`: idx indexes the
+    train split (for cached teacher logits)."""
     import torch
     import torch.nn.functional as F
 
@@ -188,6 +202,7 @@ def plain_train(model, x, y, xv, yv, epochs: int, cfg: dict, loss_fn=None):
              if cfg.get("schedule") == "onecycle" else None)
     smoothing = cfg.get("label_smoothing", 0.0)
     loss_fn = loss_fn or (lambda logits, _idx, yb: F.cross_entropy(logits, yb, label_smoothing=smoothing))
+    val_accuracy = None
     for _ in range(epochs):
         model.train()
         order = torch.randperm(len(xt))
@@ -200,8 +215,9 @@ def plain_train(model, x, y, xv, yv, epochs: int, cfg: dict, loss_fn=None):
                 sched.step()
         model.eval()
         with torch.no_grad():
-            float((torch.cat([model(b) for b in xvt.split(1024)]).argmax(1).numpy() == yv).mean())
-    return model.eval()
+            pred = torch.cat([model(b) for b in xvt.split(1024)]).argmax(1).numpy()
+        val_accuracy = 100.0 * float((pred == yv).mean())
+    return model.eval(), val_accuracy
 
 
 def kd(teacher_logits, t: float = 4.0, alpha: float = 0.9):
@@ -230,8 +246,11 @@ def plain_int8(model, x_train: np.ndarray, shape: tuple, folder: Path) -> Path:
             return None if row is None else {"input": row[None]}
 
     fp32, prepped, int8 = folder / "plain.onnx", folder / "plain-prep.onnx", folder / "plain-int8.onnx"
-    torch.onnx.export(model, (torch.zeros((1, *shape)),), str(fp32), input_names=["input"], output_names=["logits"],
-                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False)
+    with warnings.catch_warnings():  # "legacy TorchScript-based exporter": the simple one a script would use
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, (torch.zeros((1, *shape)),), str(fp32), input_names=["input"],
+                          output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                          opset_version=17, dynamo=False)
     quant_pre_process(str(fp32), str(prepped), skip_symbolic_shape=True)
     quantize_static(str(prepped), str(int8), Reader(), quant_format=QuantFormat.QDQ, per_channel=True)
     return int8
@@ -270,22 +289,35 @@ def plain_steps(root: Path, epochs: int) -> dict[str, float]:
         say(f"    plain {step}: {out[step]:.1f} s")
 
     torch.manual_seed(0)
-    teacher = plain_train(standardized(build_model(tspec), x), x, y, xv, yv, epochs, teacher_cfg)
+    teacher, teacher_val = plain_train(standardized(build_model(tspec), x), x, y, xv, yv, epochs, teacher_cfg)
     lap("teacher")
     with torch.no_grad():
         logits = torch.cat([teacher(b) for b in torch.as_tensor(x).split(1024)])
     torch.manual_seed(0)
     student = standardized(build_model(sspec), x)
-    student = plain_train(student, x, y, xv, yv, epochs, {"optimizer": "adamw", "lr": 3e-3, "weight_decay": 0.01,
-                                                          "schedule": "onecycle", "warmup": 0.2}, kd(logits))
-    student = plain_train(student, x, y, xv, yv, 1, {"lr": 5e-4, "weight_decay": 0.0}, kd(logits))
+    distill = {"optimizer": "adamw", "lr": 3e-3, "weight_decay": 0.01, "schedule": "onecycle", "warmup": 0.2}
+    student, _ = plain_train(student, x, y, xv, yv, epochs, distill, kd(logits))
+    student, student_val = plain_train(student, x, y, xv, yv, 1, {"lr": 5e-4, "weight_decay": 0.0}, kd(logits))
     lap("distill + finetune")
-    int8 = plain_int8(student, x, tuple(tspec.input_shape), root)
+    (root / "plain").mkdir()
+    int8 = plain_int8(student, x, tuple(tspec.input_shape), root / "plain")
     lap("export + int8")
     accuracy = ort_accuracy(int8, np.asarray(splits.x["test"]), splits.y["test"])
     lap("evaluate")
-    return {**out, "total": sum(out.values()), "int8_test_accuracy": accuracy,
-            "teacher": f"{tspec.arch} {list(tspec.hidden)}", "student": f"{sspec.arch} {list(sspec.hidden)}"}
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return {**out, "total": sum(out.values()), "peak_rss_mb": peak_mb, "int8_test_accuracy": accuracy,
+            "teacher_val_accuracy": teacher_val, "student_val_accuracy": student_val,
+            "teacher_arch": f"{tspec.arch} {list(tspec.hidden)}",
+            "student_arch": f"{sspec.arch} {list(sspec.hidden)}"}
+
+
+def run_plain(root: Path, epochs: int) -> dict:
+    """The plain script in a fresh process, as squeezeflow's run is: each pays its own warm-up (torch's first
+    steps cost ~0.7 s), and its peak RSS is its own."""
+    done = subprocess.run([sys.executable, __file__, "--plain", str(root), "--epochs", str(epochs)])
+    if done.returncode:
+        sys.exit(f"the plain script failed ({done.returncode}) on {root}")
+    return json.loads((root / "plain" / "result.json").read_text())
 
 
 # --- one point, the tables -----------------------------------------------------------------------------------------
@@ -303,29 +335,30 @@ def point(kind: str, n: int, work: Path, epochs: int) -> dict:
     run_s = run_main_job(root, npz, epochs)
     costs = stage_costs(root, started)
     say(f"[{kind} {n}] squeezeflow run: {run_s:.1f} s; plain script ...")
-    plain = plain_steps(root, epochs)
+    plain = run_plain(root, epochs)
     say(f"[{kind} {n}] plain script: {plain['total']:.1f} s (int8 test accuracy {plain['int8_test_accuracy']:.1f}%)")
+    validated = json.loads((root / "artifacts" / f"validate-{TARGET}" / "metrics.json").read_text())
     return {"kind": kind, "samples": n, "data_mb": data_mb, "run_seconds": run_s, "stages": costs, "plain": plain,
-            "workspace": str(root)}
+            "int8_test_accuracy": validated.get("accuracy"), "workspace": str(root)}
 
 
 def num(v, fmt: str = "{:.1f}") -> str:
     return "-" if v is None else fmt.format(v)
 
 
-def exponent(points: list[dict], stage: str) -> float | None:
+def exponent(points: list[dict], stage: str, key: str = "seconds") -> float | None:
     """Slope of log seconds on log samples over the sizes where the stage ran (not reused, not missing)."""
-    pairs = [(p["samples"], p["stages"][stage]["seconds"]) for p in points
+    pairs = [(p["samples"], p["stages"][stage][key]) for p in points
              if not p["stages"][stage].get("missing") and not p["stages"][stage].get("reused")
-             and (p["stages"][stage].get("seconds") or 0) > 0]
+             and (p["stages"][stage].get(key) or 0) > 0]
     if len(pairs) < 2:
         return None
     n, s = np.log(np.array(pairs, dtype=float)).T
     return float(np.polyfit(n, s, 1)[0])
 
 
-def same_steps(p: dict) -> float | None:
-    secs = [p["stages"][s].get("seconds") for s in SAME_STEPS]
+def same_steps(p: dict, key: str = "seconds") -> float | None:
+    secs = [p["stages"][s].get(key) for s in SAME_STEPS]
     return None if any(v is None for v in secs) else float(sum(secs))
 
 
@@ -336,55 +369,66 @@ def stage_table(points: list[dict]) -> list[str]:
         for s in STAGES:
             c = p["stages"][s]
             cells.append("missing" if c.get("missing") else
-                         f"{num(c['seconds'])} s / {num(c['peak_mb'], '{:.0f}')} MB" + (" (reused)" if c["reused"]
-                                                                                        else ""))
+                         f"{num(c['seconds'])} ({num(c['step_seconds'])}) s / {num(c['peak_mb'], '{:.0f}')} MB"
+                         + (" (reused)" if c["reused"] else ""))
         lines.append(f"| {p['samples']} | {p['data_mb']:.1f} | {p['run_seconds']:.1f} | " + " | ".join(cells) + " |")
     return lines
 
 
 def exponent_table(points: list[dict]) -> tuple[list[str], dict]:
-    found = {s: exponent(points, s) for s in STAGES}
-    lines = ["| stage | growth exponent | <= 1.1 |", "|---|---:|---|"]
+    found = {s: {k: exponent(points, s, k) for k in ("seconds", "step_seconds")} for s in STAGES}
+    lines = ["| stage | exponent (stage s) | exponent (step s) | <= 1.1 |", "|---|---:|---:|---|"]
     for s, e in found.items():
-        lines.append(f"| {s} | {num(e, '{:.2f}')} | {'-' if e is None else 'met' if e <= 1.1 else 'MISSED'} |")
+        worst = max((v for v in e.values() if v is not None), default=None)
+        lines.append(f"| {s} | {num(e['seconds'], '{:.2f}')} | {num(e['step_seconds'], '{:.2f}')} | "
+                     f"{'-' if worst is None else 'met' if worst <= 1.1 else 'MISSED'} |")
     run = exponent([{**p, "stages": {"run": {"seconds": p["run_seconds"]}}} for p in points], "run")
-    lines.append(f"| (whole run) | {num(run, '{:.2f}')} | |")
+    lines.append(f"| (whole run) | {num(run, '{:.2f}')} | | |")
     return lines, found
 
 
 def overhead_table(points: list[dict]) -> list[str]:
-    lines = ["| samples | squeezeflow same steps s | plain s | ratio | dataset + select s | whole run s | "
-             "plain steps (teacher / distill+ft / int8 / eval) | target <= 1.2 |",
-             "|---:|---:|---:|---:|---:|---:|---|---|"]
+    lines = ["| samples | squeezeflow same steps s (steps) | plain s | ratio (steps) | dataset + select s | "
+             "outside steps s | whole run s | plain steps (teacher / distill+ft / int8 / eval) | "
+             "int8 test acc % (sf / plain) | target <= 1.2 |", "|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
     for p in points:
-        ours, plain = same_steps(p), p["plain"]["total"]
+        ours, plain, steps_s = same_steps(p), p["plain"]["total"], same_steps(p, "step_seconds")
         ratio = None if ours is None else ours / plain
         other = sum(p["stages"][s].get("seconds") or 0 for s in ("dataset", f"select-{TARGET}"))
+        outside = p["run_seconds"] - sum(c.get("step_seconds") or 0 for c in p["stages"].values())
         steps = " / ".join(f"{p['plain'][k]:.1f}" for k in ("teacher", "distill + finetune", "export + int8",
                                                              "evaluate"))
         judged = "-" if p["samples"] not in OVERHEAD_SIZES or ratio is None else "met" if ratio <= 1.2 else "MISSED"
-        lines.append(f"| {p['samples']} | {num(ours)} | {plain:.1f} | {num(ratio, '{:.2f}')} | {other:.1f} | "
-                     f"{p['run_seconds']:.1f} | {steps} | {judged} |")
+        lines.append(f"| {p['samples']} | {num(ours)} ({num(steps_s)}) | {plain:.1f} | {num(ratio, '{:.2f}')} "
+                     f"({num(None if steps_s is None else steps_s / plain, '{:.2f}')}) | {other:.1f} | "
+                     f"{outside:.1f} | {p['run_seconds']:.1f} | {steps} | {num(p['int8_test_accuracy'])} / "
+                     f"{p['plain']['int8_test_accuracy']:.1f} | {judged} |")
     return lines
 
 
 def memory_table(points: list[dict]) -> list[str]:
+    """The highest stage peak, the most a stage added to what the process held when it began, and the peak over
+    the smallest size's (what the extra data cost), against 2x the data; the plain script's peak beside them."""
     lines = ["| samples | data MB | 2x data MB | max stage peak RSS MB (stage) | max growth in a stage MB (stage) | "
-             "peak < 2x | growth < 2x |", "|---:|---:|---:|---|---|---|---|"]
+             "peak over smallest size MB | plain script peak MB | peak < 2x | growth < 2x |",
+             "|---:|---:|---:|---|---|---:|---:|---|---|"]
+    first = None
     for p in points:
         ran = {s: c for s, c in p["stages"].items() if not c.get("missing") and c.get("peak_mb") is not None}
         peak = max(ran, key=lambda s: ran[s]["peak_mb"])
         grow = max(ran, key=lambda s: ran[s]["peak_mb"] - ran[s]["start_mb"])
         limit, growth = 2 * p["data_mb"], ran[grow]["peak_mb"] - ran[grow]["start_mb"]
+        first = ran[peak]["peak_mb"] if first is None else first
+        verdicts = ["met" if v < limit else "MISSED" for v in (ran[peak]["peak_mb"], growth)]
         lines.append(f"| {p['samples']} | {p['data_mb']:.1f} | {limit:.1f} | {ran[peak]['peak_mb']:.0f} ({peak}) | "
-                     f"{growth:.0f} ({grow}) | {'met' if ran[peak]['peak_mb'] < limit else 'MISSED'} | "
-                     f"{'met' if growth < limit else 'MISSED'} |")
+                     f"{growth:.0f} ({grow}) | {ran[peak]['peak_mb'] - first:.0f} | {p['plain']['peak_rss_mb']:.0f} | "
+                     f"{' | '.join(verdicts)} |")
     return lines
 
 
 def report(kind: str, points: list[dict]) -> dict:
-    say(f"\n## {kind}: seconds / peak RSS MB per stage (teacher {points[0]['plain']['teacher']}, "
-        f"student {points[0]['plain']['student']})\n")
+    say(f"\n## {kind}: stage seconds (step seconds) / peak RSS MB per stage "
+        f"(teacher {points[0]['plain']['teacher_arch']}, student {points[0]['plain']['student_arch']})\n")
     say("\n".join(stage_table(points)))
     lines, found = exponent_table(points)
     say(f"\n### {kind}: growth exponent per stage (log-log fit over {[p['samples'] for p in points]})\n")
@@ -400,10 +444,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", nargs="+", type=int, default=[2000, 8000, 32000, 128000])
     ap.add_argument("--kinds", nargs="+", choices=sorted(KINDS), default=["image", "tabular"])
-    ap.add_argument("--epochs", type=int, default=3, help="teacher and distillation epochs at every size (fine-tuning: 1)")
+    ap.add_argument("--epochs", type=int, default=3, help="teacher and distillation epochs at every size "
+                    "(fine-tuning: 1)")
     ap.add_argument("--out", type=Path, help="results as JSON (default: a temp file, printed at the end)")
     ap.add_argument("--work", type=Path, help="keep the workspaces here (default: a temp folder, removed)")
+    ap.add_argument("--plain", type=Path, help=argparse.SUPPRESS)  # internal: the plain script on this workspace
     args = ap.parse_args()
+    if args.plain:
+        result = plain_steps(args.plain, args.epochs)
+        (args.plain / "plain" / "result.json").write_text(json.dumps(result))
+        return
     work = args.work or Path(tempfile.mkdtemp(prefix="sf-scaling-"))
     work.mkdir(parents=True, exist_ok=True)
     results = {"epochs": args.epochs, "sizes": args.sizes, "kinds": {}}
