@@ -15,8 +15,9 @@ Then, on the split the main job made (read back from its workspace), a plain scr
 does the same steps with the same architecture, optimizer settings, epochs and batch size, each timed: teacher
 training (inputs standardized inside the model, a val accuracy per epoch), distillation of the same student on the
 teacher's logits (computed once) and its fine-tuning epoch, ONNX export and onnxruntime's quantize_static (QDQ,
-per-channel, 256 calibration samples), and evaluation (the int8 model's test accuracy through onnxruntime). It runs
-in a fresh process, as the main job does, so both pay torch's warm-up.
+per-channel, 256 calibration samples), and evaluation (the int8 model's test accuracy through onnxruntime, and its
+batch-1 latency on one thread: 20 warm-up and 200 timed calls, as squeezeflow's validation measures). It runs in a
+fresh process, as the main job does, so both pay torch's warm-up.
 
 Prints per kind: each stage's seconds (its step's) and peak RSS per size; each stage's growth exponent (slope of
 log seconds on log samples, for both); the overhead (squeezeflow's seconds for the same steps: teacher + compressed
@@ -256,12 +257,22 @@ def plain_int8(model, x_train: np.ndarray, shape: tuple, folder: Path) -> Path:
     return int8
 
 
-def ort_accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> float:
+def ort_accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Test accuracy, and batch-1 p50 latency on one thread (20 warm-up calls, 200 timed: MeasureSpec's defaults):
+    what a user checks before deploying, and what squeezeflow's validate stage measures."""
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     logits = np.concatenate([sess.run(None, {"input": x[i : i + 1024]})[0] for i in range(0, len(x), 1024)])
-    return 100.0 * float((logits.argmax(1) == y).mean())
+    one, times = x[:1], []
+    for i in range(220):
+        t0 = time.perf_counter()
+        sess.run(None, {"input": one})
+        if i >= 20:
+            times.append(time.perf_counter() - t0)
+    return 100.0 * float((logits.argmax(1) == y).mean()), 1000 * float(np.median(times))
 
 
 def plain_steps(root: Path, epochs: int) -> dict[str, float]:
@@ -302,10 +313,11 @@ def plain_steps(root: Path, epochs: int) -> dict[str, float]:
     (root / "plain").mkdir()
     int8 = plain_int8(student, x, tuple(tspec.input_shape), root / "plain")
     lap("export + int8")
-    accuracy = ort_accuracy(int8, np.asarray(splits.x["test"]), splits.y["test"])
+    accuracy, latency_ms = ort_accuracy(int8, np.asarray(splits.x["test"]), splits.y["test"])
     lap("evaluate")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     return {**out, "total": sum(out.values()), "peak_rss_mb": peak_mb, "int8_test_accuracy": accuracy,
+            "int8_latency_p50_ms": latency_ms,
             "teacher_val_accuracy": teacher_val, "student_val_accuracy": student_val,
             "teacher_arch": f"{tspec.arch} {list(tspec.hidden)}",
             "student_arch": f"{sspec.arch} {list(sspec.hidden)}"}

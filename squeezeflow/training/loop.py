@@ -35,7 +35,10 @@ def seed_everything(seed: int) -> None:
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, x: np.ndarray, batch: int = 1024) -> np.ndarray:
+def predict_logits(model: nn.Module, x: np.ndarray, batch: int = 128) -> np.ndarray:
+    # 128, not 1024: a conv net's activations at 1024 are a stage's memory peak, and slower on a CPU whose caches
+    # they overflow (8k 16x16 images through a 128-256-256 CNN: 2.95 s and +76 MB at 128, 4.59 s and +400 MB at
+    # 1024; an MLP is as fast either way)
     model.eval()
     return torch.cat([model(torch.as_tensor(b)) for b in input_batches(x, batch)]).numpy()
 
