@@ -46,8 +46,8 @@ class StagePeak:
     and `mem.start_mb` (the RSS when it began: what the process held already)."""
 
     def __enter__(self) -> StagePeak:
-        self.start_mb, self.exact = rss_mb(), reset_peak()
-        self.peak_mb = 0.0
+        self.start_mb, self.peak_mb = rss_mb(), 0.0
+        reset_peak()  # where it cannot (not Linux), the peak is the process's since it started
         return self
 
     def __exit__(self, *exc) -> None:
