@@ -298,6 +298,9 @@ class MachineParams(Strict):
     data_memory_mb: float = Field(1024, ge=0, description=(
         "a data split up to this size is held in memory; a larger one is read from disk a batch at a time "
         "(training, calibration, evaluation): the numbers are the same, only slower"))
+    threads: int | None = Field(None, ge=1, le=1024, description=(
+        "torch's threads for training and inference in each stage; null: every core the process is given (its CPU "
+        "affinity, within a container's CPU quota). The measuring process uses its target's measure.threads"))
 
 
 class NotifyParams(Strict):

@@ -283,7 +283,7 @@ class Workspace:
         stage = self.stages[name]
         return StageContext(params, out, self._by_name(stage.deps), stage.target, self.targets,
                             self.recorded_recipes(), str(self.params_path), str(self.root / RESOLVED_RECIPES),
-                            self.measured_dir(name), stage.recipe, stage.scale)
+                            self.measured_dir(name), stage.recipe, stage.scale, self.state_dir / "cache")
 
     def check_inputs(self, name: str) -> dict[str, Path]:
         """What a stage's check reads: the output folders of the stage and its deps, by stage name and also by

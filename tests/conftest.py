@@ -38,7 +38,7 @@ def write_target(directory: Path, name: str, builder: str = "ort-fp32", **budget
     spec = {
         "name": name,
         "build": {"builder": builder, **({"calibration_samples": 64} if builder == "ort-int8-qdq" else {})},
-        "measure": {"threads": 1, "warmup": 2, "iterations": 20, "throughput_batch": 32},
+        "measure": {"threads": 1, "warmup": 2, "iterations": 20, "throughput_batch": 32, "throughput_seconds": 0.05},
         # Room for the tiny recipe (it drops ~15-20 points from its 64-unit teacher, in ~6 kB and ~0.05 ms), not for
         # anything: a 2x larger drop, a 1000x slower or a 300x bigger model fails. Regression thresholds: defaults.
         "budgets": {"max_accuracy_drop": 40.0, "max_latency_p95_ms": 50.0, "max_model_bytes": 2_000_000, **budgets},

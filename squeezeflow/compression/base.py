@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -57,6 +58,7 @@ class CompressContext:
     val: tuple[np.ndarray, np.ndarray]
     seed: int
     log: Callable[[str], None] = print
+    cache: Path | None = None  # where a frozen teacher's outputs on the train split are kept (teacher_outputs.py)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -75,14 +77,14 @@ class CompressContext:
     def fit(self, model: nn.Module, params, desc: str, loss_fn=None, stop_at: float | None = None):
         """Supervised (or custom-loss) training that keeps pruned weights at exactly zero (`stop_at`: see
         training.fit)."""
-        import torch
-
         from squeezeflow.compression.masks import apply_masks, weight_masks
+        from squeezeflow.compression.teacher_outputs import teacher_logits
         from squeezeflow.training import fit, predict_logits
 
         masks = weight_masks(model)
         teacher = getattr(loss_fn, "teacher", None)  # a frozen teacher: its outputs once per sample (kd_loss_fn)
-        cached = torch.as_tensor(predict_logits(teacher, self.train[0])) if teacher is not None else None
+        cached = (None if teacher is None else
+                  teacher_logits(teacher, self.train[0], self.cache, predict_logits, self.log))
         return fit(model, self.train, self.val, params, self.seed, desc=desc, loss_fn=loss_fn,
                    after_step=lambda: apply_masks(masks), teacher_logits=cached, stop_at=stop_at)
 

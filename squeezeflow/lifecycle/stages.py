@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from squeezeflow import faults
+from squeezeflow.cores import use_cores
 from squeezeflow.data import Splits
 from squeezeflow.errors import SqueezeflowInputError
 from squeezeflow.fanout import timings_key
@@ -62,6 +63,7 @@ def run_stage_locally(ws: Workspace, name: str, params) -> dict:
     stage = ws.stages[name]
     shutil.rmtree(ws.measured_dir(name), ignore_errors=True)
     ws.measured_dir(name).mkdir(parents=True)
+    use_cores(params.machine.threads)
     with atomic_dir(ws.stage_dir(name)) as out:
         t0 = time.perf_counter()
         with StagePeak() as mem:

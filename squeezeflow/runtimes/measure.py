@@ -23,6 +23,8 @@ class MeasureSpec(Strict):
     iterations: int = Field(200, ge=10, le=1_000_000, description="timed batch-1 calls: latency p50/p95/p99 "
                             "come from these")
     throughput_batch: int = Field(256, ge=1, description="batch size of the throughput measurement")
+    throughput_seconds: float = Field(0.25, gt=0, le=600, description="the throughput measurement runs batches for "
+                                      "at least this long (and at least 5)")
     session_options: dict[str, str] = Field(default_factory=dict, description="ONNX Runtime session config entries "
                                             "the deployed runtime uses, e.g. session.disable_quant_qdq: '1'")
     isolated: bool = Field(True, description="measure in a separate process under the limits below (the device's "
@@ -72,7 +74,7 @@ def measure(model_path: Path, x: np.ndarray, y: np.ndarray, spec: MeasureSpec, r
     batch = np.resize(rows, (spec.throughput_batch, *rows.shape[1:]))
     engine.run(batch)
     reps, t0 = 0, time.perf_counter()
-    while reps < 5 or time.perf_counter() - t0 < 0.5:
+    while reps < 5 or time.perf_counter() - t0 < spec.throughput_seconds:
         engine.run(batch)
         reps += 1
     elapsed = time.perf_counter() - t0

@@ -60,6 +60,7 @@ class StageContext:
     measured: Path | None = None  # files that hold measurements (plots): outside the DVC output, refreshed per run
     recipe_key: str | None = None  # on a per-recipe stage: its recipe (a key of recipes["recipes"])
     scale: float | None = None  # on a sweep point: the teacher's size
+    cache: Path | None = None  # the workspace's cache of what stages may share and recompute (teacher outputs)
 
     def input(self, stage: str) -> Path:
         if stage not in self.inputs:

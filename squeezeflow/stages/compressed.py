@@ -22,8 +22,9 @@ def stage_recipe(ctx: StageContext):
 def compress_context(ctx: StageContext) -> tuple[CompressContext, Splits]:
     splits = ctx.splits()
     teacher, tspec = load_checkpoint(ctx.input("teacher") / "model.pt")
+    cache = None if ctx.cache is None else ctx.cache / "teacher-logits"
     return CompressContext(teacher, tspec, (splits.x["train"], splits.y["train"]), (splits.x["val"], splits.y["val"]),
-                           ctx.params.seed), splits
+                           ctx.params.seed, cache=cache), splits
 
 
 def model_stats(model) -> dict:

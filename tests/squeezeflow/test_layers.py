@@ -19,7 +19,7 @@ PROJECT = ("squeezeflow", "assets", "pipelines")
 # only units of its own or a lower layer.
 LAYERS = [
     {"__init__", "errors", "naming", "io", "stats", "onnxio", "imports", "rows", "faults", "redact", "codeversion",
-     "shims", "memory"},
+     "shims", "memory", "cores"},
     {"config"},
     {"data", "models"},
     {"training"},
