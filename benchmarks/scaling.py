@@ -1,7 +1,8 @@
 """Cost that grows with the work and no faster: the main job on growing data, next to the same steps by hand.
 
     .venv/bin/python benchmarks/scaling.py [--sizes 2000 8000 32000 128000] [--kinds image tabular]
-                                           [--epochs 3] [--out results.json] [--work DIR]
+                                           [--epochs 3] [--repeat N [--repeat-sizes 8000 32000]]
+                                           [--out results.json] [--work DIR]
 
 Per kind and size, an offline-generated set (numpy only; images: 1x16x16, 10 classes, a class's smooth template
 shifted, rescaled and under noise; tabular: sklearn's make_classification, 10 classes, 48 features) is written to a
@@ -335,13 +336,41 @@ def run_plain(root: Path, epochs: int) -> dict:
 # --- one point, the tables -----------------------------------------------------------------------------------------
 
 
-def point(kind: str, n: int, work: Path, epochs: int) -> dict:
+def point(kind: str, n: int, work: Path, epochs: int, repeat: int = 1) -> dict:
+    """One size, run `repeat` times (squeezeflow, then the plain script, each time: the two are measured side by
+    side while the machine is as it is); the medians, with every repetition's numbers kept under `runs`."""
     x, y = KINDS[kind](n)
     npz = work / f"{kind}-{n}.npz"
     np.savez(npz, x=x, y=y)
     data_mb = (x.nbytes + y.nbytes) / 2**20
     del x, y
-    root = workspace(work / f"{kind}-{n}", epochs)
+    runs = [one_run(kind, n, npz, data_mb, work / (f"{kind}-{n}" + (f"-r{i}" if repeat > 1 else "")), epochs)
+            for i in range(repeat)]
+    return runs[0] if repeat == 1 else {**median_point(runs), "runs": runs}
+
+
+def median_point(runs: list[dict]) -> dict:
+    """Every number the median over the repetitions (a stage reused or missing in any of them stays so)."""
+    def med(values):
+        values = [v for v in values if v is not None]
+        return float(np.median(values)) if values else None
+
+    stages = {}
+    for s, first in runs[0]["stages"].items():
+        cells = [r["stages"][s] for r in runs]
+        stages[s] = first if first.get("missing") else {
+            **{k: med(c.get(k) for c in cells) for k in ("seconds", "step_seconds", "peak_mb", "start_mb")},
+            "reused": any(c.get("reused") for c in cells)}
+    plain = {k: (med(r["plain"][k] for r in runs) if isinstance(v, int | float) else v)
+             for k, v in runs[0]["plain"].items()}
+    ratios = [same_steps(r) / r["plain"]["total"] for r in runs if same_steps(r) is not None]
+    return {**runs[0], "stages": stages, "plain": plain, "run_seconds": med(r["run_seconds"] for r in runs),
+            "int8_test_accuracy": med(r["int8_test_accuracy"] for r in runs), "repeats": len(runs),
+            "ratio_range": [min(ratios), max(ratios)] if ratios else None}
+
+
+def one_run(kind: str, n: int, npz: Path, data_mb: float, root: Path, epochs: int) -> dict:
+    root = workspace(root, epochs)
     say(f"[{kind} {n}] {data_mb:.1f} MB in memory; squeezeflow run ...")
     started = time.time()
     run_s = run_main_job(root, npz, epochs)
@@ -400,9 +429,9 @@ def exponent_table(points: list[dict]) -> tuple[list[str], dict]:
 
 
 def overhead_table(points: list[dict]) -> list[str]:
-    lines = ["| samples | squeezeflow same steps s (steps) | plain s | ratio (steps) | dataset + select s | "
-             "outside steps s | whole run s | plain steps (teacher / distill+ft / int8 / eval) | "
-             "int8 test acc % (sf / plain) | target <= 1.2 |", "|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
+    lines = ["| samples | squeezeflow same steps s (steps) | plain s | ratio (steps) | ratio per repetition | "
+             "dataset + select s | outside steps s | whole run s | plain steps (teacher / distill+ft / int8 / eval) | "
+             "int8 test acc % (sf / plain) | target <= 1.2 |", "|---:|---:|---:|---:|---|---:|---:|---:|---|---|---|"]
     for p in points:
         ours, plain, steps_s = same_steps(p), p["plain"]["total"], same_steps(p, "step_seconds")
         ratio = None if ours is None else ours / plain
@@ -411,8 +440,10 @@ def overhead_table(points: list[dict]) -> list[str]:
         steps = " / ".join(f"{p['plain'][k]:.1f}" for k in ("teacher", "distill + finetune", "export + int8",
                                                              "evaluate"))
         judged = "-" if p["samples"] not in OVERHEAD_SIZES or ratio is None else "met" if ratio <= 1.2 else "MISSED"
+        spread = "-" if not p.get("ratio_range") else "{:.2f}-{:.2f} ({} runs)".format(*p["ratio_range"],
+                                                                                      p["repeats"])
         lines.append(f"| {p['samples']} | {num(ours)} ({num(steps_s)}) | {plain:.1f} | {num(ratio, '{:.2f}')} "
-                     f"({num(None if steps_s is None else steps_s / plain, '{:.2f}')}) | {other:.1f} | "
+                     f"({num(None if steps_s is None else steps_s / plain, '{:.2f}')}) | {spread} | {other:.1f} | "
                      f"{outside:.1f} | {p['run_seconds']:.1f} | {steps} | {num(p['int8_test_accuracy'])} / "
                      f"{p['plain']['int8_test_accuracy']:.1f} | {judged} |")
     return lines
@@ -458,6 +489,10 @@ def main() -> None:
     ap.add_argument("--kinds", nargs="+", choices=sorted(KINDS), default=["image", "tabular"])
     ap.add_argument("--epochs", type=int, default=3, help="teacher and distillation epochs at every size "
                     "(fine-tuning: 1)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per size (squeezeflow then the plain script, "
+                    "each time); the tables show medians, and the ratio's range over the runs")
+    ap.add_argument("--repeat-sizes", nargs="+", type=int, default=list(OVERHEAD_SIZES),
+                    help="the sizes --repeat applies to (default: those the 1.2x target applies at)")
     ap.add_argument("--out", type=Path, help="results as JSON (default: a temp file, printed at the end)")
     ap.add_argument("--work", type=Path, help="keep the workspaces here (default: a temp folder, removed)")
     ap.add_argument("--plain", type=Path, help=argparse.SUPPRESS)  # internal: the plain script on this workspace
@@ -471,7 +506,8 @@ def main() -> None:
     results = {"epochs": args.epochs, "sizes": args.sizes, "kinds": {}}
     try:
         for kind in args.kinds:
-            points = [point(kind, n, work, args.epochs) for n in sorted(args.sizes)]
+            points = [point(kind, n, work, args.epochs, args.repeat if n in args.repeat_sizes else 1)
+                      for n in sorted(args.sizes)]
             results["kinds"][kind] = report(kind, points)
     finally:
         if args.work is None:
