@@ -70,14 +70,21 @@ def teacher_logits(teacher: nn.Module, x, folder: Path | None, compute: Callable
             log(f"[squeezeflow] teacher outputs on {len(x)} train samples: reused ({path.name[:12]}...)")
             return torch.as_tensor(logits)
     logits = np.ascontiguousarray(compute(teacher, x))
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.save(f, logits, allow_pickle=False)
-    _prune(Path(folder))
+        _prune(Path(folder))
+    except OSError as exc:  # a cache: a full or read-only disk costs the next stage a recomputation, nothing more
+        log(f"[squeezeflow] teacher outputs not kept for reuse: {exc}")
     return torch.as_tensor(logits)
 
 
 def _prune(folder: Path, keep: int = KEEP) -> None:
-    files = sorted(folder.glob("*.npy"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in files[keep:]:
+    def age(p: Path) -> float:
+        try:
+            return p.stat().st_mtime
+        except OSError:  # removed by another process meanwhile
+            return 0.0
+
+    for old in sorted(folder.glob("*.npy"), key=age, reverse=True)[keep:]:
         old.unlink(missing_ok=True)

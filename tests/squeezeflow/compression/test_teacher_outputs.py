@@ -92,3 +92,12 @@ def test_the_cache_keeps_the_newest_files_only(task, tmp_path):
     kept = sorted(tmp_path.glob("*.npy"))
     assert len(kept) == KEEP
     assert {len(np.load(p)) for p in kept} == {50 + i for i in range(3, KEEP + 3)}
+
+
+def test_a_cache_that_cannot_be_written_costs_a_recomputation_not_the_stage(task, tmp_path):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")  # the cache folder's path is a file: every write fails
+    said = []
+    got = teacher_logits(task.teacher, task.train[0], blocked / "cache", predict_logits, log=said.append)
+    np.testing.assert_array_equal(got.numpy(), predict_logits(task.teacher, task.train[0]))
+    assert said and "not kept for reuse" in said[0]
