@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from squeezeflow.tracking.schema import DATASET_CONTEXT_TAG, ERROR_TAG, PARENT_TAG, RUN_KEY_TAG, STAGE_TAG
+from squeezeflow.tracking.store import seed_sqlite_store
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -48,9 +49,11 @@ class Tracker:
         from mlflow import MlflowClient
 
         self.tracking_uri = tracking_uri
-        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         # The first access creates (or upgrades) a SQLite store; two processes doing it at once corrupt it.
         with _store_init_lock(tracking_uri):
+            if tracking_uri.startswith("sqlite:///"):
+                seed_sqlite_store(Path(tracking_uri.removeprefix("sqlite:///")))
+            self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
             exp = self.client.get_experiment_by_name(experiment)
             if exp is None:
                 location = artifact_location.resolve().as_uri() if artifact_location else None

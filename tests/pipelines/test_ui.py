@@ -152,7 +152,7 @@ def dagster_dev(tmp_path_factory):
 def _stop(proc: subprocess.Popen) -> None:
     """dagster dev, its webserver, daemon, code server and any run it started: the whole process group."""
     pgid = proc.pid  # start_new_session: the group is the child's own pid
-    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 10)):
+    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):  # dagster dev may take 15 s to stop on its own
         try:
             os.killpg(pgid, sig)
         except ProcessLookupError:
