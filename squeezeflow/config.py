@@ -6,14 +6,10 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from squeezeflow.errors import SqueezeflowInputError, from_pydantic
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+from squeezeflow.strict import Strict
 
 FILE_DATASETS = {"npz": "the .npz file", "table": "the .csv or .parquet file",
                  "image_folder": "the folder holding one subfolder of images per class"}

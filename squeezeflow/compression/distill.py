@@ -217,7 +217,7 @@ class Distill(Technique):
             result = self._with_hint(cfg, student, teacher, kd, ctx, goal)
         else:
             result = ctx.fit(student, cfg.train, desc="distill", loss_fn=kd, stop_at=goal)
-        return Applied(student.eval(), {"epochs": result.epochs_run, "val_accuracy": result.best_val_accuracy,
+        return Applied(student.eval(), {**result.metrics(),
                                         "parameters": count_parameters(student)}, spec)
 
     def _goal(self, teacher: nn.Module, ctx: CompressContext) -> float | None:

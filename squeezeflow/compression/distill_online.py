@@ -66,5 +66,5 @@ class OnlineDistill(Technique):
             and cfg.peer == "student" else with_input_norm(build_model(peer_spec), input_norm(ctx.teacher))
         cohort = Cohort(student, peer)
         result = ctx.fit(cohort, cfg.train, desc="online-distill", loss_fn=cohort.loss(cfg))
-        return Applied(student.eval(), {"epochs": result.epochs_run, "val_accuracy": result.best_val_accuracy,
+        return Applied(student.eval(), {**result.metrics(),
                                         "peer_val_accuracy": accuracy(peer, *ctx.val)}, spec)

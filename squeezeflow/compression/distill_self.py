@@ -37,4 +37,4 @@ class SelfDistill(Technique):
         teacher = model.eval()
         student = fresh_copy(model, ctx.seed + cfg.seed_offset)
         result = ctx.fit(student, cfg.train, desc="self-distill", loss_fn=kd_loss_fn(teacher, cfg))
-        return Applied(student.eval(), {"epochs": result.epochs_run, "val_accuracy": result.best_val_accuracy})
+        return Applied(student.eval(), result.metrics())

@@ -24,4 +24,4 @@ class Finetune(Technique):
         cfg: FinetuneConfig = self.config
         loss = kd_loss_fn(ctx.teacher, cfg) if cfg.alpha > 0 else None
         result = ctx.fit(model, cfg.train, desc="finetune", loss_fn=loss)
-        return Applied(model.eval(), {"epochs": result.epochs_run, "val_accuracy": result.best_val_accuracy})
+        return Applied(model.eval(), result.metrics())

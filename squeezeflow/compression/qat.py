@@ -40,4 +40,5 @@ class Qat(Technique):
         # fit restores the best epoch by val accuracy, starting from the quantized model's own: never worse than PTQ
         result = ctx.fit(out, cfg.train, desc="qat", loss_fn=qat_loss(ctx, cfg.distill_alpha, cfg.temperature))
         return Applied(out.eval(), {**quant_metrics(model, plan, out, ctx), "val_accuracy_ptq": ptq,
-                                    "epochs": result.epochs_run, "best_epoch": result.best_epoch})
+                                    "epochs": result.epochs_run, "steps": result.steps,
+                                    "best_epoch": result.best_epoch})

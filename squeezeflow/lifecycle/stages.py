@@ -22,7 +22,7 @@ from squeezeflow.errors import SqueezeflowInputError
 from squeezeflow.fanout import timings_key
 from squeezeflow.io import atomic_dir, read_json, sha256_tree, write_json
 from squeezeflow.lifecycle.base import METRICS, LifecycleBase, git_commit
-from squeezeflow.memory import StagePeak, heap_frozen
+from squeezeflow.memory import StagePeak, heap_frozen, release_freed
 from squeezeflow.stages import Verdict, stage_name
 from squeezeflow.tracking.schema import (
     DAGSTER_RUN_TAG,
@@ -67,7 +67,10 @@ def run_stage_locally(ws: Workspace, name: str, params) -> dict:
     with atomic_dir(ws.stage_dir(name)) as out:
         t0 = time.perf_counter()
         with StagePeak() as mem, heap_frozen():
-            metrics = stage.run(ws.context(name, params, out))
+            try:
+                metrics = stage.run(ws.context(name, params, out))
+            finally:  # the next stage in this process starts from what this one kept, not from what it freed
+                release_freed()
         # Timings vary run to run: outside the output, so identical inputs give identical DVC hashes.
         write_json(out / METRICS, {k: v for k, v in metrics.items() if not stage.is_timing(k)})
         timings = {k: v for k, v in metrics.items() if stage.is_timing(k)}

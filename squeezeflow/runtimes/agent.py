@@ -346,17 +346,18 @@ def serve(host: str, port: int, token_file: Path, folder: Path, limits: Limits =
     tempfile.tempdir = str(folder)  # the measuring process's request and data files too
     gone = remove_leftovers(folder)
     server = AgentServer((host, port), make_handler(token, folder, limits), limits.max_connections, tls)
-    scheme = "https" if tls else "http"
-    print(f"squeezeflow agent: listening on {scheme}://{host}:{server.server_address[1]} (folder {folder}"
-          + (f"; removed {len(gone)} folder(s) a killed agent left" if gone else "") + ")",
-          file=sys.stderr, flush=True)
-    if ready:
-        ready(server)
     # SIGTERM (a service manager, `kill`, Kubernetes) stops it cleanly, whatever the parent left: Dagster maps
     # SIGTERM to SIGINT's handler, which a background job ignores, and an ignored signal is inherited across exec.
+    # Set before the line saying it listens: a supervisor may stop it as soon as it reads that line.
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _stop)
+    scheme = "https" if tls else "http"
     try:
+        print(f"squeezeflow agent: listening on {scheme}://{host}:{server.server_address[1]} (folder {folder}"
+              + (f"; removed {len(gone)} folder(s) a killed agent left" if gone else "") + ")",
+              file=sys.stderr, flush=True)
+        if ready:
+            ready(server)
         server.serve_forever()
     except KeyboardInterrupt:
         pass

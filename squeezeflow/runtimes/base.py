@@ -16,9 +16,9 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import ValidationError
 
-from squeezeflow.config import Strict
 from squeezeflow.errors import SqueezeflowInputError, from_pydantic
 from squeezeflow.io import input_batches
+from squeezeflow.strict import Strict
 
 BUILDERS: dict[str, type[Builder]] = {}
 RUNTIMES: dict[str, type[Runtime]] = {}

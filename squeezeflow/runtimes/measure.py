@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from squeezeflow.config import Strict
 from squeezeflow.io import batch_rows, input_array
 from squeezeflow.runtimes.engines import load_engine, load_runtimes
 from squeezeflow.stats import wilson_interval
+from squeezeflow.strict import Strict
 
 
 class MeasureSpec(Strict):

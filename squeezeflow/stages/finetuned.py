@@ -18,7 +18,8 @@ def run(ctx: StageContext) -> dict:
     save_checkpoint(ctx.out / "model.pt", model, spec)
     write_yaml(ctx.out / "recipe-finetune.yaml", {"name": recipe.name, "finetune": recipe.to_dict()["finetune"]})
     return {"test_accuracy": accuracy(model, splits.x["test"], splits.y["test"]), **model_stats(model),
-            "finetune_epochs": result.get("epochs", 0), "val_accuracy": result.get("val_accuracy")}
+            "finetune_epochs": result.get("epochs", 0), "finetune_steps": result.get("steps", 0),
+            "val_accuracy": result.get("val_accuracy")}
 
 
 STAGE = register_stage(Stage(

@@ -39,8 +39,7 @@ def user_teacher(ctx: StageContext, meta: dict, splits: Splits) -> tuple[nn.Modu
                                     "val_accuracy": accuracy(model, splits.x["val"], splits.y["val"])}
     model, result = train_model(model, (splits.x["train"], splits.y["train"]), (splits.x["val"], splits.y["val"]),
                                 p.train, ctx.params.seed, normalize=p.normalize == "feature", desc="teacher")
-    return model, spec, {"epochs": result.epochs_run, "best_epoch": result.best_epoch, "trained": True,
-                         "val_accuracy": result.best_val_accuracy}
+    return model, spec, {**result.metrics(), "best_epoch": result.best_epoch, "trained": True}
 
 
 def onnx_teacher(ctx: StageContext, meta: dict, splits: Splits) -> tuple[nn.Module, ModelSpec, dict]:
@@ -68,8 +67,7 @@ def run(ctx: StageContext) -> dict:
         model, result = train_from_scratch(spec, (splits.x["train"], splits.y["train"]),
                                            (splits.x["val"], splits.y["val"]), p.train, ctx.params.seed,
                                            normalize=p.normalize == "feature", desc="teacher")
-        fitted = {"epochs": result.epochs_run, "best_epoch": result.best_epoch,
-                  "val_accuracy": result.best_val_accuracy}
+        fitted = {**result.metrics(), "best_epoch": result.best_epoch}
     save_checkpoint(ctx.out / "model.pt", model, spec)
     test_acc, n_test = accuracy(model, splits.x["test"], splits.y["test"]), len(splits.y["test"])
     return {

@@ -26,6 +26,10 @@ class FitResult:
     best_val_accuracy: float
     best_epoch: int
     epochs_run: int
+    steps: int = 0  # optimizer steps taken: what train.max_steps bounds
+
+    def metrics(self) -> dict:
+        return {"epochs": self.epochs_run, "steps": self.steps, "val_accuracy": self.best_val_accuracy}
 
 
 def seed_everything(seed: int) -> None:
@@ -152,7 +156,7 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
     best, best_acc, best_epoch, best_state, epoch = score(acc, loss), acc, 0, copy.deepcopy(model.state_dict()), 0
     bar = tqdm(range(1, epochs + 1), desc=desc, unit="epoch", leave=True, disable=None if rank == 0 else True,
                dynamic_ncols=True)
-    started = time.perf_counter()
+    started, steps = time.perf_counter(), 0
     for epoch in bar:
         if epoch == 2 and rank == 0 and epochs > 2:  # the first epoch measured: say what the whole loop costs
             print(eta_line(desc, time.perf_counter() - started, epochs), flush=True)
@@ -166,6 +170,7 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
             batch_loss = loss_fn(net(xb), xb, yt[idx], *extra)
             batch_loss.backward()  # DDP averages the gradients over the ranks here
             opt.step()
+            steps += 1
             if sched is not None:
                 sched.step()
             if after_step:
@@ -186,4 +191,4 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
     bar.close()
     model.load_state_dict(best_state)
     model.eval()
-    return FitResult(best_acc, best_epoch, epoch)
+    return FitResult(best_acc, best_epoch, epoch, steps)

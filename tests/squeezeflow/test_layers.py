@@ -19,7 +19,7 @@ PROJECT = ("squeezeflow", "assets", "pipelines")
 # only units of its own or a lower layer.
 LAYERS = [
     {"__init__", "errors", "naming", "io", "stats", "onnxio", "imports", "rows", "faults", "redact", "codeversion",
-     "shims", "memory", "cores"},
+     "shims", "memory", "cores", "strict"},
     {"config"},
     {"data", "models"},
     {"training"},

@@ -126,5 +126,9 @@ def test_int8_for_tensorrt_is_symmetric_with_float_biases_unlike_the_onnxruntime
     assert tensorrt_qdq_problems(graph) == []
     assert sum(n.op_type == "QuantizeLinear" for n in graph.graph.node) >= 3
     assert report["graph"]["folded_batchnorm"] >= 2
-    agree = (onnx_logits(tmp_path / "trt.onnx", x).argmax(1) == y).mean()
-    assert agree >= 0.9
+    fp32, int8 = onnx_logits(path, x), onnx_logits(tmp_path / "trt.onnx", x)
+    # An untrained net's top two logits are close (median gap 0.07, logits' std 0.2), so which class wins on a near
+    # tie depends on the CPU's kernels (0.87 agreement on an AVX2 EPYC, 0.9 and more elsewhere): the logits' error
+    # is the steadier measure of a faithful graph (~0.18 here; a wrong scale or a dropped bias is 1 or more).
+    assert np.abs(int8 - fp32).mean() / np.abs(fp32).mean() < 0.3
+    assert (int8.argmax(1) == y).mean() >= 0.8

@@ -32,17 +32,20 @@ def test_fit_learns_and_restores_the_best_epoch():
     assert accuracy(m, x[200:], y[200:]) == res.best_val_accuracy
 
 
-def _rates(params: TrainParams, n: int = 128) -> list[float]:
-    """The learning rate at every step of a fit, recorded from inside the optimizer."""
+def _rates(params: TrainParams, n: int = 128, reported: list | None = None) -> list[float]:
+    """The learning rate at every step of a fit, recorded from inside the optimizer (`reported`: gets the fit's
+    own count of its steps)."""
     x, y = _blobs(n)
     m = build_model(ModelSpec("mlp", (4,), 3, (8,)))
     seen: list[float] = []
     hook = register_optimizer_step_pre_hook(
         lambda opt, args, kwargs: seen.append(opt.param_groups[0]["lr"]))
     try:
-        fit(m, (x, y), (x[:32], y[:32]), params, 0, "t")
+        result = fit(m, (x, y), (x[:32], y[:32]), params, 0, "t")
     finally:
         hook.remove()
+    if reported is not None:
+        reported.append(result.steps)
     return seen
 
 
@@ -60,8 +63,10 @@ def test_one_cycle_warms_up_to_the_peak_then_anneals():
 def test_max_steps_fits_fewer_epochs_and_lays_the_whole_schedule_over_them():
     params = TrainParams(epochs=10, max_steps=18, patience=100, lr=0.01, batch_size=32, schedule="onecycle",
                          select="last")
-    rates = _rates(params)  # 128 samples: 4 steps per epoch, so 4 epochs fit in 18 steps
+    reported: list[int] = []
+    rates = _rates(params, reported=reported)  # 128 samples: 4 steps per epoch, so 4 epochs fit in 18 steps
     assert len(rates) == 4 * 4
+    assert reported == [len(rates)]  # the steps the fit reports (in a stage's metrics) are the optimizer's
     assert max(rates) == pytest.approx(0.01, rel=0.02) and rates[-1] < 1e-4  # warmed up and annealed, not cut
     assert len(_rates(params.model_copy(update={"max_steps": 10_000}))) == 10 * 4  # a cap above: all the epochs
 
