@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,23 @@ def input_batches(x, size: int, stop: int | None = None) -> Iterator[np.ndarray]
     size, stop = batch_rows(x, size), len(x) if stop is None else min(stop, len(x))
     for i in range(0, stop, size):
         yield input_array(x[i : min(i + size, stop)])
+
+
+def predict_batches(predict: Callable[[np.ndarray], np.ndarray], x, size: int) -> np.ndarray:
+    """`predict(batch)` over `x`'s rows (input_batches), written into one array made at the first batch. Not a
+    list of per-batch outputs joined at the end: each small output kept between a batch's large freed temporaries
+    pinned them in malloc's heap (a CNN teacher over 83k train rows in batches of 128 grew RSS by 800 MB)."""
+    out, i = None, 0
+    for batch in input_batches(x, size):
+        y = predict(batch)
+        if out is None:
+            out = np.empty((len(x), *np.shape(y)[1:]), np.asarray(y).dtype)
+        out[i : i + len(y)] = y
+        i += len(y)
+        del y  # released before the next batch runs
+    if out is None:
+        raise ValueError("no rows to predict")
+    return out
 
 
 @contextmanager

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from squeezeflow.errors import SqueezeflowInputError
-from squeezeflow.io import input_batches
+from squeezeflow.io import predict_batches
 
 INPUT, OUTPUT = "input", "logits"
 
@@ -51,4 +51,4 @@ def session(path: Path, threads: int = 1, options: dict[str, str] | None = None)
 def onnx_logits(path: Path, x: np.ndarray, batch: int = 1024, threads: int = 1,
                 options: dict[str, str] | None = None) -> np.ndarray:
     sess = session(path, threads, options)
-    return np.concatenate([sess.run([OUTPUT], {INPUT: b})[0] for b in input_batches(x, batch)])
+    return predict_batches(lambda b: sess.run([OUTPUT], {INPUT: b})[0], x, batch)

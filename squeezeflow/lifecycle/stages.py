@@ -22,7 +22,7 @@ from squeezeflow.errors import SqueezeflowInputError
 from squeezeflow.fanout import timings_key
 from squeezeflow.io import atomic_dir, read_json, sha256_tree, write_json
 from squeezeflow.lifecycle.base import METRICS, LifecycleBase, git_commit
-from squeezeflow.memory import StagePeak, heap_frozen, release_freed
+from squeezeflow.memory import StagePeak, heap_frozen, release_freed, trim_free_memory
 from squeezeflow.stages import Verdict, stage_name
 from squeezeflow.tracking.schema import (
     DAGSTER_RUN_TAG,
@@ -64,6 +64,7 @@ def run_stage_locally(ws: Workspace, name: str, params) -> dict:
     shutil.rmtree(ws.measured_dir(name), ignore_errors=True)
     ws.measured_dir(name).mkdir(parents=True)
     use_cores(params.machine.threads)
+    trim_free_memory()  # what the steps between stages freed (the data check, DVC, MLflow): the stage starts lower
     with atomic_dir(ws.stage_dir(name)) as out:
         t0 = time.perf_counter()
         with StagePeak() as mem, heap_frozen():

@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from squeezeflow.errors import SqueezeflowInputError, from_pydantic
-from squeezeflow.io import input_batches
+from squeezeflow.io import predict_batches
 from squeezeflow.strict import Strict
 
 BUILDERS: dict[str, type[Builder]] = {}
@@ -90,7 +90,7 @@ class Runtime:
         return {"threads": threads, **(options or {})}
 
     def predict(self, x: np.ndarray, batch: int = 512) -> np.ndarray:
-        return np.concatenate([self.run(b) for b in input_batches(x, batch)])
+        return predict_batches(self.run, x, batch)
 
 
 def register_builder(cls: type[Builder]) -> type[Builder]:
