@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/scaling.py [--sizes 2000 8000 32000 128000] [--kinds image tabular]
                                            [--epochs 3] [--repeat N [--repeat-sizes 8000 32000]]
-                                           [--out results.json] [--work DIR]
+                                           [--no-plain] [--out results.json] [--work DIR]
 
 Per kind and size, an offline-generated set (numpy only; images: 1x16x16, 10 classes, a class's smooth template
 shifted, rescaled and under noise; tabular: sklearn's make_classification, 10 classes, 48 features) is written to a
@@ -336,7 +336,7 @@ def run_plain(root: Path, epochs: int) -> dict:
 # --- one point, the tables -----------------------------------------------------------------------------------------
 
 
-def point(kind: str, n: int, work: Path, epochs: int, repeat: int = 1) -> dict:
+def point(kind: str, n: int, work: Path, epochs: int, repeat: int = 1, plain: bool = True) -> dict:
     """One size, run `repeat` times (squeezeflow, then the plain script, each time: the two are measured side by
     side while the machine is as it is); the medians, with every repetition's numbers kept under `runs`."""
     x, y = KINDS[kind](n)
@@ -344,8 +344,8 @@ def point(kind: str, n: int, work: Path, epochs: int, repeat: int = 1) -> dict:
     np.savez(npz, x=x, y=y)
     data_mb = (x.nbytes + y.nbytes) / 2**20
     del x, y
-    runs = [one_run(kind, n, npz, data_mb, work / (f"{kind}-{n}" + (f"-r{i}" if repeat > 1 else "")), epochs)
-            for i in range(repeat)]
+    runs = [one_run(kind, n, npz, data_mb, work / (f"{kind}-{n}" + (f"-r{i}" if repeat > 1 else "")), epochs,
+                    plain) for i in range(repeat)]
     return runs[0] if repeat == 1 else {**median_point(runs), "runs": runs}
 
 
@@ -361,23 +361,25 @@ def median_point(runs: list[dict]) -> dict:
         stages[s] = first if first.get("missing") else {
             **{k: med(c.get(k) for c in cells) for k in ("seconds", "step_seconds", "peak_mb", "start_mb")},
             "reused": any(c.get("reused") for c in cells)}
-    plain = {k: (med(r["plain"][k] for r in runs) if isinstance(v, int | float) else v)
-             for k, v in runs[0]["plain"].items()}
-    ratios = [same_steps(r) / r["plain"]["total"] for r in runs if same_steps(r) is not None]
+    plain = runs[0]["plain"] and {k: (med(r["plain"][k] for r in runs) if isinstance(v, int | float) else v)
+                                  for k, v in runs[0]["plain"].items()}
+    ratios = [same_steps(r) / r["plain"]["total"] for r in runs if same_steps(r) is not None and r["plain"]]
     return {**runs[0], "stages": stages, "plain": plain, "run_seconds": med(r["run_seconds"] for r in runs),
             "int8_test_accuracy": med(r["int8_test_accuracy"] for r in runs), "repeats": len(runs),
             "ratio_range": [min(ratios), max(ratios)] if ratios else None}
 
 
-def one_run(kind: str, n: int, npz: Path, data_mb: float, root: Path, epochs: int) -> dict:
+def one_run(kind: str, n: int, npz: Path, data_mb: float, root: Path, epochs: int, with_plain: bool = True) -> dict:
     root = workspace(root, epochs)
     say(f"[{kind} {n}] {data_mb:.1f} MB in memory; squeezeflow run ...")
     started = time.time()
     run_s = run_main_job(root, npz, epochs)
     costs = stage_costs(root, started)
-    say(f"[{kind} {n}] squeezeflow run: {run_s:.1f} s; plain script ...")
-    plain = run_plain(root, epochs)
-    say(f"[{kind} {n}] plain script: {plain['total']:.1f} s (int8 test accuracy {plain['int8_test_accuracy']:.1f}%)")
+    say(f"[{kind} {n}] squeezeflow run: {run_s:.1f} s" + ("; plain script ..." if with_plain else ""))
+    plain = run_plain(root, epochs) if with_plain else None
+    if plain:
+        say(f"[{kind} {n}] plain script: {plain['total']:.1f} s "
+            f"(int8 test accuracy {plain['int8_test_accuracy']:.1f}%)")
     validated = json.loads((root / "artifacts" / f"validate-{TARGET}" / "metrics.json").read_text())
     return {"kind": kind, "samples": n, "data_mb": data_mb, "run_seconds": run_s, "stages": costs, "plain": plain,
             "int8_test_accuracy": validated.get("accuracy"), "workspace": str(root)}
@@ -464,20 +466,23 @@ def memory_table(points: list[dict]) -> list[str]:
         first = ran[peak]["peak_mb"] if first is None else first
         verdicts = ["met" if v < limit else "MISSED" for v in (ran[peak]["peak_mb"], growth)]
         lines.append(f"| {p['samples']} | {p['data_mb']:.1f} | {limit:.1f} | {ran[peak]['peak_mb']:.0f} ({peak}) | "
-                     f"{growth:.0f} ({grow}) | {ran[peak]['peak_mb'] - first:.0f} | {p['plain']['peak_rss_mb']:.0f} | "
+                     f"{growth:.0f} ({grow}) | {ran[peak]['peak_mb'] - first:.0f} | "
+                     f"{num(p['plain'] and p['plain']['peak_rss_mb'], '{:.0f}')} | "
                      f"{' | '.join(verdicts)} |")
     return lines
 
 
 def report(kind: str, points: list[dict]) -> dict:
-    say(f"\n## {kind}: stage seconds (step seconds) / peak RSS MB per stage "
-        f"(teacher {points[0]['plain']['teacher_arch']}, student {points[0]['plain']['student_arch']})\n")
+    plain = points[0]["plain"]
+    say(f"\n## {kind}: stage seconds (step seconds) / peak RSS MB per stage"
+        + (f" (teacher {plain['teacher_arch']}, student {plain['student_arch']})" if plain else "") + "\n")
     say("\n".join(stage_table(points)))
     lines, found = exponent_table(points)
     say(f"\n### {kind}: growth exponent per stage (log-log fit over {[p['samples'] for p in points]})\n")
     say("\n".join(lines))
-    say(f"\n### {kind}: overhead, squeezeflow's {' + '.join(SAME_STEPS)} against the plain script\n")
-    say("\n".join(overhead_table(points)))
+    if plain:
+        say(f"\n### {kind}: overhead, squeezeflow's {' + '.join(SAME_STEPS)} against the plain script\n")
+        say("\n".join(overhead_table(points)))
     say(f"\n### {kind}: peak RSS against 2x the dataset's in-memory size\n")
     say("\n".join(memory_table(points)))
     return {"points": points, "exponents": found}
@@ -493,6 +498,8 @@ def main() -> None:
                     "each time); the tables show medians, and the ratio's range over the runs")
     ap.add_argument("--repeat-sizes", nargs="+", type=int, default=list(OVERHEAD_SIZES),
                     help="the sizes --repeat applies to (default: those the 1.2x target applies at)")
+    ap.add_argument("--no-plain", action="store_true", help="squeezeflow's main job only: stage times, exponents "
+                    "and memory, no overhead table")
     ap.add_argument("--out", type=Path, help="results as JSON (default: a temp file, printed at the end)")
     ap.add_argument("--work", type=Path, help="keep the workspaces here (default: a temp folder, removed)")
     ap.add_argument("--plain", type=Path, help=argparse.SUPPRESS)  # internal: the plain script on this workspace
@@ -506,8 +513,8 @@ def main() -> None:
     results = {"epochs": args.epochs, "sizes": args.sizes, "kinds": {}}
     try:
         for kind in args.kinds:
-            points = [point(kind, n, work, args.epochs, args.repeat if n in args.repeat_sizes else 1)
-                      for n in sorted(args.sizes)]
+            points = [point(kind, n, work, args.epochs, args.repeat if n in args.repeat_sizes else 1,
+                            not args.no_plain) for n in sorted(args.sizes)]
             results["kinds"][kind] = report(kind, points)
     finally:
         if args.work is None:

@@ -58,7 +58,10 @@ def test_onnx_takes_raw_inputs_and_int8_quantizes_only_after_the_normalization(t
         np.testing.assert_allclose(onnx_logits(src, x), model(torch.as_tensor(x)).numpy(), rtol=1e-4, atol=1e-4)
 
     int8 = tmp_path / "int8.onnx"
-    builder_for(OrtInt8QdqConfig()).build(src, int8, x)
+    # with the validation split, as the pipeline builds: on a CPU without VNNI (this project's AVX2 CI machine) the
+    # 8-bit build keeps 61.5% of the 100% accuracy, and the build backs off to 7-bit weights
+    info = builder_for(OrtInt8QdqConfig()).build(src, int8, x, (x, y))
+    assert info["within_val_budget"]
     graph = onnx.load(str(int8)).graph
     sub, div = (next(n for n in graph.node if n.op_type == op) for op in ("Sub", "Div"))
     quantized = {n.input[0] for n in graph.node if n.op_type == "QuantizeLinear"}

@@ -123,10 +123,36 @@ def test_int8_backs_off_until_it_keeps_its_validation_accuracy(tmp_path):
     assert (onnx_logits(tmp_path / "naive.onnx", x[300:]).argmax(1) == y[300:]).mean() < 0.75
 
     info = builder_for(spec).build(src, tmp_path / "int8.onnx", x[:300], (x[300:450], y[300:450]))
-    assert info["backoff"][:2] == ["as configured", "per-channel, more calibration samples"]
+    assert info["backoff"][:3] == ["as configured", "7-bit weights", "per-channel, more calibration samples"]
     assert len(info["float_nodes"]) >= 1 and info["within_val_budget"]
     assert info["val_accuracy_drop"] <= 0.5
     held_out = (onnx_logits(tmp_path / "int8.onnx", x[450:]).argmax(1) == y[450:]).mean()
     assert held_out >= 0.97  # on samples the back-off never saw
     ops = {n.op_type for n in onnx.load(str(tmp_path / "int8.onnx")).graph.node}
     assert "QuantizeLinear" in ops  # still an int8 model, only the sensitive layer is left in float
+
+
+def test_seven_bit_weights_reach_onnx_runtime_and_come_first_in_the_back_off(tmp_path):
+    """7-bit weights (ONNX Runtime's reduce_range): what x86 CPUs without VNNI need, where the int16 sums of
+    uint8 x int8 products saturate. Tried right after the configured build; not again when configured."""
+    import onnx.numpy_helper
+
+    src, x, y = _outlier_model(tmp_path)
+    info = builder_for(OrtInt8QdqConfig(reduce_range=True)).build(src, tmp_path / "r.onnx", x[:300])
+    assert info["reduce_range"] is True
+    graph = onnx.load(str(tmp_path / "r.onnx")).graph
+    weights = [onnx.numpy_helper.to_array(i) for i in graph.initializer if i.data_type == onnx.TensorProto.INT8]
+    assert weights and all(np.abs(w.astype(int)).max() <= 64 for w in weights)  # 8-bit: up to 127
+    assert builder_for(OrtInt8QdqConfig()).build(src, tmp_path / "8.onnx", x[:300])["reduce_range"] is False
+    eight = onnx.load(str(tmp_path / "8.onnx")).graph
+    assert max(np.abs(onnx.numpy_helper.to_array(i).astype(int)).max() for i in eight.initializer
+               if i.data_type == onnx.TensorProto.INT8) == 127
+
+    from squeezeflow.runtimes.ort_int8 import _backoff, _prepare
+
+    _prepare(src, tmp_path / "prepped.onnx")
+    steps = list(_backoff(OrtInt8QdqConfig(), tmp_path / "prepped.onnx", 300))
+    assert [label for label, _ in steps[:2]] == ["as configured", "7-bit weights"]
+    assert [s["reduce_range"] for _, s in steps] == [False] + [True] * (len(steps) - 1)
+    configured = list(_backoff(OrtInt8QdqConfig(reduce_range=True), tmp_path / "prepped.onnx", 300))
+    assert "7-bit weights" not in [label for label, _ in configured]
