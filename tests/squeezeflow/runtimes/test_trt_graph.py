@@ -128,7 +128,10 @@ def test_int8_for_tensorrt_is_symmetric_with_float_biases_unlike_the_onnxruntime
     assert report["graph"]["folded_batchnorm"] >= 2
     fp32, int8 = onnx_logits(path, x), onnx_logits(tmp_path / "trt.onnx", x)
     # An untrained net's top two logits are close (median gap 0.07, logits' std 0.2), so which class wins on a near
-    # tie depends on the CPU's kernels (0.87 agreement on an AVX2 EPYC, 0.9 and more elsewhere): the logits' error
-    # is the steadier measure of a faithful graph (~0.18 here; a wrong scale or a dropped bias is 1 or more).
+    # tie depends on the CPU's kernels (0.87 agreement over all samples on an AVX2 EPYC, 0.9 and more elsewhere).
+    # Judged where fp32 decides clearly (a gap above 0.05: 61% of the samples, 100% agreement on that EPYC), and by
+    # the logits' error (~0.18 there; a wrong scale or a dropped bias is 1 or more).
+    top2 = np.sort(fp32, axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 0.05
+    assert clear.mean() > 0.4 and (int8.argmax(1) == y)[clear].mean() >= 0.9
     assert np.abs(int8 - fp32).mean() / np.abs(fp32).mean() < 0.3
-    assert (int8.argmax(1) == y).mean() >= 0.8
